@@ -1,0 +1,124 @@
+"""Small time helpers shared by the models, the engine and the stores."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from slakit.errors import InvalidSLAError, NaiveDatetimeError, ValidationError
+
+__all__ = [
+    "UTC",
+    "ensure_aware",
+    "from_iso",
+    "from_us",
+    "optional_aware",
+    "parse_duration",
+    "to_iso",
+    "to_us",
+    "to_utc",
+    "validate_sla",
+]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def ensure_aware(field: str, value: Any) -> datetime:
+    """Return ``value`` if it is an aware datetime.
+
+    :raises NaiveDatetimeError: when it has no zone.
+    :raises ValidationError: when it is not a datetime at all.
+    """
+    if not isinstance(value, datetime):
+        raise ValidationError(
+            f"{field} must be a timezone-aware datetime, got {value!r}", field=field, value=value
+        )
+    if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
+        raise NaiveDatetimeError(field, value)
+    return value
+
+
+def optional_aware(field: str, value: Any) -> datetime | None:
+    """Like :func:`ensure_aware` but lets ``None`` through."""
+    return None if value is None else ensure_aware(field, value)
+
+
+def to_utc(value: datetime) -> datetime:
+    """The same instant in UTC."""
+    return value.astimezone(UTC)
+
+
+def to_us(value: datetime) -> int:
+    """Microseconds since the Unix epoch, exact."""
+    delta = value - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_us(value: int) -> datetime:
+    """The UTC datetime ``value`` microseconds after the Unix epoch."""
+    return _EPOCH + timedelta(microseconds=value)
+
+
+def to_iso(value: datetime | None) -> str | None:
+    """ISO-8601 text in UTC (``None`` stays ``None``)."""
+    return None if value is None else value.astimezone(UTC).isoformat()
+
+
+def from_iso(field: str, value: str | None) -> datetime | None:
+    """Parse ISO-8601 text that carries an offset.
+
+    :raises NaiveDatetimeError: when the text has no offset.
+    :raises ValidationError: when it is not ISO-8601.
+    """
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValidationError(
+            f"{field} must be an ISO-8601 timestamp with an offset, got {value!r}",
+            field=field,
+            value=value,
+        ) from None
+    return ensure_aware(field, parsed)
+
+
+def validate_sla(field: str, value: Any) -> float:
+    """Return ``value`` as a float of positive, finite minutes.
+
+    :raises InvalidSLAError: otherwise (booleans included).
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidSLAError(field, value)
+    minutes = float(value)
+    if not math.isfinite(minutes) or minutes <= 0:
+        raise InvalidSLAError(field, value)
+    return minutes
+
+
+_UNITS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def parse_duration(field: str, text: str) -> timedelta:
+    """Parse ``90m``, ``1h30m``, ``2d``, ``45s`` or ISO-8601 ``PT1H30M``.
+
+    :raises ValidationError: naming ``field`` and ``text`` when malformed.
+    """
+    import re
+
+    raw = text.strip()
+    iso = re.fullmatch(
+        r"P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?", raw.upper()
+    )
+    if iso and raw.upper() not in ("P", "PT") and any(g is not None for g in iso.groups()):
+        w, d, h, m, s = (float(g) if g else 0.0 for g in iso.groups())
+        return timedelta(weeks=w, days=d, hours=h, minutes=m, seconds=s)
+    parts = re.findall(r"(\d+(?:\.\d+)?)\s*([wdhms])", raw.lower())
+    if parts and re.fullmatch(r"(?:\s*\d+(?:\.\d+)?\s*[wdhms])+\s*", raw.lower()):
+        return timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in parts))
+    raise ValidationError(
+        f"{field} must be a duration like '90m', '1h30m', '2d' or 'PT1H30M', got {text!r}",
+        field=field,
+        value=text,
+    )

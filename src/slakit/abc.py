@@ -1,0 +1,264 @@
+"""Contracts for adapters: record stores, notifiers and trace sinks.
+
+The rules an adapter must keep are written in these docstrings and checked by
+the contract suites in :mod:`slakit.testing`. Every store passes the same
+suite; the in-memory store is its baseline.
+
+Times given to a store are aware datetimes; a store keeps UTC and returns
+aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from slakit.handoff import Handoff
+from slakit.records import Escalation, Notification, OutboxItem, StepApplication, TraceRecord
+
+__all__ = ["Notifier", "RecordStore", "TraceSink"]
+
+
+class RecordStore(ABC):
+    """Where handoffs, escalations, the outbox and trace rows live.
+
+    Rules every store keeps:
+
+    * Each write method is one transaction: all of it is visible, or none.
+    * ``version`` is a compare-and-set token. Every successful write of a
+      handoff stores ``version + 1`` of what the caller read.
+    * An escalation is unique per ``(handoff_id, stage)``; an outbox row is
+      unique per ``(notifier, idempotency_key)``.
+    * No method holds a lock across a call out of the store.
+    * Methods are safe to call from several threads; SQL stores are safe
+      across processes too.
+    """
+
+    #: Name the store is registered under (``"memory"``, ``"sqlite"``…).
+    name: str = ""
+    #: Whether several processes may share this store (memory: no).
+    multi_process: bool = False
+
+    def setup(self) -> None:  # noqa: B027 - optional hook with a sensible default
+        """Create or migrate the schema. Idempotent; called by the engine once."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook with a sensible default
+        """Release connections. The store is unusable afterwards."""
+
+    # -- handoffs -------------------------------------------------------
+
+    @abstractmethod
+    def insert(self, handoff: Handoff, traces: Sequence[TraceRecord] = ()) -> Handoff:
+        """Insert a new handoff (``version`` as given, normally 1) with its trace rows.
+
+        :returns: the stored handoff.
+        :raises DuplicateHandoffError: when the id exists. The caller decides
+            whether that is an idempotent repeat (see :meth:`Handoff.same_content`).
+        """
+
+    def insert_many(self, handoffs: Sequence[Handoff], traces: Sequence[TraceRecord] = ()) -> int:
+        """Insert many new handoffs in one transaction.
+
+        :returns: how many were inserted.
+        :raises DuplicateHandoffError: when any id exists; then nothing is written.
+        """
+        count = 0
+        for h in handoffs:
+            self.insert(h, [t for t in traces if t.handoff_id == h.id])
+            count += 1
+        return count
+
+    @abstractmethod
+    def get(self, handoff_id: str) -> Handoff:
+        """The stored handoff.
+
+        :raises UnknownHandoffError: when there is none.
+        """
+
+    @abstractmethod
+    def update(
+        self, handoff: Handoff, expected_version: int, traces: Sequence[TraceRecord] = ()
+    ) -> Handoff:
+        """Replace the stored handoff if its version is still ``expected_version``.
+
+        The stored row gets ``version = expected_version + 1`` and any claim
+        lease on it is released.
+
+        :returns: the stored handoff (with the new version).
+        :raises ConcurrentUpdateError: when the version differs; nothing is written.
+        :raises UnknownHandoffError: when there is no such handoff.
+        """
+
+    @abstractmethod
+    def claim_due(
+        self, now: datetime, limit: int, worker: str, lease_seconds: float
+    ) -> list[Handoff]:
+        """Claim up to ``limit`` handoffs with ``next_due_at <= now``, oldest due first.
+
+        A claimed row carries a lease until ``now + lease_seconds`` (SQL
+        stores may use the database's clock); other claims skip leased rows
+        until the lease runs out. The lease only spreads work: exactly-once
+        comes from :meth:`apply_step`. Cost is proportional to the number due,
+        not the number open.
+        """
+
+    @abstractmethod
+    def apply_step(self, application: StepApplication) -> bool:
+        """Commit one step: handoff update, escalation rows, outbox rows and trace rows.
+
+        All in one transaction, and only if the stored handoff still has
+        ``expected_version`` and ``expected_stage`` and no escalation exists
+        for any of the stages. The handoff is stored with
+        ``version = expected_version + 1`` and its claim lease released.
+
+        :returns: ``True`` when written; ``False`` when another writer won
+            (then nothing is written).
+        """
+
+    @abstractmethod
+    def release(self, handoff_id: str, worker: str) -> None:
+        """Drop ``worker``'s claim lease on a handoff (after deciding not to act)."""
+
+    @abstractmethod
+    def iter_handoffs(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        policy: str | None = None,
+    ) -> Iterator[Handoff]:
+        """Handoffs with ``since <= started_at < until`` (either bound optional), by start."""
+
+    @abstractmethod
+    def next_wakeup(self) -> datetime | None:
+        """The earliest ``next_due_at`` or pending outbox ``next_attempt_at``; ``None`` if idle."""
+
+    def count(self) -> int:
+        """How many handoffs are stored."""
+        return sum(1 for _ in self.iter_handoffs())
+
+    # -- escalations ----------------------------------------------------
+
+    @abstractmethod
+    def escalations(self, handoff_id: str | None = None) -> list[Escalation]:
+        """Escalation rows (for one handoff, or all), by handoff then stage."""
+
+    # -- outbox ---------------------------------------------------------
+
+    @abstractmethod
+    def claim_outbox(
+        self, now: datetime, limit: int, worker: str, lease_seconds: float
+    ) -> list[OutboxItem]:
+        """Claim up to ``limit`` pending rows whose ``next_attempt_at <= now``.
+
+        Each claimed row gets a fresh ``lease_token`` and ``lease_until``;
+        rows whose lease is still running are skipped, and a row whose lease
+        ran out can be claimed again (with a new token).
+        """
+
+    @abstractmethod
+    def complete_outbox(
+        self,
+        item: OutboxItem,
+        *,
+        state: str,
+        attempts: int,
+        next_attempt_at: datetime | None,
+        error: str | None,
+        traces: Sequence[TraceRecord] = (),
+    ) -> bool:
+        """Record the outcome of a delivery attempt (fenced).
+
+        Writes only if the row still carries ``item.lease_token`` (the claim
+        has not been taken over), and clears the lease.
+
+        :returns: ``True`` when written; ``False`` when the lease was lost.
+        """
+
+    @abstractmethod
+    def outbox(self, handoff_id: str | None = None, state: str | None = None) -> list[OutboxItem]:
+        """Outbox rows, optionally filtered, in creation order."""
+
+    # -- traces ---------------------------------------------------------
+
+    @abstractmethod
+    def add_traces(self, traces: Sequence[TraceRecord]) -> None:
+        """Append trace rows."""
+
+    @abstractmethod
+    def traces(
+        self,
+        handoff_id: str | None = None,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[TraceRecord]:
+        """Trace rows in the order they were written."""
+
+    # -- reports --------------------------------------------------------
+
+    def aggregate_hit_rate(
+        self,
+        *,
+        since: datetime | None,
+        until: datetime | None,
+        by: Sequence[str],
+        now: datetime,
+    ) -> list[dict[str, Any]] | None:
+        """Hit-rate counts computed inside the store, or ``None`` to let Python do it.
+
+        Returns one mapping per group with the ``by`` keys and integer counts
+        ``wall_met``, ``wall_missed``, ``wall_pending``, ``business_met``,
+        ``business_missed``, ``business_pending`` and ``excluded``.
+        """
+        return None
+
+
+class Notifier(ABC):
+    """Tells a person about a step.
+
+    Rules:
+
+    * :meth:`send` either returns (delivered) or raises.
+      :class:`~slakit.errors.PermanentNotifyError` dead-letters at once;
+      :class:`~slakit.errors.TransientNotifyError` (or any other exception)
+      is retried with backoff until the attempts run out.
+    * The same ``notification.idempotency_key`` may arrive more than once
+      (only after a crash between a send and its record); pass it on to the
+      peer where the peer can dedupe on it.
+    * :meth:`send` is called with no store lock held and may block on the network.
+    """
+
+    #: The name this instance is routed by (``[[notifiers]] name = …``), default the adapter name.
+    name: str = ""
+
+    @abstractmethod
+    def send(self, notification: Notification) -> None:
+        """Deliver one notification.
+
+        :raises PermanentNotifyError: delivery can never succeed.
+        :raises TransientNotifyError: try again later (``retry_after`` honoured).
+        """
+
+    def close(self) -> None:  # noqa: B027 - optional hook with a sensible default
+        """Release connections."""
+
+
+class TraceSink(ABC):
+    """Receives every trace line after the transaction that wrote it commits.
+
+    Rules: :meth:`emit` must not raise for a single bad line (log it instead);
+    an exception from :meth:`emit` is logged by the engine and never undoes the
+    step. Lines arrive in commit order per engine.
+    """
+
+    name: str = ""
+
+    @abstractmethod
+    def emit(self, records: Iterable[TraceRecord]) -> None:
+        """Write trace lines."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook with a sensible default
+        """Flush and release resources."""

@@ -1,0 +1,307 @@
+"""The in-memory store: a real adapter, and the baseline of every contract test.
+
+One lock guards everything; due work is found through a heap on
+``next_due_at`` with lazy deletion, so a claim costs in proportion to what is
+due, not to what is open.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta
+
+import attrs
+
+from slakit._time import to_us
+from slakit.abc import RecordStore
+from slakit.errors import ConcurrentUpdateError, DuplicateHandoffError, UnknownHandoffError
+from slakit.handoff import Handoff
+from slakit.records import (
+    Escalation,
+    OutboxItem,
+    OutboxState,
+    StepApplication,
+    TraceRecord,
+    outbox_key,
+)
+
+__all__ = ["MemoryStore"]
+
+
+class MemoryStore(RecordStore):
+    """Keeps everything in process memory; thread-safe, not shared across processes."""
+
+    name = "memory"
+    multi_process = False
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._rows: dict[str, Handoff] = {}
+        self._leases: dict[str, tuple[str, datetime]] = {}
+        self._heap: list[tuple[int, str, int]] = []
+        self._escalations: dict[tuple[str, int], Escalation] = {}
+        self._outbox: dict[str, OutboxItem] = {}
+        self._outbox_seq: dict[str, int] = {}
+        self._pending: set[str] = set()
+        self._traces: list[TraceRecord] = []
+        self._seq = itertools.count()
+
+    def __repr__(self) -> str:
+        return f"MemoryStore({len(self._rows)} handoffs)"
+
+    # -- helpers --------------------------------------------------------
+
+    def _index(self, h: Handoff) -> None:
+        if h.next_due_at is not None:
+            heapq.heappush(self._heap, (to_us(h.next_due_at), h.id, h.version))
+
+    def _store(self, h: Handoff) -> None:
+        self._rows[h.id] = h
+        self._leases.pop(h.id, None)
+        self._index(h)
+
+    # -- handoffs -------------------------------------------------------
+
+    def insert(self, handoff: Handoff, traces: Sequence[TraceRecord] = ()) -> Handoff:
+        with self._lock:
+            if handoff.id in self._rows:
+                raise DuplicateHandoffError(
+                    f"handoff id {handoff.id!r} already exists", field="id", value=handoff.id
+                )
+            self._store(handoff)
+            self._traces.extend(traces)
+            return handoff
+
+    def insert_many(self, handoffs: Sequence[Handoff], traces: Sequence[TraceRecord] = ()) -> int:
+        with self._lock:
+            seen: set[str] = set()
+            for h in handoffs:
+                if h.id in self._rows or h.id in seen:
+                    raise DuplicateHandoffError(
+                        f"handoff id {h.id!r} already exists", field="id", value=h.id
+                    )
+                seen.add(h.id)
+            for h in handoffs:
+                self._store(h)
+            self._traces.extend(traces)
+            return len(handoffs)
+
+    def get(self, handoff_id: str) -> Handoff:
+        with self._lock:
+            try:
+                return self._rows[handoff_id]
+            except KeyError:
+                raise UnknownHandoffError(handoff_id) from None
+
+    def update(
+        self, handoff: Handoff, expected_version: int, traces: Sequence[TraceRecord] = ()
+    ) -> Handoff:
+        with self._lock:
+            current = self.get(handoff.id)
+            if current.version != expected_version:
+                raise ConcurrentUpdateError(
+                    f"handoff {handoff.id!r} changed: expected version {expected_version}, "
+                    f"found {current.version}",
+                    field="version",
+                    value=expected_version,
+                )
+            stored = attrs.evolve(handoff, version=expected_version + 1)
+            self._store(stored)
+            self._traces.extend(traces)
+            return stored
+
+    def claim_due(
+        self, now: datetime, limit: int, worker: str, lease_seconds: float
+    ) -> list[Handoff]:
+        now_us = to_us(now)
+        until = now + timedelta(seconds=lease_seconds)
+        out: list[Handoff] = []
+        keep: list[tuple[int, str, int]] = []
+        with self._lock:
+            while self._heap and self._heap[0][0] <= now_us and len(out) < limit:
+                entry = heapq.heappop(self._heap)
+                due, hid, version = entry
+                h = self._rows.get(hid)
+                if (
+                    h is None
+                    or h.version != version
+                    or h.next_due_at is None
+                    or to_us(h.next_due_at) != due
+                ):
+                    continue  # stale heap entry
+                lease = self._leases.get(hid)
+                keep.append(entry)
+                if lease is not None and lease[1] > now:
+                    continue
+                self._leases[hid] = (worker, until)
+                out.append(h)
+            for entry in keep:
+                heapq.heappush(self._heap, entry)
+        return out
+
+    def apply_step(self, application: StepApplication) -> bool:
+        h = application.handoff
+        with self._lock:
+            current = self._rows.get(h.id)
+            if current is None:
+                raise UnknownHandoffError(h.id)
+            if (
+                current.version != application.expected_version
+                or current.stage != application.expected_stage
+            ):
+                return False
+            if any((e.handoff_id, e.stage) in self._escalations for e in application.escalations):
+                return False
+            keys = [outbox_key(n.idempotency_key, n.notifier) for n in application.notifications]
+            if any(k in self._outbox for k in keys) or len(set(keys)) != len(keys):
+                return False
+            self._store(attrs.evolve(h, version=application.expected_version + 1))
+            for e in application.escalations:
+                self._escalations[(e.handoff_id, e.stage)] = e
+            for key, n in zip(keys, application.notifications, strict=True):
+                self._outbox[key] = OutboxItem(notification=n, next_attempt_at=n.created_at)
+                self._outbox_seq[key] = next(self._seq)
+                self._pending.add(key)
+            self._traces.extend(application.traces)
+            return True
+
+    def release(self, handoff_id: str, worker: str) -> None:
+        with self._lock:
+            lease = self._leases.get(handoff_id)
+            if lease is not None and lease[0] == worker:
+                del self._leases[handoff_id]
+
+    def iter_handoffs(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        policy: str | None = None,
+    ) -> Iterator[Handoff]:
+        with self._lock:
+            rows = list(self._rows.values())
+        rows.sort(key=lambda h: (h.started_at, h.id))
+        for h in rows:
+            if since is not None and h.started_at < since:
+                continue
+            if until is not None and h.started_at >= until:
+                continue
+            if policy is not None and h.policy != policy:
+                continue
+            yield h
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self._rows)
+
+    def next_wakeup(self) -> datetime | None:
+        with self._lock:
+            candidates: list[datetime | None] = [h.next_due_at for h in self._rows.values()]
+            candidates += [self._outbox[k].next_attempt_at for k in self._pending]
+        return min((c for c in candidates if c is not None), default=None)
+
+    # -- escalations ----------------------------------------------------
+
+    def escalations(self, handoff_id: str | None = None) -> list[Escalation]:
+        with self._lock:
+            rows = [
+                e
+                for (hid, _), e in self._escalations.items()
+                if handoff_id is None or hid == handoff_id
+            ]
+        return sorted(rows, key=lambda e: (e.handoff_id, e.stage))
+
+    # -- outbox ---------------------------------------------------------
+
+    def claim_outbox(
+        self, now: datetime, limit: int, worker: str, lease_seconds: float
+    ) -> list[OutboxItem]:
+        until = now + timedelta(seconds=lease_seconds)
+        out: list[OutboxItem] = []
+        with self._lock:
+            keys = sorted(self._pending, key=lambda k: self._outbox_seq[k])
+            for key in keys:
+                if len(out) >= limit:
+                    break
+                item = self._outbox[key]
+                if item.next_attempt_at is not None and item.next_attempt_at > now:
+                    continue
+                if item.lease_until is not None and item.lease_until > now:
+                    continue
+                claimed = attrs.evolve(
+                    item, lease_token=f"{worker}:{uuid.uuid4().hex}", lease_until=until
+                )
+                self._outbox[key] = claimed
+                out.append(claimed)
+        return out
+
+    def complete_outbox(
+        self,
+        item: OutboxItem,
+        *,
+        state: str,
+        attempts: int,
+        next_attempt_at: datetime | None,
+        error: str | None,
+        traces: Sequence[TraceRecord] = (),
+    ) -> bool:
+        key = item.key
+        with self._lock:
+            current = self._outbox.get(key)
+            if (
+                current is None
+                or current.lease_token is None
+                or current.lease_token != item.lease_token
+                or current.state != OutboxState.PENDING
+            ):
+                return False
+            self._outbox[key] = attrs.evolve(
+                current,
+                state=state,
+                attempts=attempts,
+                next_attempt_at=next_attempt_at,
+                last_error=error,
+                lease_token=None,
+                lease_until=None,
+            )
+            if state != OutboxState.PENDING:
+                self._pending.discard(key)
+            self._traces.extend(traces)
+            return True
+
+    def outbox(self, handoff_id: str | None = None, state: str | None = None) -> list[OutboxItem]:
+        with self._lock:
+            items = sorted(self._outbox.items(), key=lambda kv: self._outbox_seq[kv[0]])
+        return [
+            item
+            for _, item in items
+            if (handoff_id is None or item.notification.handoff_id == handoff_id)
+            and (state is None or item.state == state)
+        ]
+
+    # -- traces ---------------------------------------------------------
+
+    def add_traces(self, traces: Sequence[TraceRecord]) -> None:
+        with self._lock:
+            self._traces.extend(traces)
+
+    def traces(
+        self,
+        handoff_id: str | None = None,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[TraceRecord]:
+        with self._lock:
+            rows = list(self._traces)
+        return [
+            t
+            for t in rows
+            if (handoff_id is None or t.handoff_id == handoff_id)
+            and (since is None or t.at >= since)
+            and (until is None or t.at < until)
+        ]

@@ -1,0 +1,1127 @@
+"""The engine: lifecycle events, due-step checks, outbox delivery, and the run loop."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from slakit import _capture
+from slakit._time import ensure_aware, validate_sla
+from slakit.abc import Notifier, RecordStore, TraceSink
+from slakit.clock import Clock, SystemClock
+from slakit.errors import (
+    ConcurrentUpdateError,
+    DuplicateHandoffError,
+    InvalidTimestampError,
+    InvalidTransitionError,
+    PermanentNotifyError,
+    SlakitError,
+    TransientNotifyError,
+    UnknownBreachReasonError,
+    UnknownPolicyError,
+    ValidationError,
+)
+from slakit.handoff import Handoff, new_trace_id
+from slakit.plugins import Plugins, get_plugins
+from slakit.policy import Policy, StepContext, run_actions, template_values
+from slakit.records import (
+    Escalation,
+    Notification,
+    OutboxItem,
+    OutboxState,
+    StepApplication,
+    TraceRecord,
+)
+
+__all__ = ["AppliedStep", "CheckResult", "DeliveryResult", "Engine", "LoggingNotifier"]
+
+log = logging.getLogger("slakit.engine")
+
+ENGINE_ACTOR = "engine"
+
+
+class LoggingNotifier(Notifier):
+    """The notifier an engine uses when none is configured: logs each notification."""
+
+    def __init__(self, logger: str = "slakit.notify") -> None:
+        self.name = "log"
+        self.logger = logging.getLogger(logger)
+
+    def send(self, notification: Notification) -> None:
+        """Log the notification at INFO."""
+        self.logger.info("→ %s: %s", notification.recipient, notification.text)
+
+
+@attrs.frozen
+class AppliedStep:
+    """One (handoff, stage) the check applied, or skipped when coalescing."""
+
+    handoff_id: str
+    stage: int
+    step: str
+    actions: tuple[str, ...]
+    outcome: str  # "applied" | "skipped"
+    due_at: datetime
+
+
+@attrs.frozen
+class CheckResult:
+    """What one :meth:`Engine.check` did.
+
+    :ivar applied: the steps applied (and skipped, when a policy coalesces).
+    :ivar lost: claims another writer beat us to (a response landed first, or
+        another checker applied the step).
+    :ivar errors: handoffs that could not be processed (e.g. unknown policy).
+    """
+
+    now: datetime
+    applied: tuple[AppliedStep, ...] = ()
+    lost: int = 0
+    errors: tuple[str, ...] = ()
+
+    @property
+    def count(self) -> int:
+        """Steps applied (skips not counted)."""
+        return sum(1 for a in self.applied if a.outcome == "applied")
+
+
+@attrs.frozen
+class DeliveryResult:
+    """What one :meth:`Engine.deliver` did."""
+
+    now: datetime
+    sent: int = 0
+    retried: int = 0
+    dead: int = 0
+    lost: int = 0
+
+
+def _default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Engine:
+    """Applies policies to handoffs in a store: events, checks and deliveries.
+
+    :param store: where records live (default: a new in-memory store).
+    :param policies: policies by name (a mapping, or a sequence of :class:`Policy`).
+    :param notifiers: where notifications go (default: a logging notifier).
+    :param trace_sinks: where trace lines go, in addition to the store.
+    :param clock: where "now" comes from (default: :class:`SystemClock`).
+    :param breach_reasons: the breach-reason taxonomy (name → description);
+        when given, :meth:`tag_breach` accepts only these names.
+    :param max_attempts: delivery attempts before a notification is dead-lettered.
+    :param backoff_base: seconds before the first retry; doubles each attempt.
+    :param backoff_cap: the longest wait between attempts, in seconds.
+    :param batch_size: rows claimed per store round trip.
+    :param claim_lease: seconds a claim on a due handoff keeps others away.
+    :param outbox_lease: seconds a claim on an outbox row keeps others away.
+    """
+
+    def __init__(
+        self,
+        store: RecordStore | None = None,
+        policies: Mapping[str, Policy] | Sequence[Policy] | None = None,
+        notifiers: Sequence[Notifier] | None = None,
+        trace_sinks: Sequence[TraceSink] = (),
+        clock: Clock | None = None,
+        *,
+        breach_reasons: Mapping[str, str] | None = None,
+        plugins: Plugins | None = None,
+        worker_id: str | None = None,
+        max_attempts: int = 8,
+        backoff_base: float = 30.0,
+        backoff_cap: float = 3600.0,
+        batch_size: int = 500,
+        claim_lease: float = 60.0,
+        outbox_lease: float = 120.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        if store is None:
+            from slakit.adapters.memory import MemoryStore
+
+            store = MemoryStore()
+        self.store = store
+        if policies is None:
+            policies = [Policy.default()]
+        if isinstance(policies, Mapping):
+            self.policies: dict[str, Policy] = dict(policies)
+        else:
+            self.policies = {p.name: p for p in policies}
+        self.notifiers: list[Notifier] = (
+            list(notifiers) if notifiers is not None else [LoggingNotifier()]
+        )
+        if not self.notifiers:
+            self.notifiers = [LoggingNotifier()]
+        self._notifier_by_name: dict[str, Notifier] = {}
+        for i, n in enumerate(self.notifiers):
+            name = n.name or type(n).__name__
+            if name in self._notifier_by_name:
+                name = f"{name}#{i}"
+                n.name = name
+            self._notifier_by_name[name] = n
+        self.trace_sinks = list(trace_sinks)
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.breach_reasons = dict(breach_reasons) if breach_reasons else {}
+        self._plugins = plugins
+        self.worker_id = worker_id or _default_worker_id()
+        if max_attempts < 1:
+            raise ValidationError(
+                f"max_attempts must be >= 1, got {max_attempts!r}",
+                field="max_attempts",
+                value=max_attempts,
+            )
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.batch_size = batch_size
+        self.claim_lease = claim_lease
+        self.outbox_lease = outbox_lease
+        self._rng = rng or random.Random()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._setup_done = False
+        self.config_path: Path | None = None
+        self.config: Mapping[str, Any] = {}
+        self.calendars: dict[str, Any] = {}
+
+    # -- construction ----------------------------------------------------------
+
+    @classmethod
+    def from_config(
+        cls,
+        source: str | os.PathLike[str] | Mapping[str, Any],
+        *,
+        clock: Clock | None = None,
+        plugins: Plugins | None = None,
+        **overrides: Any,
+    ) -> Engine:
+        """Build an engine from ``slakit.toml`` (a path) or the same shape as a mapping.
+
+        Adapters are found by name through the plugin manager.
+
+        :raises ConfigError: for malformed config.
+        :raises UnknownAdapterError: for an adapter no installed plugin provides.
+        """
+        from slakit.config import build_engine
+
+        return build_engine(source, clock=clock, plugins=plugins, **overrides)
+
+    @property
+    def plugins(self) -> Plugins:
+        """The plugin wrapper this engine uses for actions and observers."""
+        if self._plugins is None:
+            self._plugins = get_plugins()
+        return self._plugins
+
+    def setup(self) -> Engine:
+        """Create or migrate the store's schema (done once, lazily, by every method)."""
+        if not self._setup_done:
+            self.store.setup()
+            self._setup_done = True
+        return self
+
+    def close(self) -> None:
+        """Close the store, the notifiers and the trace sinks."""
+        for n in self.notifiers:
+            _quietly(n.close)
+        for s in self.trace_sinks:
+            _quietly(s.close)
+        self.store.close()
+
+    def __enter__(self) -> Engine:
+        return self.setup()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- helpers ---------------------------------------------------------------
+
+    def policy(self, name: str) -> Policy:
+        """The configured policy called ``name``.
+
+        :raises UnknownPolicyError: listing the configured policies.
+        """
+        try:
+            return self.policies[name]
+        except KeyError:
+            raise UnknownPolicyError(name, list(self.policies)) from None
+
+    def _now(self, at: datetime | None, field: str = "at") -> datetime:
+        if at is None:
+            return ensure_aware("clock.now()", self.clock.now()).astimezone(UTC)
+        return ensure_aware(field, at).astimezone(UTC)
+
+    def _trace(
+        self,
+        h: Handoff,
+        rule: str,
+        action: str,
+        at: datetime,
+        outcome: str = "ok",
+        actor: str | None = None,
+        **detail: Any,
+    ) -> TraceRecord:
+        return TraceRecord(
+            trace_id=h.trace_id,
+            handoff_id=h.id,
+            policy=h.policy,
+            rule=rule,
+            action=action,
+            actor=actor or ENGINE_ACTOR,
+            at=at,
+            outcome=outcome,
+            detail={k: v for k, v in detail.items() if v is not None},
+        )
+
+    def _emit(self, traces: Iterable[TraceRecord]) -> None:
+        batch = list(traces)
+        if not batch:
+            return
+        _capture.capture_traces(batch)
+        for sink in self.trace_sinks:
+            try:
+                sink.emit(batch)
+            except Exception:
+                log.exception("trace sink %r failed; the store keeps the trace rows", sink.name)
+
+    def _timers(self, policy: Policy, h: Handoff) -> Handoff:
+        """Recompute deadlines and ``next_due_at`` from the record's state."""
+        wall, business = policy.deadlines(h)
+        deadline = wall if policy.basis == "wall" else business
+        next_due: datetime | None = None
+        if h.is_active and h.paused_at is None:
+            schedule = policy.schedule(h)
+            if h.stage < len(schedule):
+                next_due = schedule[h.stage].due_at.astimezone(UTC)
+        return attrs.evolve(
+            h,
+            deadline_at=deadline.astimezone(UTC),
+            wall_deadline_at=wall.astimezone(UTC),
+            business_deadline_at=business.astimezone(UTC),
+            next_due_at=next_due,
+        )
+
+    # -- events ----------------------------------------------------------------
+
+    def _build(
+        self,
+        id: str,
+        *,
+        policy: str | None,
+        owner: str | None,
+        backup_owner: str | None,
+        sla_minutes: float | None,
+        started_at: datetime | None,
+        trace_id: str | None,
+        channel: str | None,
+        segment: str | None,
+        attributes: Mapping[str, Any],
+        now: datetime,
+    ) -> Handoff:
+        if policy is None:
+            if len(self.policies) != 1:
+                raise UnknownPolicyError("<none given>", list(self.policies))
+            policy = next(iter(self.policies))
+        pol = self.policy(policy)
+        if sla_minutes is not None:
+            sla_minutes = validate_sla("sla_minutes", sla_minutes)
+        start = self._now(started_at, "started_at") if started_at is not None else now
+        h = Handoff(
+            id=id,
+            policy=pol.name,
+            started_at=start,
+            owner=owner,
+            backup_owner=backup_owner if backup_owner is not None else pol.backup_owner,
+            sla_minutes=sla_minutes if sla_minutes is not None else pol.sla_minutes,
+            trace_id=trace_id or new_trace_id(),
+            channel=channel,
+            segment=segment,
+            within_business_hours=pol.calendar.is_open(start),
+            ingested_at=now,
+            attributes=attributes,
+            version=1,
+        )
+        return self._timers(pol, h)
+
+    def start(
+        self,
+        id: str,
+        policy: str | None = None,
+        owner: str | None = None,
+        backup_owner: str | None = None,
+        sla_minutes: float | None = None,
+        started_at: datetime | None = None,
+        trace_id: str | None = None,
+        channel: str | None = None,
+        segment: str | None = None,
+        **attributes: Any,
+    ) -> Handoff:
+        """Start a handoff's clock.
+
+        Starting the same id again with the same content returns the stored
+        handoff (idempotent); with different content it raises.
+
+        :param id: your record's id (a lead id, a ticket number).
+        :param policy: the policy name; may be omitted when exactly one is configured.
+        :param sla_minutes: this record's SLA; the policy's default when ``None``.
+        :param started_at: when the clock started (default: now); may be in the past.
+        :param attributes: anything else to keep on the record (e.g. ``email=...``).
+        :raises UnknownPolicyError, InvalidSLAError, NaiveDatetimeError, ValidationError:
+            for bad input; nothing is written.
+        :raises DuplicateHandoffError: when ``id`` exists with different content.
+        """
+        self.setup()
+        now = self._now(None)
+        h = self._build(
+            id,
+            policy=policy,
+            owner=owner,
+            backup_owner=backup_owner,
+            sla_minutes=sla_minutes,
+            started_at=started_at,
+            trace_id=trace_id,
+            channel=channel,
+            segment=segment,
+            attributes=attributes,
+            now=now,
+        )
+        trace = self._trace(
+            h,
+            "start",
+            "start",
+            now,
+            owner=h.owner,
+            sla_minutes=h.sla_minutes,
+            deadline_at=h.deadline_at.isoformat() if h.deadline_at else None,
+            within_business_hours=h.within_business_hours,
+        )
+        try:
+            stored = self.store.insert(h, [trace])
+        except DuplicateHandoffError:
+            existing = self.store.get(id)
+            candidate = attrs.evolve(
+                h,
+                sla_minutes=sla_minutes,
+                trace_id=existing.trace_id,
+                started_at=h.started_at if started_at is not None else existing.started_at,
+            )
+            if existing.same_content(candidate):
+                return existing
+            raise DuplicateHandoffError(
+                f"handoff id {id!r} already exists with different content "
+                f"({_first_difference(existing, h)})",
+                field="id",
+                value=id,
+            ) from None
+        self._emit([trace])
+        return stored
+
+    def start_many(self, records: Iterable[Mapping[str, Any]]) -> int:
+        """Start many handoffs in one store transaction (bulk ingest, backfill).
+
+        Each record is a mapping of :meth:`start`'s arguments; it may also
+        carry ``first_response_at``, ``completed_at``, ``cancelled_at`` (and
+        ``responded_by``, ``cancel_reason``) for history already known.
+
+        :returns: how many were inserted.
+        :raises SlakitError: for the first bad record; nothing is written.
+        """
+        self.setup()
+        now = self._now(None)
+        handoffs: list[Handoff] = []
+        traces: list[TraceRecord] = []
+        for rec in records:
+            data = dict(rec)
+            known = {
+                k: data.pop(k, None)
+                for k in (
+                    "policy",
+                    "owner",
+                    "backup_owner",
+                    "sla_minutes",
+                    "started_at",
+                    "trace_id",
+                    "channel",
+                    "segment",
+                )
+            }
+            history = {
+                k: data.pop(k, None)
+                for k in (
+                    "first_response_at",
+                    "responded_by",
+                    "completed_at",
+                    "cancelled_at",
+                    "cancel_reason",
+                )
+            }
+            if "id" not in data:
+                raise ValidationError("record has no 'id'", field="id", value=None)
+            hid = data.pop("id")
+            attributes = data.pop("attributes", None) or {}
+            attributes = {**attributes, **data}
+            h = self._build(hid, attributes=attributes, now=now, **known)
+            h, extra = self._apply_history(h, history, now)
+            handoffs.append(h)
+            traces.append(self._trace(h, "start", "start", now, owner=h.owner))
+            traces.extend(extra)
+        count = self.store.insert_many(handoffs, traces)
+        self._emit(traces)
+        return count
+
+    def _apply_history(
+        self, h: Handoff, history: Mapping[str, Any], now: datetime
+    ) -> tuple[Handoff, list[TraceRecord]]:
+        pol = self.policy(h.policy)
+        traces: list[TraceRecord] = []
+        if history.get("cancelled_at") is not None:
+            at = self._now(history["cancelled_at"], "cancelled_at")
+            h = attrs.evolve(
+                h, cancelled_at=at, cancel_reason=history.get("cancel_reason"), next_due_at=None
+            )
+            traces.append(self._trace(h, "cancel", "cancel", at))
+            return h, traces
+        if history.get("first_response_at") is not None:
+            at = self._now(history["first_response_at"], "first_response_at")
+            h = attrs.evolve(h, first_response_at=at, responded_by=history.get("responded_by"))
+            traces.append(
+                self._trace(h, "respond", "respond", at, actor=history.get("responded_by"))
+            )
+            if pol.stop == "first_response":
+                h = self._stopped(pol, h, at)
+        if history.get("completed_at") is not None:
+            at = self._now(history["completed_at"], "completed_at")
+            h = attrs.evolve(h, completed_at=at)
+            traces.append(self._trace(h, "complete", "complete", at))
+            if h.stopped_at is None:
+                h = self._stopped(pol, h, at)
+        return h, traces
+
+    def _stopped(self, pol: Policy, h: Handoff, at: datetime) -> Handoff:
+        """The handoff with its clock stopped at ``at``: elapsed times written."""
+        paused = timedelta(seconds=h.paused_seconds)
+        paused_b = timedelta(seconds=h.paused_business_seconds)
+        if h.paused_at is not None and at > h.paused_at:
+            paused += at - h.paused_at
+            paused_b += pol.calendar.elapsed(h.paused_at, at)
+        wall = (at - h.started_at) - paused
+        business = pol.calendar.elapsed(h.started_at, at) - paused_b
+        return attrs.evolve(
+            h,
+            stopped_at=at,
+            next_due_at=None,
+            wall_elapsed_seconds=max(0.0, wall.total_seconds()),
+            business_elapsed_seconds=max(0.0, business.total_seconds()),
+        )
+
+    def _event(
+        self,
+        id: str,
+        change: Callable[[Handoff, Policy], tuple[Handoff, list[TraceRecord]] | None],
+    ) -> Handoff:
+        """Read, change, compare-and-set; retry when another writer got in between."""
+        self.setup()
+        for _ in range(20):
+            h = self.store.get(id)
+            pol = self.policy(h.policy)
+            result = change(h, pol)
+            if result is None:
+                return h
+            new, traces = result
+            try:
+                stored = self.store.update(new, h.version, traces)
+            except ConcurrentUpdateError:
+                continue
+            self._emit(traces)
+            return stored
+        raise ConcurrentUpdateError(
+            f"handoff {id!r} kept changing under us; try again", field="id", value=id
+        )
+
+    def _check_at(self, h: Handoff, at: datetime, field: str) -> None:
+        if at < h.started_at:
+            raise InvalidTimestampError(
+                f"{field} {at.isoformat()} is before started_at {h.started_at.isoformat()} "
+                f"for handoff {h.id!r}",
+                field=field,
+                value=at,
+            )
+
+    def respond(self, id: str, at: datetime | None = None, by: str | None = None) -> Handoff:
+        """Record the first human response. Later responses are ignored.
+
+        With ``stop = "first_response"`` this stops the clock; steps not yet
+        claimed never fire.
+
+        :raises InvalidTransitionError: when the handoff is cancelled.
+        :raises InvalidTimestampError: when ``at`` is before the start.
+        """
+        when = self._now(at)
+
+        def change(h: Handoff, pol: Policy) -> tuple[Handoff, list[TraceRecord]] | None:
+            self._check_at(h, when, "first_response_at")
+            if h.cancelled_at is not None:
+                raise InvalidTransitionError(
+                    f"handoff {id!r} was cancelled; it cannot be responded to",
+                    field="id",
+                    value=id,
+                )
+            if h.first_response_at is not None:
+                return None
+            new = attrs.evolve(h, first_response_at=when, responded_by=by)
+            if pol.stop == "first_response" and new.stopped_at is None:
+                new = self._stopped(pol, new, when)
+            met = new.deadline_at is not None and when <= new.deadline_at
+            return new, [
+                self._trace(
+                    new, "respond", "respond", when, actor=by, met=met if new.stopped_at else None
+                )
+            ]
+
+        return self._event(id, change)
+
+    def complete(self, id: str, at: datetime | None = None) -> Handoff:
+        """Record completion. It stops the clock whatever the policy's stop event.
+
+        :raises InvalidTransitionError: when the handoff is cancelled.
+        """
+        when = self._now(at)
+
+        def change(h: Handoff, pol: Policy) -> tuple[Handoff, list[TraceRecord]] | None:
+            self._check_at(h, when, "completed_at")
+            if h.cancelled_at is not None:
+                raise InvalidTransitionError(
+                    f"handoff {id!r} was cancelled; it cannot be completed", field="id", value=id
+                )
+            if h.completed_at is not None:
+                return None
+            new = attrs.evolve(h, completed_at=when)
+            if new.stopped_at is None:
+                new = self._stopped(pol, new, when)
+            return new, [self._trace(new, "complete", "complete", when)]
+
+        return self._event(id, change)
+
+    def cancel(self, id: str, at: datetime | None = None, reason: str | None = None) -> Handoff:
+        """Cancel a handoff: no more steps; it leaves the hit-rate denominator.
+
+        :raises InvalidTransitionError: when its clock already stopped.
+        """
+        when = self._now(at)
+
+        def change(h: Handoff, pol: Policy) -> tuple[Handoff, list[TraceRecord]] | None:
+            self._check_at(h, when, "cancelled_at")
+            if h.cancelled_at is not None:
+                return None
+            if h.stopped_at is not None:
+                raise InvalidTransitionError(
+                    f"handoff {id!r} already stopped at {h.stopped_at.isoformat()}; "
+                    "it cannot be cancelled",
+                    field="id",
+                    value=id,
+                )
+            new = attrs.evolve(h, cancelled_at=when, cancel_reason=reason, next_due_at=None)
+            return new, [self._trace(new, "cancel", "cancel", when, reason=reason)]
+
+        return self._event(id, change)
+
+    def pause(self, id: str, at: datetime | None = None) -> Handoff:
+        """Stop the clock for a while (waiting on the customer); :meth:`resume` restarts it.
+
+        :raises InvalidTransitionError: when the handoff is not running.
+        """
+        when = self._now(at)
+
+        def change(h: Handoff, pol: Policy) -> tuple[Handoff, list[TraceRecord]] | None:
+            self._check_at(h, when, "paused_at")
+            if not h.is_active:
+                raise InvalidTransitionError(
+                    f"handoff {id!r} is {h.status}; only a running handoff can be paused",
+                    field="id",
+                    value=id,
+                )
+            if h.paused_at is not None:
+                return None
+            new = attrs.evolve(h, paused_at=when, next_due_at=None)
+            return new, [self._trace(new, "pause", "pause", when)]
+
+        return self._event(id, change)
+
+    def resume(self, id: str, at: datetime | None = None) -> Handoff:
+        """Restart a paused clock; deadlines move by the paused time.
+
+        :raises InvalidTransitionError: when the handoff is not paused.
+        """
+        when = self._now(at)
+
+        def change(h: Handoff, pol: Policy) -> tuple[Handoff, list[TraceRecord]] | None:
+            if h.paused_at is None:
+                if h.is_active:
+                    return None
+                raise InvalidTransitionError(
+                    f"handoff {id!r} is {h.status}; it cannot be resumed", field="id", value=id
+                )
+            if when < h.paused_at:
+                raise InvalidTimestampError(
+                    f"resume time {when.isoformat()} is before paused_at "
+                    f"{h.paused_at.isoformat()} for handoff {id!r}",
+                    field="at",
+                    value=when,
+                )
+            new = attrs.evolve(
+                h,
+                paused_at=None,
+                paused_seconds=h.paused_seconds + (when - h.paused_at).total_seconds(),
+                paused_business_seconds=h.paused_business_seconds
+                + pol.calendar.elapsed(h.paused_at, when).total_seconds(),
+            )
+            new = self._timers(pol, new)
+            return new, [
+                self._trace(
+                    new,
+                    "resume",
+                    "resume",
+                    when,
+                    deadline_at=new.deadline_at.isoformat() if new.deadline_at else None,
+                )
+            ]
+
+        return self._event(id, change)
+
+    def tag_breach(self, id: str, reason: str, at: datetime | None = None) -> Handoff:
+        """Record why a handoff breached (a name from the ``[breach_reasons]`` taxonomy).
+
+        :raises UnknownBreachReasonError: when a taxonomy is configured and
+            ``reason`` is not in it.
+        """
+        if not isinstance(reason, str) or not reason:
+            raise UnknownBreachReasonError(
+                f"breach reason must be a non-empty string, got {reason!r}",
+                field="reason",
+                value=reason,
+            )
+        if self.breach_reasons and reason not in self.breach_reasons:
+            raise UnknownBreachReasonError(
+                f"unknown breach reason {reason!r}; configured: "
+                f"{', '.join(sorted(self.breach_reasons))}",
+                field="reason",
+                value=reason,
+            )
+        when = self._now(at)
+
+        def change(h: Handoff, pol: Policy) -> tuple[Handoff, list[TraceRecord]] | None:
+            if h.breach_reason == reason:
+                return None
+            new = attrs.evolve(h, breach_reason=reason)
+            return new, [self._trace(new, "tag", "tag_breach", when, reason=reason)]
+
+        return self._event(id, change)
+
+    def get(self, id: str) -> Handoff:
+        """The stored handoff.
+
+        :raises UnknownHandoffError: when there is none.
+        """
+        self.setup()
+        return self.store.get(id)
+
+    # -- check -----------------------------------------------------------------
+
+    def check(self, now: datetime | None = None) -> CheckResult:
+        """Apply every step that is due at ``now`` (default: the clock's now).
+
+        Each (handoff, stage) is applied exactly once across any number of
+        engines sharing the store. Overdue steps fire in order, each in its own
+        transaction, unless the policy coalesces them (then the earlier ones
+        are traced as skipped and only the latest runs).
+        """
+        self.setup()
+        when = self._now(now, "now")
+        applied: list[AppliedStep] = []
+        errors: list[str] = []
+        lost = 0
+        while True:
+            batch = self.store.claim_due(when, self.batch_size, self.worker_id, self.claim_lease)
+            if not batch:
+                break
+            progressed = False
+            for h in batch:
+                try:
+                    steps, lost_one = self._advance(h, when)
+                except SlakitError as exc:
+                    errors.append(f"{h.id}: {exc}")
+                    log.warning("handoff %r not processed: %s", h.id, exc)
+                    continue
+                applied.extend(steps)
+                lost += lost_one
+                progressed = progressed or bool(steps) or bool(lost_one)
+            if not progressed:
+                break
+        return CheckResult(now=when, applied=tuple(applied), lost=lost, errors=tuple(errors))
+
+    def _advance(self, h: Handoff, now: datetime) -> tuple[list[AppliedStep], int]:
+        done: list[AppliedStep] = []
+        pol = self.policy(h.policy)
+        while True:
+            if not h.is_active or h.paused_at is not None or h.next_due_at is None:
+                self.store.release(h.id, self.worker_id)
+                return done, 0
+            schedule = pol.schedule(h)
+            if h.stage >= len(schedule):
+                # The policy lost steps since this record was scheduled: stop the timer.
+                try:
+                    self.store.update(attrs.evolve(h, next_due_at=None), h.version)
+                except ConcurrentUpdateError:
+                    return done, 1
+                return done, 0
+            if schedule[h.stage].due_at > now:
+                if h.next_due_at != schedule[h.stage].due_at.astimezone(UTC):
+                    try:
+                        self.store.update(
+                            attrs.evolve(h, next_due_at=schedule[h.stage].due_at), h.version
+                        )
+                    except ConcurrentUpdateError:
+                        return done, 1
+                else:
+                    self.store.release(h.id, self.worker_id)
+                return done, 0
+            due = [k for k in range(h.stage, len(schedule)) if schedule[k].due_at <= now]
+            target = due[-1] if pol.coalesce else due[0]
+            app, records = self._plan(pol, h, schedule, target, now)
+            if not self.store.apply_step(app):
+                return done, 1
+            stored = attrs.evolve(app.handoff, version=app.expected_version + 1)
+            self._emit(app.traces)
+            done.extend(records)
+            target_step = schedule[target]
+            try:
+                self.plugins.step_applied(
+                    stored,
+                    target,
+                    target_step.step.at,
+                    [a.raw for a in target_step.step.actions],
+                    now,
+                    self,
+                )
+            except Exception:
+                log.exception("slakit_step_applied observer failed")
+            h = stored
+
+    def _plan(
+        self,
+        pol: Policy,
+        h: Handoff,
+        schedule: list[Any],
+        target: int,
+        now: datetime,
+    ) -> tuple[StepApplication, list[AppliedStep]]:
+        traces: list[TraceRecord] = []
+        escalations: list[Escalation] = []
+        records: list[AppliedStep] = []
+        for k in range(h.stage, target):
+            sk = schedule[k]
+            traces.append(
+                self._trace(
+                    h,
+                    f"step:{sk.step.at}",
+                    "skip",
+                    now,
+                    outcome="skipped",
+                    stage=k,
+                    due_at=sk.due_at.astimezone(UTC).isoformat(),
+                    reason="coalesced: a later step was also due",
+                )
+            )
+            escalations.append(
+                Escalation(
+                    handoff_id=h.id,
+                    stage=k,
+                    step=sk.step.at,
+                    applied_at=now,
+                    outcome="skipped",
+                    actions=tuple(a.raw for a in sk.step.actions),
+                )
+            )
+            records.append(
+                AppliedStep(
+                    h.id, k, sk.step.at, tuple(a.raw for a in sk.step.actions), "skipped", sk.due_at
+                )
+            )
+        st = schedule[target]
+        ctx = StepContext(handoff=h, policy=pol, step=st.step, stage=target, now=now)
+        run_actions(ctx, self.plugins.actions())
+        new = attrs.evolve(ctx.handoff, stage=target + 1)
+        if target + 1 < len(schedule):
+            new = attrs.evolve(new, next_due_at=schedule[target + 1].due_at.astimezone(UTC))
+        else:
+            new = attrs.evolve(new, next_due_at=None)
+        rule = f"step:{st.step.at}"
+        late = (now - st.due_at).total_seconds()
+        notifications: list[Notification] = []
+        payload = h.to_dict()
+        for action in st.step.actions:
+            raw = action.raw
+            detail = ctx.detail.get(raw, {})
+            outcome = "skipped" if "skipped" in detail else "ok"
+            traces.append(
+                self._trace(
+                    new,
+                    rule,
+                    raw,
+                    now,
+                    outcome=outcome,
+                    stage=target,
+                    due_at=st.due_at.astimezone(UTC).isoformat(),
+                    late_seconds=round(late, 3) if late > 0 else None,
+                    **detail,
+                )
+            )
+        for action_raw, recipient, text in ctx.notifications:
+            for notifier_name in self._notifier_by_name:
+                key = f"{h.id}:{target}:{action_raw}:{recipient}"
+                notifications.append(
+                    Notification(
+                        idempotency_key=key,
+                        notifier=notifier_name,
+                        recipient=recipient,
+                        handoff_id=h.id,
+                        stage=target,
+                        step=st.step.at,
+                        action=action_raw,
+                        subject=f"[{pol.name}] {h.id}: step {st.step.at}",
+                        text=text,
+                        trace_id=h.trace_id,
+                        policy=h.policy,
+                        created_at=now,
+                        payload={
+                            "handoff": payload,
+                            "step": st.step.at,
+                            "stage": target,
+                            "link": template_values(pol, h)["link"],
+                        },
+                    )
+                )
+        escalations.append(
+            Escalation(
+                handoff_id=h.id,
+                stage=target,
+                step=st.step.at,
+                applied_at=now,
+                outcome="applied",
+                actions=tuple(a.raw for a in st.step.actions),
+            )
+        )
+        records.append(
+            AppliedStep(
+                h.id,
+                target,
+                st.step.at,
+                tuple(a.raw for a in st.step.actions),
+                "applied",
+                st.due_at,
+            )
+        )
+        app = StepApplication(
+            handoff=new,
+            expected_version=h.version,
+            expected_stage=h.stage,
+            escalations=tuple(escalations),
+            notifications=_dedupe(notifications),
+            traces=tuple(traces),
+        )
+        return app, records
+
+    # -- deliver ---------------------------------------------------------------
+
+    def backoff(self, attempts: int, retry_after: float | None = None) -> float:
+        """Seconds to wait after the ``attempts``-th failure: capped exponential, with jitter.
+
+        Half the delay is fixed and half is random ("equal jitter"), so
+        retries spread out but never come back at once. A peer's
+        ``Retry-After`` is a floor.
+        """
+        delay = float(min(self.backoff_cap, self.backoff_base * (2 ** max(0, attempts - 1))))
+        delay = delay / 2 + self._rng.uniform(0, delay / 2)
+        if retry_after is not None and math.isfinite(retry_after):
+            delay = max(delay, retry_after)
+        return delay
+
+    def deliver(self, now: datetime | None = None) -> DeliveryResult:
+        """Send every outbox notification that is due, through the notifiers.
+
+        Each attempt is traced. A transient failure is retried later with
+        capped exponential backoff and jitter; a permanent one, or the last
+        attempt, dead-letters the row. No store lock is held while sending.
+        """
+        self.setup()
+        when = self._now(now, "now")
+        sent = retried = dead = lost = 0
+        while True:
+            items = self.store.claim_outbox(
+                when, self.batch_size, self.worker_id, self.outbox_lease
+            )
+            if not items:
+                break
+            for item in items:
+                outcome = self._deliver_one(item, when)
+                if outcome == OutboxState.SENT:
+                    sent += 1
+                elif outcome == OutboxState.DEAD:
+                    dead += 1
+                elif outcome == "retry":
+                    retried += 1
+                else:
+                    lost += 1
+        return DeliveryResult(now=when, sent=sent, retried=retried, dead=dead, lost=lost)
+
+    def _deliver_one(self, item: OutboxItem, now: datetime) -> str:
+        n = item.notification
+        attempts = item.attempts + 1
+        error: str | None = None
+        retry_after: float | None = None
+        permanent = False
+        captured = _capture.capture_notification(n)
+        notifier = self._notifier_by_name.get(n.notifier)
+        if not captured:
+            if notifier is None:
+                permanent = True
+                error = f"no notifier named {n.notifier!r} is configured"
+            else:
+                try:
+                    notifier.send(n)
+                except PermanentNotifyError as exc:
+                    permanent, error = True, str(exc) or type(exc).__name__
+                except TransientNotifyError as exc:
+                    error, retry_after = str(exc) or type(exc).__name__, exc.retry_after
+                except Exception as exc:  # a broken notifier is retried, not fatal
+                    error = f"{type(exc).__name__}: {exc}"
+        next_at: datetime | None = None
+        if error is None:
+            state, outcome = OutboxState.SENT, OutboxState.SENT
+        elif permanent or attempts >= self.max_attempts:
+            state, outcome = OutboxState.DEAD, OutboxState.DEAD
+        else:
+            state, outcome = OutboxState.PENDING, "retry"
+            next_at = now + timedelta(seconds=self.backoff(attempts, retry_after))
+        trace = TraceRecord(
+            trace_id=n.trace_id,
+            handoff_id=n.handoff_id,
+            policy=n.policy,
+            rule=f"step:{n.step}",
+            action=n.action,
+            actor=f"notifier:{n.notifier}" if not captured else "capture",
+            at=now,
+            outcome=outcome,
+            detail={
+                k: v
+                for k, v in {
+                    "idempotency_key": n.idempotency_key,
+                    "recipient": n.recipient,
+                    "attempt": attempts,
+                    "error": error,
+                    "next_attempt_at": next_at.isoformat() if next_at else None,
+                }.items()
+                if v is not None
+            },
+        )
+        ok = self.store.complete_outbox(
+            item,
+            state=state,
+            attempts=attempts,
+            next_attempt_at=next_at,
+            error=error,
+            traces=[trace],
+        )
+        if not ok:
+            log.warning("outbox lease lost for %s; another worker owns it", n.idempotency_key)
+            return "lost"
+        self._emit([trace])
+        return outcome
+
+    # -- run loop --------------------------------------------------------------
+
+    def tick(self, now: datetime | None = None) -> tuple[CheckResult, DeliveryResult]:
+        """One ``check`` then one ``deliver`` at the same instant."""
+        when = self._now(now, "now")
+        return self.check(when), self.deliver(when)
+
+    def wake(self) -> None:
+        """Wake a sleeping :meth:`run` loop early (e.g. on a database notification)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return after the current tick."""
+        self._stop.set()
+        self._wake.set()
+
+    def run(
+        self,
+        *,
+        interval: float = 60.0,
+        max_ticks: int | None = None,
+        on_tick: Callable[[CheckResult, DeliveryResult], None] | None = None,
+    ) -> int:
+        """Loop: check + deliver, then sleep until the next due time (at most ``interval``).
+
+        Returns after :meth:`stop` (a signal handler may call it) once the
+        current tick's transactions are finished.
+
+        :returns: the number of ticks run.
+        """
+        self.setup()
+        self._stop.clear()
+        ticks = 0
+        while not self._stop.is_set():
+            result = self.tick()
+            ticks += 1
+            if on_tick is not None:
+                on_tick(*result)
+            if max_ticks is not None and ticks >= max_ticks:
+                break
+            wait = interval
+            nxt = self.store.next_wakeup()
+            if nxt is not None:
+                wait = min(interval, max(0.0, (nxt - self._now(None)).total_seconds()))
+            self._wake.clear()
+            if not self._stop.is_set():
+                self._wake.wait(max(wait, 0.01))
+        return ticks
+
+
+def _dedupe(items: list[Notification]) -> tuple[Notification, ...]:
+    seen: set[tuple[str, str]] = set()
+    out: list[Notification] = []
+    for n in items:
+        key = (n.notifier, n.idempotency_key)
+        if key not in seen:
+            seen.add(key)
+            out.append(n)
+    return tuple(out)
+
+
+def _first_difference(a: Handoff, b: Handoff) -> str:
+    for name in ("policy", "owner", "backup_owner", "sla_minutes", "started_at", "channel"):
+        if getattr(a, name) != getattr(b, name):
+            return f"{name}: stored {getattr(a, name)!r}, given {getattr(b, name)!r}"
+    if a.segment != b.segment:
+        return f"segment: stored {a.segment!r}, given {b.segment!r}"
+    return "attributes differ"
+
+
+def _quietly(fn: Callable[[], None]) -> None:
+    try:
+        fn()
+    except Exception:
+        log.exception("error while closing")

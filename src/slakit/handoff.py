@@ -1,0 +1,241 @@
+"""The handoff record: one thing whose clock is running.
+
+A :class:`Handoff` is a frozen value. The engine changes state with
+:func:`attrs.evolve` and writes the new value back through the store with a
+compare-and-set on :attr:`Handoff.version`.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from types import MappingProxyType
+from typing import Any
+
+import attrs
+
+from slakit._time import from_iso, optional_aware, to_iso, validate_sla
+from slakit.errors import InvalidTimestampError, ValidationError
+
+__all__ = ["Handoff", "Status", "new_trace_id", "is_w3c_trace_id"]
+
+_TRACE_RE = re.compile(r"^[0-9a-f]{32}$")
+
+
+def new_trace_id() -> str:
+    """A random W3C trace id: 32 lowercase hex digits, never all zeros."""
+    while True:
+        tid = secrets.token_hex(16)
+        if tid != "0" * 32:
+            return tid
+
+
+def is_w3c_trace_id(value: str) -> bool:
+    """Whether ``value`` is a valid W3C trace-context trace id."""
+    return bool(_TRACE_RE.match(value)) and value != "0" * 32
+
+
+class Status:
+    """The states a handoff can be in (plain strings, stable in stores and JSON)."""
+
+    OPEN = "open"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+    CANCELLED = "cancelled"
+
+
+def _aware(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    optional_aware(attribute.name, value)
+
+
+def _non_empty_str(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(
+            f"{attribute.name} must be a non-empty string, got {value!r}",
+            field=attribute.name,
+            value=value,
+        )
+
+
+def _optional_str(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and not isinstance(value, str):
+        raise ValidationError(
+            f"{attribute.name} must be a string, got {value!r}", field=attribute.name, value=value
+        )
+
+
+def _sla(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None:
+        validate_sla(attribute.name, value)
+
+
+def _freeze_attributes(value: Any) -> Mapping[str, Any]:
+    if value is None:
+        return MappingProxyType({})
+    if not isinstance(value, Mapping):
+        raise ValidationError(
+            f"attributes must be a mapping, got {value!r}", field="attributes", value=value
+        )
+    return MappingProxyType(dict(value))
+
+
+def _sla_converter(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+_DATETIME_FIELDS = (
+    "started_at",
+    "first_response_at",
+    "completed_at",
+    "cancelled_at",
+    "stopped_at",
+    "next_due_at",
+    "deadline_at",
+    "wall_deadline_at",
+    "business_deadline_at",
+    "paused_at",
+    "ingested_at",
+)
+
+
+@attrs.frozen(kw_only=True)
+class Handoff:
+    """One record whose SLA clock is running.
+
+    The ten fields of the operations playbook are ``owner``, ``backup_owner``,
+    ``sla_minutes``, ``started_at``, ``first_response_at``, ``completed_at``,
+    ``breached``, ``breach_reason``, ``trace_id`` and ``within_business_hours``.
+    The rest is bookkeeping the engine keeps so that every step fires once and
+    every report can be computed from stored columns.
+    """
+
+    id: str = attrs.field(validator=_non_empty_str)
+    policy: str = attrs.field(validator=_non_empty_str)
+    started_at: datetime = attrs.field(validator=_aware)
+    owner: str | None = attrs.field(default=None, validator=_optional_str)
+    backup_owner: str | None = attrs.field(default=None, validator=_optional_str)
+    sla_minutes: float | None = attrs.field(default=None, converter=_sla_converter, validator=_sla)
+    first_response_at: datetime | None = attrs.field(default=None, validator=_aware)
+    responded_by: str | None = attrs.field(default=None, validator=_optional_str)
+    completed_at: datetime | None = attrs.field(default=None, validator=_aware)
+    cancelled_at: datetime | None = attrs.field(default=None, validator=_aware)
+    cancel_reason: str | None = attrs.field(default=None, validator=_optional_str)
+    breached: bool = False
+    breach_reason: str | None = attrs.field(default=None, validator=_optional_str)
+    trace_id: str = attrs.field(factory=new_trace_id, validator=_non_empty_str)
+    within_business_hours: bool | None = None
+    channel: str | None = attrs.field(default=None, validator=_optional_str)
+    segment: str | None = attrs.field(default=None, validator=_optional_str)
+    stage: int = 0
+    #: The instant the policy's stop event (first response or completion) happened.
+    stopped_at: datetime | None = attrs.field(default=None, validator=_aware)
+    #: When the next step is due; ``None`` when nothing more can fire.
+    next_due_at: datetime | None = attrs.field(default=None, validator=_aware)
+    #: The 1x deadline on the policy's basis, pauses included.
+    deadline_at: datetime | None = attrs.field(default=None, validator=_aware)
+    wall_deadline_at: datetime | None = attrs.field(default=None, validator=_aware)
+    business_deadline_at: datetime | None = attrs.field(default=None, validator=_aware)
+    #: Set while the clock is paused.
+    paused_at: datetime | None = attrs.field(default=None, validator=_aware)
+    #: Total paused time so far, in wall seconds and in open (business) seconds.
+    paused_seconds: float = 0.0
+    paused_business_seconds: float = 0.0
+    #: Time to the stop event net of pauses, written when the stop event arrives.
+    wall_elapsed_seconds: float | None = None
+    business_elapsed_seconds: float | None = None
+    ingested_at: datetime | None = attrs.field(default=None, validator=_aware)
+    attributes: Mapping[str, Any] = attrs.field(
+        factory=dict, converter=_freeze_attributes, hash=False
+    )
+    version: int = 0
+
+    def __attrs_post_init__(self) -> None:
+        for name in ("first_response_at", "completed_at", "cancelled_at", "stopped_at"):
+            value: datetime | None = getattr(self, name)
+            if value is not None and value < self.started_at:
+                raise InvalidTimestampError(
+                    f"{name} {value.isoformat()} is before started_at "
+                    f"{self.started_at.isoformat()} for handoff {self.id!r}",
+                    field=name,
+                    value=value,
+                )
+        if self.stage < 0:
+            raise ValidationError(
+                f"stage must be >= 0, got {self.stage!r}", field="stage", value=self.stage
+            )
+
+    @property
+    def status(self) -> str:
+        """One of :class:`Status`: cancelled, stopped, paused or open."""
+        if self.cancelled_at is not None:
+            return Status.CANCELLED
+        if self.stopped_at is not None:
+            return Status.STOPPED
+        if self.paused_at is not None:
+            return Status.PAUSED
+        return Status.OPEN
+
+    @property
+    def is_active(self) -> bool:
+        """Whether the clock can still run (neither stopped nor cancelled)."""
+        return self.cancelled_at is None and self.stopped_at is None
+
+    @property
+    def sla(self) -> timedelta:
+        """``sla_minutes`` as a timedelta.
+
+        :raises ValidationError: when the record has no ``sla_minutes`` yet.
+        """
+        if self.sla_minutes is None:
+            raise ValidationError(
+                f"handoff {self.id!r} has no sla_minutes", field="sla_minutes", value=None
+            )
+        return timedelta(minutes=self.sla_minutes)
+
+    def same_content(self, other: Handoff) -> bool:
+        """Whether ``other`` describes the same start event (used to make ``start`` idempotent)."""
+        keys = (
+            "id",
+            "policy",
+            "owner",
+            "backup_owner",
+            "channel",
+            "segment",
+        )
+        if any(getattr(self, k) != getattr(other, k) for k in keys):
+            return False
+        if self.started_at != other.started_at:
+            return False
+        if other.sla_minutes is not None and self.sla_minutes != other.sla_minutes:
+            return False
+        return dict(self.attributes) == dict(other.attributes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready mapping: datetimes as ISO-8601 UTC text."""
+        out: dict[str, Any] = {}
+        for a in attrs.fields(Handoff):
+            value = getattr(self, a.name)
+            if a.name in _DATETIME_FIELDS:
+                value = to_iso(value)
+            elif a.name == "attributes":
+                value = dict(value)
+            out[a.name] = value
+        out["status"] = self.status
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Handoff:
+        """Build a handoff from :meth:`to_dict` output (unknown keys are ignored)."""
+        names = {a.name for a in attrs.fields(Handoff)}
+        kwargs: dict[str, Any] = {}
+        for key, value in data.items():
+            if key not in names:
+                continue
+            if key in _DATETIME_FIELDS and isinstance(value, str):
+                value = from_iso(key, value)
+            kwargs[key] = value
+        return cls(**kwargs)

@@ -1,0 +1,728 @@
+"""Policies: the named rule set of a kind of handoff, and its steps and actions.
+
+A policy says which calendar the clock runs on, on which basis (business or
+wall time), which event stops it (first response or completion), the default
+SLA, and what happens at each point on the timer (the steps).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import string
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+import attrs
+
+from slakit._time import parse_duration, validate_sla
+from slakit.errors import (
+    ConfigError,
+    InvalidStepError,
+    UnknownCalendarError,
+    ValidationError,
+)
+from slakit.handoff import Handoff
+
+if TYPE_CHECKING:
+    pass
+
+__all__ = [
+    "Action",
+    "ActionSpec",
+    "BUILTIN_ACTIONS",
+    "CalendarLike",
+    "PREFLIGHT_FIELDS",
+    "Policy",
+    "ScheduledStep",
+    "Step",
+    "StepContext",
+    "WALL_CALENDAR",
+]
+
+BASES = ("business", "wall")
+STOPS = ("first_response", "completion")
+PREFLIGHT_FIELDS = ("trigger", "target", "timer", "trace", "consequence")
+RUNBOOK_FIELDS = (
+    "description",
+    "owner",
+    "failure_modes",
+    "rollback",
+    "workflow",
+    "last_reviewed",
+)
+BUILTIN_ACTIONS = ("notify", "reassign", "mark_breached")
+
+
+class CalendarLike(Protocol):
+    """What the engine needs of a calendar (``BusinessCalendar`` provides it)."""
+
+    def add(self, start: datetime, delta: timedelta) -> datetime: ...
+
+    def elapsed(self, start: datetime, end: datetime) -> timedelta: ...
+
+    def is_open(self, t: datetime) -> bool: ...
+
+
+class _WallCalendar:
+    """Always open: business time equals wall time."""
+
+    def add(self, start: datetime, delta: timedelta) -> datetime:
+        return start + delta
+
+    def elapsed(self, start: datetime, end: datetime) -> timedelta:
+        return end - start
+
+    def is_open(self, t: datetime) -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        return "WALL_CALENDAR"
+
+
+#: The calendar of a policy that names none: open all the time.
+WALL_CALENDAR: CalendarLike = _WallCalendar()
+
+
+# -- steps ---------------------------------------------------------------
+
+_AT_RE = re.compile(
+    r"""^\s*(?:
+        (?P<factor>\d+(?:\.\d+)?)\s*x\s*(?P<off>[+-]\s*[0-9][0-9a-zA-Z. ]*)?   # 1x, 1x+15m
+      | (?P<pct>\d+(?:\.\d+)?)\s*%\s*(?P<pctoff>[+-]\s*[0-9][0-9a-zA-Z. ]*)?  # 75%
+      | (?P<rel>[+-]\s*[0-9][0-9a-zA-Z. ]*)                                 # -10m
+      | (?P<abs>[0-9][0-9a-zA-Z. ]*)                                        # 45m
+    )\s*$""",
+    re.VERBOSE,
+)
+
+
+def _signed_duration(field: str, text: str) -> timedelta:
+    text = text.replace(" ", "")
+    sign = -1 if text.startswith("-") else 1
+    return sign * parse_duration(field, text.lstrip("+-"))
+
+
+@attrs.frozen
+class ActionSpec:
+    """One entry of a step's ``do`` list: ``name`` plus an optional argument.
+
+    ``"notify:owner"`` is ``ActionSpec("notify", "owner")``; ``"mark_breached"``
+    is ``ActionSpec("mark_breached", None)``.
+    """
+
+    name: str
+    arg: str | None = None
+
+    @property
+    def raw(self) -> str:
+        """The action as written in config."""
+        return self.name if self.arg is None else f"{self.name}:{self.arg}"
+
+    @classmethod
+    def parse(cls, text: Any, *, field: str = "do") -> ActionSpec:
+        """Parse ``"name"`` or ``"name:arg"``.
+
+        :raises InvalidStepError: naming the text when it is empty or not a string.
+        """
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidStepError(
+                f"{field} entries must be non-empty strings like 'notify:owner', got {text!r}",
+                field=field,
+                value=text,
+            )
+        name, sep, arg = text.strip().partition(":")
+        if not name or (sep and not arg):
+            raise InvalidStepError(
+                f"{field} entry {text!r} must be 'name' or 'name:argument'",
+                field=field,
+                value=text,
+            )
+        return cls(name, arg if sep else None)
+
+
+@attrs.frozen
+class Step:
+    """A point on the timer and what happens there.
+
+    The offset from the start is ``factor × SLA + offset`` (never below
+    zero), measured on the policy's basis.
+
+    :ivar at: the label as written: ``"1x"``, ``"2x"``, ``"75%"``, ``"1x+15m"``,
+        ``"-10m"`` (ten minutes before the deadline), ``"45m"`` (45 minutes after the start).
+    """
+
+    at: str
+    factor: float
+    offset: timedelta
+    actions: tuple[ActionSpec, ...]
+    message: str | None = None
+
+    def offset_for(self, sla: timedelta) -> timedelta:
+        """Time from the start (on the policy's basis) at which the step is due."""
+        return max(timedelta(0), sla * self.factor + self.offset)
+
+    @classmethod
+    def parse_at(cls, at: Any, *, field: str = "at") -> tuple[float, timedelta]:
+        """Parse an ``at`` label into ``(factor, offset)``.
+
+        :raises InvalidStepError: naming the label when it cannot be parsed.
+        """
+        if not isinstance(at, str):
+            raise InvalidStepError(
+                f"{field} must be a string like '1x', '75%', '1x+15m' or '-10m', got {at!r}",
+                field=field,
+                value=at,
+            )
+        m = _AT_RE.match(at)
+        try:
+            if m is None:
+                raise ValidationError("no match")
+            if m["factor"] is not None:
+                factor = float(m["factor"])
+                off = _signed_duration(field, m["off"]) if m["off"] else timedelta(0)
+            elif m["pct"] is not None:
+                factor = float(m["pct"]) / 100
+                off = _signed_duration(field, m["pctoff"]) if m["pctoff"] else timedelta(0)
+            elif m["rel"] is not None:
+                factor, off = 1.0, _signed_duration(field, m["rel"])
+            else:
+                factor, off = 0.0, parse_duration(field, m["abs"])
+        except ValidationError:
+            raise InvalidStepError(
+                f"{field} must look like '1x', '2x', '75%', '1x+15m', '-10m' or '45m', got {at!r}",
+                field=field,
+                value=at,
+            ) from None
+        if not math.isfinite(factor):
+            raise InvalidStepError(f"{field} factor must be finite, got {at!r}", field=field)
+        return factor, off
+
+    @classmethod
+    def from_config(
+        cls, data: Mapping[str, Any], *, field: str = "steps", known_actions: Sequence[str] = ()
+    ) -> Step:
+        """Build a step from ``{at = "...", do = [...], message = "..."}``.
+
+        :raises InvalidStepError: for a bad ``at`` or ``do`` entry.
+        :raises ConfigError: for a missing or unknown key.
+        """
+        if not isinstance(data, Mapping):
+            raise ConfigError(
+                f"{field} entries must be tables like {{at = '1x', do = ['notify:owner']}}, "
+                f"got {data!r}",
+                field=field,
+                value=data,
+            )
+        unknown = set(data) - {"at", "do", "message"}
+        if unknown:
+            raise ConfigError(
+                f"{field}: unknown key {sorted(unknown)[0]!r} (allowed: at, do, message)",
+                field=field,
+                value=sorted(unknown)[0],
+            )
+        if "at" not in data or "do" not in data:
+            missing = "at" if "at" not in data else "do"
+            raise ConfigError(f"{field}: missing key {missing!r}", field=field, value=missing)
+        factor, offset = cls.parse_at(data["at"], field=f"{field}.at")
+        do = data["do"]
+        if isinstance(do, str):
+            do = [do]
+        if not isinstance(do, Sequence) or not do:
+            raise InvalidStepError(
+                f"{field}.do must be a non-empty list of actions, got {do!r}",
+                field=f"{field}.do",
+                value=do,
+            )
+        actions = tuple(ActionSpec.parse(a, field=f"{field}.do") for a in do)
+        for spec in actions:
+            _check_builtin_action(spec, field=f"{field}.do", known=known_actions)
+        message = data.get("message")
+        if message is not None:
+            check_template(message, field=f"{field}.message")
+        return cls(at=data["at"], factor=factor, offset=offset, actions=actions, message=message)
+
+
+def _check_builtin_action(spec: ActionSpec, *, field: str, known: Sequence[str]) -> None:
+    if spec.name == "notify":
+        if spec.arg is None:
+            raise InvalidStepError(
+                f"{field}: 'notify' needs a target: notify:owner, notify:backup or notify:@handle",
+                field=field,
+                value=spec.raw,
+            )
+        if spec.arg not in ("owner", "backup") and not spec.arg.startswith("@"):
+            raise InvalidStepError(
+                f"{field}: unknown notify target {spec.arg!r} in {spec.raw!r} "
+                "(use owner, backup or @handle)",
+                field=field,
+                value=spec.raw,
+            )
+    elif spec.name == "reassign":
+        if spec.arg is None or (spec.arg != "backup" and not spec.arg.startswith("@")):
+            raise InvalidStepError(
+                f"{field}: {spec.raw!r} must be reassign:backup or reassign:@handle",
+                field=field,
+                value=spec.raw,
+            )
+    elif spec.name == "mark_breached":
+        if spec.arg is not None:
+            raise InvalidStepError(
+                f"{field}: mark_breached takes no argument, got {spec.raw!r}",
+                field=field,
+                value=spec.raw,
+            )
+    elif spec.name not in known:
+        raise InvalidStepError(
+            f"{field}: unknown action {spec.raw!r} (built-in: notify, reassign, mark_breached"
+            + (f"; from plugins: {', '.join(sorted(known))}" if known else "")
+            + ")",
+            field=field,
+            value=spec.raw,
+        )
+
+
+# -- templates -----------------------------------------------------------
+
+TEMPLATE_FIELDS = frozenset(
+    {a.name for a in attrs.fields(Handoff)}
+    | {
+        "step",
+        "stage",
+        "recipient",
+        "link",
+        "deadline",
+        "elapsed_minutes",
+        "action",
+        "status",
+        "remaining_minutes",
+    }
+)
+
+
+def check_template(template: Any, *, field: str) -> None:
+    """Reject a message template that names an unknown field.
+
+    :raises ConfigError: naming the field and the template.
+    """
+    if not isinstance(template, str):
+        raise ConfigError(f"{field} must be a string, got {template!r}", field=field)
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ConfigError(
+            f"{field} is not a valid template ({exc}): {template!r}", field=field, value=template
+        ) from None
+    for _, name, _, _ in parsed:
+        if name is None:
+            continue
+        root = re.split(r"[.\[]", name, maxsplit=1)[0]
+        if root not in TEMPLATE_FIELDS:
+            raise ConfigError(
+                f"{field} uses unknown field {{{root}}} in {template!r}; "
+                f"known: {', '.join(sorted(TEMPLATE_FIELDS))}",
+                field=field,
+                value=root,
+            )
+
+
+class _SafeMap(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def render(template: str, values: Mapping[str, Any]) -> str:
+    """Fill a message template; unknown names are left as written."""
+    try:
+        return string.Formatter().vformat(template, (), _SafeMap(values))
+    except (KeyError, IndexError, AttributeError, ValueError):
+        return template
+
+
+DEFAULT_MESSAGES = {
+    "before": "{policy}: {id} is due in {remaining_minutes} min (owner {owner}). {link}",
+    "at": "{policy}: {id} passed its {sla_minutes:g}-minute SLA with no response "
+    "(owner {owner}, step {step}). {link}",
+    "reassigned": "{policy}: {id} breached its {sla_minutes:g}-minute SLA and is "
+    "reassigned to {owner} (was {backup_owner}). {link}",
+}
+
+
+# -- step context and actions ---------------------------------------------
+
+
+@attrs.define
+class StepContext:
+    """What an action sees and changes while a step is being planned.
+
+    :ivar handoff: the handoff as changed by the actions so far.
+    :ivar notifications: ``(action, recipient, text)`` requests added so far.
+    :ivar detail: extra trace detail per action, keyed by the action's text.
+    """
+
+    handoff: Handoff
+    policy: Policy
+    step: Step
+    stage: int
+    now: datetime
+    notifications: list[tuple[str, str, str]] = attrs.Factory(list)
+    detail: dict[str, Any] = attrs.Factory(dict)
+    current_action: str = ""
+
+    def evolve(self, **changes: Any) -> Handoff:
+        """Change the handoff (the change is written with the step)."""
+        self.handoff = attrs.evolve(self.handoff, **changes)
+        return self.handoff
+
+    def notify(self, recipient: str, text: str | None = None) -> None:
+        """Ask for a notification to ``recipient`` through every configured notifier."""
+        if text is None:
+            text = self.policy.message_for(self.step, self.handoff, recipient=recipient)
+        self.notifications.append((self.current_action, recipient, text))
+
+
+class Action(Protocol):
+    """A step action: changes ``ctx`` and/or asks for notifications; no I/O."""
+
+    def __call__(self, ctx: StepContext, arg: str | None) -> None: ...
+
+
+def _notify(ctx: StepContext, arg: str | None) -> None:
+    h = ctx.handoff
+    if arg == "owner":
+        target = h.owner
+    elif arg == "backup":
+        target = h.backup_owner
+    else:
+        target = (arg or "").lstrip("@") or None
+    if not target:
+        ctx.detail[ctx.current_action] = {"skipped": f"handoff has no {arg}"}
+        return
+    ctx.notify(target)
+
+
+def _reassign(ctx: StepContext, arg: str | None) -> None:
+    h = ctx.handoff
+    new_owner = h.backup_owner if arg == "backup" else (arg or "").lstrip("@")
+    if not new_owner:
+        ctx.detail[ctx.current_action] = {"skipped": "handoff has no backup_owner"}
+        return
+    # The previous owner becomes the backup, so a later notify:backup still reaches them.
+    ctx.evolve(owner=new_owner, backup_owner=h.owner)
+    ctx.detail[ctx.current_action] = {"from": h.owner, "to": new_owner}
+
+
+def _mark_breached(ctx: StepContext, arg: str | None) -> None:
+    ctx.evolve(breached=True)
+
+
+_BUILTIN_IMPLS: dict[str, Action] = {
+    "notify": _notify,
+    "reassign": _reassign,
+    "mark_breached": _mark_breached,
+}
+
+
+def run_actions(ctx: StepContext, plugin_actions: Mapping[str, Action]) -> None:
+    """Run the step's actions in order against ``ctx``."""
+    for spec in ctx.step.actions:
+        ctx.current_action = spec.raw
+        impl = _BUILTIN_IMPLS.get(spec.name) or plugin_actions.get(spec.name)
+        if impl is None:
+            ctx.detail[spec.raw] = {"skipped": "action not installed"}
+            continue
+        impl(ctx, spec.arg)
+
+
+# -- policy ----------------------------------------------------------------
+
+
+@attrs.frozen
+class ScheduledStep:
+    """A step placed on one handoff's timer."""
+
+    index: int
+    step: Step
+    due_at: datetime
+
+
+def _default_steps() -> tuple[Step, ...]:
+    return (
+        Step("1x", 1.0, timedelta(0), (ActionSpec("notify", "owner"),)),
+        Step(
+            "2x",
+            2.0,
+            timedelta(0),
+            (
+                ActionSpec("mark_breached"),
+                ActionSpec("reassign", "backup"),
+                ActionSpec("notify", "owner"),
+                ActionSpec("notify", "backup"),
+            ),
+        ),
+    )
+
+
+_POLICY_KEYS = frozenset(
+    {"calendar", "basis", "stop", "sla_minutes", "steps", "coalesce", "link", "backup_owner"}
+    | set(PREFLIGHT_FIELDS)
+    | set(RUNBOOK_FIELDS)
+)
+
+
+@attrs.frozen(kw_only=True)
+class Policy:
+    """A named rule set for a kind of handoff.
+
+    Build one with :meth:`from_config` (the ``[policies.NAME]`` table of
+    ``slakit.toml``) or :meth:`default`.
+    """
+
+    name: str
+    calendar: CalendarLike = WALL_CALENDAR
+    calendar_name: str | None = None
+    basis: str = "business"
+    stop: str = "first_response"
+    sla_minutes: float = 30.0
+    steps: tuple[Step, ...] = attrs.field(factory=_default_steps)
+    coalesce: bool = False
+    link: str | None = None
+    #: Default backup owner for records that carry none.
+    backup_owner: str | None = None
+    #: The five preflight decisions, as text; checked by ``slakit preflight``.
+    preflight: Mapping[str, str] = attrs.field(factory=dict, hash=False)
+    #: Runbook fields: description, owner, failure_modes, rollback, workflow, last_reviewed.
+    runbook: Mapping[str, Any] = attrs.field(factory=dict, hash=False)
+
+    @classmethod
+    def default(cls, name: str = "default", *, sla_minutes: float = 30.0, **kw: Any) -> Policy:
+        """The playbook's policy: at 1× notify the owner; at 2× mark breached, reassign
+        to the backup and notify both."""
+        return cls(name=name, sla_minutes=validate_sla("sla_minutes", sla_minutes), **kw)
+
+    @classmethod
+    def from_config(
+        cls,
+        data: Mapping[str, Any],
+        *,
+        name: str | None = None,
+        calendars: Mapping[str, CalendarLike] | None = None,
+        actions: Sequence[str] = (),
+    ) -> Policy:
+        """Build a policy from its config table.
+
+        :param data: the ``[policies.NAME]`` table.
+        :param name: the policy's name (default ``data["name"]`` or ``"default"``).
+        :param calendars: configured calendars by name; ``calendar`` may also be
+            an inline table, or absent for an always-open calendar.
+        :param actions: names of plugin actions that ``do`` lists may use.
+        :raises ConfigError: for unknown keys and wrong types.
+        :raises InvalidSLAError: for a bad ``sla_minutes``.
+        :raises InvalidStepError: for a bad step.
+        :raises UnknownCalendarError: for a calendar name not in ``calendars``.
+        """
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"a policy must be a table, got {data!r}", field="policy")
+        data = dict(data)
+        pname = name or data.pop("name", None) or "default"
+        data.pop("name", None)
+        unknown = set(data) - _POLICY_KEYS
+        if unknown:
+            key = sorted(unknown)[0]
+            raise ConfigError(
+                f"policies.{pname}: unknown key {key!r} "
+                f"(allowed: {', '.join(sorted(_POLICY_KEYS))})",
+                field=f"policies.{pname}.{key}",
+                value=key,
+            )
+        prefix = f"policies.{pname}"
+        cal_ref = data.get("calendar")
+        calendar: CalendarLike = WALL_CALENDAR
+        cal_name: str | None = None
+        if isinstance(cal_ref, str):
+            if calendars is None or cal_ref not in calendars:
+                raise UnknownCalendarError(cal_ref, list(calendars or {}))
+            calendar, cal_name = calendars[cal_ref], cal_ref
+        elif isinstance(cal_ref, Mapping):
+            from slakit.calendar import BusinessCalendar
+
+            calendar = BusinessCalendar.from_config(cal_ref)
+            cal_name = f"{pname} (inline)"
+        elif cal_ref is not None:
+            raise ConfigError(
+                f"{prefix}.calendar must be a calendar name or table, got {cal_ref!r}",
+                field=f"{prefix}.calendar",
+                value=cal_ref,
+            )
+        basis = data.get("basis", "business")
+        if basis not in BASES:
+            raise ConfigError(
+                f"{prefix}.basis must be 'business' or 'wall', got {basis!r}",
+                field=f"{prefix}.basis",
+                value=basis,
+            )
+        stop = data.get("stop", "first_response")
+        if stop not in STOPS:
+            raise ConfigError(
+                f"{prefix}.stop must be 'first_response' or 'completion', got {stop!r}",
+                field=f"{prefix}.stop",
+                value=stop,
+            )
+        sla = validate_sla(f"{prefix}.sla_minutes", data.get("sla_minutes", 30))
+        raw_steps = data.get("steps")
+        if raw_steps is None:
+            steps = _default_steps()
+        else:
+            if not isinstance(raw_steps, Sequence) or isinstance(raw_steps, str) or not raw_steps:
+                raise ConfigError(
+                    f"{prefix}.steps must be a non-empty list of tables, got {raw_steps!r}",
+                    field=f"{prefix}.steps",
+                    value=raw_steps,
+                )
+            steps = tuple(
+                Step.from_config(s, field=f"{prefix}.steps[{i}]", known_actions=actions)
+                for i, s in enumerate(raw_steps)
+            )
+            labels = [s.at for s in steps]
+            dup = next((lbl for lbl in labels if labels.count(lbl) > 1), None)
+            if dup is not None:
+                raise InvalidStepError(
+                    f"{prefix}.steps: two steps at {dup!r}; merge their 'do' lists",
+                    field=f"{prefix}.steps",
+                    value=dup,
+                )
+        coalesce = data.get("coalesce", False)
+        if not isinstance(coalesce, bool):
+            raise ConfigError(
+                f"{prefix}.coalesce must be true or false, got {coalesce!r}",
+                field=f"{prefix}.coalesce",
+                value=coalesce,
+            )
+        link = data.get("link")
+        if link is not None:
+            check_template(link, field=f"{prefix}.link")
+        backup = data.get("backup_owner")
+        if backup is not None and not isinstance(backup, str):
+            raise ConfigError(
+                f"{prefix}.backup_owner must be a string, got {backup!r}",
+                field=f"{prefix}.backup_owner",
+                value=backup,
+            )
+        preflight: dict[str, str] = {}
+        for key in PREFLIGHT_FIELDS:
+            if key in data:
+                if not isinstance(data[key], str):
+                    raise ConfigError(
+                        f"{prefix}.{key} must be text, got {data[key]!r}",
+                        field=f"{prefix}.{key}",
+                        value=data[key],
+                    )
+                preflight[key] = data[key]
+        runbook: dict[str, Any] = {}
+        for key in RUNBOOK_FIELDS:
+            if key in data:
+                value = data[key]
+                if key == "last_reviewed":
+                    value = _parse_date(f"{prefix}.last_reviewed", value)
+                runbook[key] = value
+        return cls(
+            name=pname,
+            calendar=calendar,
+            calendar_name=cal_name,
+            basis=basis,
+            stop=stop,
+            sla_minutes=sla,
+            steps=steps,
+            coalesce=coalesce,
+            link=link,
+            backup_owner=backup,
+            preflight=preflight,
+            runbook=runbook,
+        )
+
+    # -- timer arithmetic --------------------------------------------------
+
+    def effective_sla(self, handoff: Handoff) -> timedelta:
+        """The record's SLA, or this policy's default when the record has none."""
+        minutes = handoff.sla_minutes if handoff.sla_minutes is not None else self.sla_minutes
+        return timedelta(minutes=minutes)
+
+    def _after(self, handoff: Handoff, offset: timedelta, basis: str) -> datetime:
+        if basis == "wall":
+            return handoff.started_at + offset + timedelta(seconds=handoff.paused_seconds)
+        return self.calendar.add(
+            handoff.started_at, offset + timedelta(seconds=handoff.paused_business_seconds)
+        )
+
+    def due_after(self, handoff: Handoff, offset: timedelta) -> datetime:
+        """The instant ``offset`` of (basis) time after the start, pauses included."""
+        return self._after(handoff, offset, self.basis)
+
+    def deadlines(self, handoff: Handoff) -> tuple[datetime, datetime]:
+        """``(wall_deadline, business_deadline)`` of the 1× SLA, pauses included."""
+        sla = self.effective_sla(handoff)
+        return self._after(handoff, sla, "wall"), self._after(handoff, sla, "business")
+
+    def schedule(self, handoff: Handoff) -> list[ScheduledStep]:
+        """The handoff's steps in firing order (by offset, then as written)."""
+        sla = self.effective_sla(handoff)
+        order = sorted(range(len(self.steps)), key=lambda i: (self.steps[i].offset_for(sla), i))
+        return [
+            ScheduledStep(i, self.steps[i], self.due_after(handoff, self.steps[i].offset_for(sla)))
+            for i in order
+        ]
+
+    def message_for(self, step: Step, handoff: Handoff, *, recipient: str) -> str:
+        """The text of a notification for ``step``."""
+        values = template_values(self, handoff, step=step.at, recipient=recipient)
+        if step.message is not None:
+            return render(step.message, values)
+        sla = self.effective_sla(handoff)
+        if step.offset_for(sla) < sla:
+            template = DEFAULT_MESSAGES["before"]
+        elif any(a.name == "reassign" for a in step.actions) and handoff.backup_owner:
+            template = DEFAULT_MESSAGES["reassigned"]
+        else:
+            template = DEFAULT_MESSAGES["at"]
+        return render(template, values).rstrip(" .") + "."
+
+
+def template_values(
+    policy: Policy, handoff: Handoff, *, step: str = "", recipient: str = ""
+) -> dict[str, Any]:
+    """The names a message or link template can use."""
+    values: dict[str, Any] = {a.name: getattr(handoff, a.name) for a in attrs.fields(Handoff)}
+    values["attributes"] = dict(handoff.attributes)
+    values["sla_minutes"] = (
+        handoff.sla_minutes if handoff.sla_minutes is not None else policy.sla_minutes
+    )
+    values["step"] = step
+    values["recipient"] = recipient
+    values["status"] = handoff.status
+    values["deadline"] = handoff.deadline_at.isoformat() if handoff.deadline_at else ""
+    if handoff.deadline_at is not None and handoff.next_due_at is not None:
+        values["remaining_minutes"] = max(
+            0, round((handoff.deadline_at - handoff.next_due_at).total_seconds() / 60)
+        )
+    else:
+        values["remaining_minutes"] = ""
+    link = render(policy.link, values) if policy.link else ""
+    values["link"] = link
+    return values
+
+
+def _parse_date(field: str, value: Any) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ConfigError(f"{field} must be a date (YYYY-MM-DD), got {value!r}", field=field)
+
+
+ActionFactory = Callable[..., Action]
