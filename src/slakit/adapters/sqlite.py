@@ -1,0 +1,1221 @@
+"""The SQLite store: the embedded default, safe across threads and processes.
+
+* WAL journal, one connection per thread (one shared, locked connection for
+  ``":memory:"``), and every write in a ``BEGIN IMMEDIATE`` transaction, so a
+  writer takes the write lock before it reads what it will change.
+* Times are stored as INTEGER microseconds since the Unix epoch (UTC): exact,
+  ordered, and cheap to index and compare in SQL.
+* The schema is versioned with ``PRAGMA user_version``; :data:`MIGRATIONS`
+  holds the forward steps, applied in order by :meth:`SQLiteStore.setup`.
+* Exactly once: :meth:`SQLiteStore.apply_step` compares and sets the handoff's
+  ``version`` and ``stage`` and inserts the ``UNIQUE(handoff_id, stage)``
+  escalation rows and the outbox rows in the same transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any, TypeVar
+
+import attrs
+
+from slakit._time import to_us
+from slakit.abc import RecordStore
+from slakit.errors import (
+    ConcurrentUpdateError,
+    ConfigError,
+    DuplicateHandoffError,
+    SchemaVersionError,
+    StoreError,
+    UnknownHandoffError,
+    ValidationError,
+)
+from slakit.handoff import Handoff
+from slakit.records import (
+    Escalation,
+    Notification,
+    OutboxItem,
+    StepApplication,
+    TraceRecord,
+)
+
+__all__ = [
+    "CLAIM_DUE_SQL",
+    "HANDOFF_COLUMNS",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "SQLiteStore",
+]
+
+T = TypeVar("T")
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MIN_SQLITE = (3, 35, 0)  # UPDATE … RETURNING
+_JOURNAL_MODES = ("WAL", "DELETE", "TRUNCATE", "PERSIST", "MEMORY", "OFF")
+_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+_PAGE = 1000
+
+#: The handoff columns, in :class:`~slakit.handoff.Handoff` field order. The
+#: table also has ``lease_owner`` and ``lease_until`` for claims.
+HANDOFF_COLUMNS: tuple[str, ...] = (
+    "id",
+    "policy",
+    "started_at",
+    "owner",
+    "backup_owner",
+    "sla_minutes",
+    "first_response_at",
+    "responded_by",
+    "completed_at",
+    "cancelled_at",
+    "cancel_reason",
+    "breached",
+    "breach_reason",
+    "trace_id",
+    "within_business_hours",
+    "channel",
+    "segment",
+    "stage",
+    "stopped_at",
+    "next_due_at",
+    "deadline_at",
+    "wall_deadline_at",
+    "business_deadline_at",
+    "paused_at",
+    "paused_seconds",
+    "paused_business_seconds",
+    "wall_elapsed_seconds",
+    "business_elapsed_seconds",
+    "ingested_at",
+    "attributes",
+    "version",
+)
+
+_V1: tuple[str, ...] = (
+    """
+    CREATE TABLE handoffs (
+        id                       TEXT    NOT NULL PRIMARY KEY,
+        policy                   TEXT    NOT NULL,
+        started_at               INTEGER NOT NULL,
+        owner                    TEXT,
+        backup_owner             TEXT,
+        sla_minutes              REAL,
+        first_response_at        INTEGER,
+        responded_by             TEXT,
+        completed_at             INTEGER,
+        cancelled_at             INTEGER,
+        cancel_reason            TEXT,
+        breached                 INTEGER NOT NULL DEFAULT 0,
+        breach_reason            TEXT,
+        trace_id                 TEXT    NOT NULL,
+        within_business_hours    INTEGER,
+        channel                  TEXT,
+        segment                  TEXT,
+        stage                    INTEGER NOT NULL DEFAULT 0,
+        stopped_at               INTEGER,
+        next_due_at              INTEGER,
+        deadline_at              INTEGER,
+        wall_deadline_at         INTEGER,
+        business_deadline_at     INTEGER,
+        paused_at                INTEGER,
+        paused_seconds           REAL    NOT NULL DEFAULT 0,
+        paused_business_seconds  REAL    NOT NULL DEFAULT 0,
+        wall_elapsed_seconds     REAL,
+        business_elapsed_seconds REAL,
+        ingested_at              INTEGER,
+        attributes               TEXT    NOT NULL DEFAULT '{}',
+        version                  INTEGER NOT NULL,
+        lease_owner              TEXT,
+        lease_until              INTEGER
+    )
+    """,
+    # Claims scan only the rows that have a timer, in due order.
+    "CREATE INDEX handoffs_due ON handoffs (next_due_at) WHERE next_due_at IS NOT NULL",
+    # Reports and iter_handoffs walk a started_at window.
+    "CREATE INDEX handoffs_started ON handoffs (started_at, id)",
+    """
+    CREATE TABLE escalations (
+        handoff_id TEXT    NOT NULL,
+        stage      INTEGER NOT NULL,
+        step       TEXT    NOT NULL,
+        applied_at INTEGER NOT NULL,
+        outcome    TEXT    NOT NULL,
+        actions    TEXT    NOT NULL DEFAULT '[]',
+        UNIQUE (handoff_id, stage)
+    )
+    """,
+    """
+    CREATE TABLE outbox (
+        seq             INTEGER PRIMARY KEY,
+        notifier        TEXT    NOT NULL,
+        idempotency_key TEXT    NOT NULL,
+        recipient       TEXT    NOT NULL,
+        handoff_id      TEXT    NOT NULL,
+        stage           INTEGER NOT NULL,
+        step            TEXT    NOT NULL,
+        action          TEXT    NOT NULL,
+        subject         TEXT    NOT NULL,
+        text            TEXT    NOT NULL,
+        trace_id        TEXT    NOT NULL,
+        policy          TEXT    NOT NULL,
+        created_at      INTEGER NOT NULL,
+        payload         TEXT    NOT NULL DEFAULT '{}',
+        state           TEXT    NOT NULL DEFAULT 'pending',
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER,
+        lease_token     TEXT,
+        lease_until     INTEGER,
+        last_error      TEXT,
+        UNIQUE (notifier, idempotency_key)
+    )
+    """,
+    # Deliveries scan only pending rows, oldest due first (creation order on ties).
+    "CREATE INDEX outbox_due ON outbox (next_attempt_at, seq) WHERE state = 'pending'",
+    "CREATE INDEX outbox_handoff ON outbox (handoff_id)",
+    """
+    CREATE TABLE traces (
+        seq        INTEGER PRIMARY KEY,
+        trace_id   TEXT    NOT NULL,
+        handoff_id TEXT    NOT NULL,
+        policy     TEXT    NOT NULL,
+        rule       TEXT    NOT NULL,
+        action     TEXT    NOT NULL,
+        actor      TEXT    NOT NULL,
+        at         INTEGER NOT NULL,
+        outcome    TEXT    NOT NULL,
+        detail     TEXT    NOT NULL DEFAULT '{}'
+    )
+    """,
+    "CREATE INDEX traces_handoff ON traces (handoff_id)",
+    "CREATE INDEX traces_at ON traces (at)",
+)
+
+#: Forward migrations: step ``i`` takes ``user_version`` from ``i`` to ``i + 1``.
+#: Append new steps; never edit a released one.
+MIGRATIONS: list[tuple[str, ...]] = [_V1]
+
+#: The schema version this code writes.
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_COLS = ", ".join(HANDOFF_COLUMNS)
+_INSERT_HANDOFF = (
+    f"INSERT INTO handoffs ({_COLS}) VALUES ({', '.join('?' for _ in HANDOFF_COLUMNS)})"
+)
+# Every column but id; the lease goes with any write.
+_SET_HANDOFF = ", ".join(f"{c} = ?" for c in HANDOFF_COLUMNS[1:])
+_UPDATE_HANDOFF = (
+    f"UPDATE handoffs SET {_SET_HANDOFF}, lease_owner = NULL, lease_until = NULL "
+    "WHERE id = ? AND version = ?"
+)
+_APPLY_HANDOFF = _UPDATE_HANDOFF + " AND stage = ?"
+
+#: The due-claim statement. Parameters: worker, lease_until, now, now, limit (µs).
+CLAIM_DUE_SQL = (
+    "UPDATE handoffs SET lease_owner = ?, lease_until = ? "
+    "WHERE rowid IN ("
+    "SELECT rowid FROM handoffs INDEXED BY handoffs_due "
+    "WHERE next_due_at IS NOT NULL AND next_due_at <= ? "
+    "AND (lease_until IS NULL OR lease_until <= ?) "
+    "ORDER BY next_due_at LIMIT ?"
+    f") RETURNING {_COLS}"
+)
+
+_INSERT_ESCALATION = (
+    "INSERT INTO escalations (handoff_id, stage, step, applied_at, outcome, actions) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+_OUTBOX_COLS = (
+    "notifier, idempotency_key, recipient, handoff_id, stage, step, action, subject, text, "
+    "trace_id, policy, created_at, payload, state, attempts, next_attempt_at, lease_token, "
+    "lease_until, last_error"
+)
+_INSERT_OUTBOX = (
+    "INSERT INTO outbox (notifier, idempotency_key, recipient, handoff_id, stage, step, action, "
+    "subject, text, trace_id, policy, created_at, payload, next_attempt_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_CLAIM_OUTBOX = (
+    "UPDATE outbox SET lease_token = ? || seq, lease_until = ? "
+    "WHERE seq IN ("
+    "SELECT seq FROM outbox INDEXED BY outbox_due "
+    "WHERE state = 'pending' AND next_attempt_at <= ? "
+    "AND (lease_until IS NULL OR lease_until <= ?) "
+    "ORDER BY next_attempt_at, seq LIMIT ?"
+    f") RETURNING seq, {_OUTBOX_COLS}"
+)
+_COMPLETE_OUTBOX = (
+    # A pending row with no next attempt time keeps its old one: due at once.
+    "UPDATE outbox SET state = ?, attempts = ?, next_attempt_at = coalesce(?, next_attempt_at), "
+    "last_error = ?, lease_token = NULL, lease_until = NULL "
+    "WHERE notifier = ? AND idempotency_key = ? AND lease_token = ? AND state = 'pending'"
+)
+_TRACE_COLS = "trace_id, handoff_id, policy, rule, action, actor, at, outcome, detail"
+_INSERT_TRACE = f"INSERT INTO traces ({_TRACE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+#: Columns ``aggregate_hit_rate`` may group by (anything else: Python does it).
+_GROUPABLE = frozenset(
+    {
+        "policy",
+        "channel",
+        "segment",
+        "owner",
+        "backup_owner",
+        "responded_by",
+        "breached",
+        "breach_reason",
+        "within_business_hours",
+        "stage",
+        "cancel_reason",
+    }
+)
+_BOOL_COLUMNS = frozenset({"breached", "within_business_hours"})
+
+
+class _Abort(Exception):
+    """Roll the transaction back and return ``value`` from the write."""
+
+    def __init__(self, value: Any) -> None:
+        super().__init__()
+        self.value = value
+
+
+# -- value conversion ----------------------------------------------------------
+
+
+def _us(value: datetime | None) -> int | None:
+    return None if value is None else to_us(value)
+
+
+def _dt(value: int | None) -> datetime | None:
+    return None if value is None else _EPOCH + timedelta(microseconds=value)
+
+
+def _lenient(value: Any) -> Any:
+    # Trace details and payloads are logs: a value JSON cannot hold is kept as text.
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    return str(value)
+
+
+_strict_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_lenient_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_lenient).encode
+
+
+def _loads(text: str) -> Any:
+    return {} if text == "{}" else json.loads(text)
+
+
+def _attributes_json(h: Handoff) -> str:
+    attributes = h.attributes
+    if not attributes:
+        return "{}"
+    try:
+        return _strict_json(dict(attributes))
+    except (TypeError, ValueError):
+        for key, value in attributes.items():
+            try:
+                _strict_json(value)
+            except (TypeError, ValueError):
+                raise ValidationError(
+                    f"attributes[{key!r}] of handoff {h.id!r} must be JSON-serialisable "
+                    f"to be stored in SQLite, got {value!r}",
+                    field=f"attributes.{key}",
+                    value=value,
+                ) from None
+        raise
+
+
+def _handoff_values(h: Handoff) -> tuple[Any, ...]:
+    """The row for ``h`` in :data:`HANDOFF_COLUMNS` order."""
+    wbh = h.within_business_hours
+    return (
+        h.id,
+        h.policy,
+        to_us(h.started_at),
+        h.owner,
+        h.backup_owner,
+        h.sla_minutes,
+        _us(h.first_response_at),
+        h.responded_by,
+        _us(h.completed_at),
+        _us(h.cancelled_at),
+        h.cancel_reason,
+        1 if h.breached else 0,
+        h.breach_reason,
+        h.trace_id,
+        None if wbh is None else (1 if wbh else 0),
+        h.channel,
+        h.segment,
+        h.stage,
+        _us(h.stopped_at),
+        _us(h.next_due_at),
+        _us(h.deadline_at),
+        _us(h.wall_deadline_at),
+        _us(h.business_deadline_at),
+        _us(h.paused_at),
+        h.paused_seconds,
+        h.paused_business_seconds,
+        h.wall_elapsed_seconds,
+        h.business_elapsed_seconds,
+        _us(h.ingested_at),
+        _attributes_json(h),
+        h.version,
+    )
+
+
+def _handoff_from_row(r: Sequence[Any]) -> Handoff:
+    wbh = r[14]
+    return Handoff(
+        id=r[0],
+        policy=r[1],
+        started_at=_EPOCH + timedelta(microseconds=r[2]),
+        owner=r[3],
+        backup_owner=r[4],
+        sla_minutes=r[5],
+        first_response_at=_dt(r[6]),
+        responded_by=r[7],
+        completed_at=_dt(r[8]),
+        cancelled_at=_dt(r[9]),
+        cancel_reason=r[10],
+        breached=bool(r[11]),
+        breach_reason=r[12],
+        trace_id=r[13],
+        within_business_hours=None if wbh is None else bool(wbh),
+        channel=r[15],
+        segment=r[16],
+        stage=r[17],
+        stopped_at=_dt(r[18]),
+        next_due_at=_dt(r[19]),
+        deadline_at=_dt(r[20]),
+        wall_deadline_at=_dt(r[21]),
+        business_deadline_at=_dt(r[22]),
+        paused_at=_dt(r[23]),
+        paused_seconds=r[24],
+        paused_business_seconds=r[25],
+        wall_elapsed_seconds=r[26],
+        business_elapsed_seconds=r[27],
+        ingested_at=_dt(r[28]),
+        attributes=_loads(r[29]),
+        version=r[30],
+    )
+
+
+def _trace_values(t: TraceRecord) -> tuple[Any, ...]:
+    detail = t.detail
+    return (
+        t.trace_id,
+        t.handoff_id,
+        t.policy,
+        t.rule,
+        t.action,
+        t.actor,
+        to_us(t.at),
+        t.outcome,
+        _lenient_json(dict(detail)) if detail else "{}",
+    )
+
+
+def _trace_from_row(r: Sequence[Any]) -> TraceRecord:
+    return TraceRecord(
+        trace_id=r[0],
+        handoff_id=r[1],
+        policy=r[2],
+        rule=r[3],
+        action=r[4],
+        actor=r[5],
+        at=_EPOCH + timedelta(microseconds=r[6]),
+        outcome=r[7],
+        detail=_loads(r[8]),
+    )
+
+
+def _outbox_values(n: Notification) -> tuple[Any, ...]:
+    created = to_us(n.created_at)
+    return (
+        n.notifier,
+        n.idempotency_key,
+        n.recipient,
+        n.handoff_id,
+        n.stage,
+        n.step,
+        n.action,
+        n.subject,
+        n.text,
+        n.trace_id,
+        n.policy,
+        created,
+        _lenient_json(dict(n.payload)) if n.payload else "{}",
+        created,
+    )
+
+
+def _outbox_from_row(r: Sequence[Any]) -> OutboxItem:
+    """An item from ``seq`` followed by the :data:`_OUTBOX_COLS` columns."""
+    n = Notification(
+        notifier=r[1],
+        idempotency_key=r[2],
+        recipient=r[3],
+        handoff_id=r[4],
+        stage=r[5],
+        step=r[6],
+        action=r[7],
+        subject=r[8],
+        text=r[9],
+        trace_id=r[10],
+        policy=r[11],
+        created_at=_EPOCH + timedelta(microseconds=r[12]),
+        payload=_loads(r[13]),
+    )
+    return OutboxItem(
+        notification=n,
+        state=r[14],
+        attempts=r[15],
+        next_attempt_at=_dt(r[16]),
+        lease_token=r[17],
+        lease_until=_dt(r[18]),
+        last_error=r[19],
+    )
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    text = str(exc)
+    return "locked" in text or "busy" in text
+
+
+# -- the store -----------------------------------------------------------------
+
+
+class SQLiteStore(RecordStore):
+    """Handoffs, escalations, outbox and trace rows in one SQLite database file.
+
+    :param path: the database file (created if missing). ``":memory:"`` gives a
+        private in-memory database behind one shared, locked connection (tests).
+    :param busy_timeout: milliseconds a statement waits for another writer's lock.
+    :param journal_mode: ``WAL`` (default; readers never block the writer) or
+        another SQLite journal mode.
+    :param synchronous: ``NORMAL`` (default; with WAL a commit survives a
+        process crash, and the last commits may be lost on power failure) or
+        ``FULL`` (every commit is fsynced).
+    :param lock_retries: how many times a transaction that still finds the
+        database locked after ``busy_timeout`` is retried, with backoff,
+        before :class:`~slakit.errors.StoreError` is raised.
+    :param cache_size_kib: page cache per connection, in KiB.
+    :raises ConfigError: for an option out of range.
+    """
+
+    name = "sqlite"
+    multi_process = True
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = "slakit.db",
+        *,
+        busy_timeout: int = 5000,
+        journal_mode: str = "WAL",
+        synchronous: str = "NORMAL",
+        lock_retries: int = 8,
+        cache_size_kib: int = 16384,
+    ) -> None:
+        if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, int) or busy_timeout < 0:
+            raise ConfigError(
+                f"store.busy_timeout must be a whole number of milliseconds >= 0, "
+                f"got {busy_timeout!r}",
+                field="store.busy_timeout",
+                value=busy_timeout,
+            )
+        mode = str(journal_mode).upper()
+        if mode not in _JOURNAL_MODES:
+            raise ConfigError(
+                f"store.journal_mode must be one of {', '.join(_JOURNAL_MODES)}, "
+                f"got {journal_mode!r}",
+                field="store.journal_mode",
+                value=journal_mode,
+            )
+        sync = str(synchronous).upper()
+        if sync not in _SYNCHRONOUS:
+            raise ConfigError(
+                f"store.synchronous must be one of {', '.join(_SYNCHRONOUS)}, got {synchronous!r}",
+                field="store.synchronous",
+                value=synchronous,
+            )
+        if isinstance(lock_retries, bool) or not isinstance(lock_retries, int) or lock_retries < 0:
+            raise ConfigError(
+                f"store.lock_retries must be a whole number >= 0, got {lock_retries!r}",
+                field="store.lock_retries",
+                value=lock_retries,
+            )
+        if (
+            isinstance(cache_size_kib, bool)
+            or not isinstance(cache_size_kib, int)
+            or cache_size_kib < 0
+        ):
+            raise ConfigError(
+                f"store.cache_size_kib must be a whole number >= 0, got {cache_size_kib!r}",
+                field="store.cache_size_kib",
+                value=cache_size_kib,
+            )
+        self.path = str(path) if isinstance(path, str) else os.fspath(path)
+        self.busy_timeout = busy_timeout
+        self.journal_mode = mode
+        self.synchronous = sync
+        self.lock_retries = lock_retries
+        self.cache_size_kib = cache_size_kib
+        self.in_memory = self.path == ":memory:"
+        self._local = threading.local()
+        self._conns_lock = threading.Lock()
+        self._conns: list[sqlite3.Connection] = []
+        # Connections inherited through fork() are never used or closed in the child.
+        self._orphans: list[sqlite3.Connection] = []
+        self._pid = os.getpid()
+        self._shared: sqlite3.Connection | None = None
+        self._shared_lock = threading.RLock()
+        self._setup_lock = threading.Lock()
+        self._ready = False
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.path!r})"
+
+    # -- connections ----------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        """Open and configure one connection (subclasses may wrap it, e.g. in tests)."""
+        if sqlite3.sqlite_version_info < _MIN_SQLITE:
+            raise StoreError(
+                f"SQLite {sqlite3.sqlite_version} is too old for the sqlite store; "
+                f"it needs {'.'.join(map(str, _MIN_SQLITE))} or newer (UPDATE … RETURNING)",
+                field="sqlite_version",
+                value=sqlite3.sqlite_version,
+            )
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=self.busy_timeout / 1000,
+                isolation_level=None,  # we issue BEGIN IMMEDIATE / COMMIT ourselves
+                check_same_thread=False,
+                cached_statements=256,
+            )
+            conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout}")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            conn.execute(f"PRAGMA cache_size = -{self.cache_size_kib}")
+            conn.execute("PRAGMA temp_store = MEMORY")
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"cannot open SQLite database {self.path!r}: {exc}", field="path", value=self.path
+            ) from exc
+        return conn
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreError(f"{self!r} is closed", field="path", value=self.path)
+        if self.in_memory:
+            if self._shared is None:
+                self._shared = self._connect()
+            return self._shared
+        pid = os.getpid()
+        if pid != self._pid:
+            with self._conns_lock:
+                self._orphans.extend(self._conns)
+                self._conns = []
+                self._local = threading.local()
+                self._pid = pid
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+            with self._conns_lock:
+                self._conns.append(conn)
+        return conn
+
+    def _guard(self) -> contextlib.AbstractContextManager[Any]:
+        # One shared connection (":memory:") means one transaction at a time.
+        return self._shared_lock if self.in_memory else contextlib.nullcontext()
+
+    def _ensure_ready(self) -> None:
+        if not self._ready:
+            self.setup()
+
+    def _retrying(self, what: str, attempt: Callable[[], T]) -> T:
+        """Run ``attempt``, retrying with capped backoff while the database is locked."""
+        delay = 0.005
+        last: sqlite3.Error | None = None
+        for _ in range(self.lock_retries + 1):
+            try:
+                return attempt()
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise StoreError(
+                        f"sqlite store {self.path!r}: {what} failed: {exc}",
+                        field="path",
+                        value=self.path,
+                    ) from exc
+                last = exc
+            time.sleep(delay / 2 + random.uniform(0, delay / 2))
+            delay = min(delay * 2, 1.0)
+        raise StoreError(
+            f"sqlite store {self.path!r}: {what} still found the database locked after "
+            f"{self.lock_retries + 1} attempts with busy_timeout={self.busy_timeout} ms "
+            f"({last}); another process holds a write transaction open",
+            field="path",
+            value=self.path,
+        ) from last
+
+    def _write(self, what: str, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in one ``BEGIN IMMEDIATE`` transaction; commit unless it aborts."""
+        self._ensure_ready()
+
+        def attempt() -> T:
+            with self._guard():
+                conn = self._conn()
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = fn(conn)
+                except _Abort as abort:
+                    conn.execute("ROLLBACK")
+                    return abort.value  # type: ignore[no-any-return]
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                try:
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                return result
+
+        return self._retrying(what, attempt)
+
+    def _read(self, what: str, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` on this thread's connection (one snapshot per statement)."""
+        self._ensure_ready()
+
+        def attempt() -> T:
+            with self._guard():
+                return fn(self._conn())
+
+        return self._retrying(what, attempt)
+
+    # -- lifecycle ------------------------------------------------------
+
+    def setup(self) -> None:
+        """Switch to the journal mode and apply pending migrations. Idempotent.
+
+        :raises SchemaVersionError: when the database's schema is newer than
+            this code knows.
+        :raises StoreError: when the file cannot be opened or stays locked.
+        """
+        with self._setup_lock:
+            if self._ready:
+                return
+            self._retrying("setup", self._setup_once)
+            self._ready = True
+
+    def _setup_once(self) -> None:
+        with self._guard():
+            conn = self._conn()
+            if not self.in_memory:
+                current = conn.execute("PRAGMA journal_mode").fetchone()[0]
+                if str(current).upper() != self.journal_mode:
+                    conn.execute(f"PRAGMA journal_mode = {self.journal_mode}")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._migrate(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        known = len(MIGRATIONS)
+        if version > known:
+            raise SchemaVersionError(
+                f"SQLite database {self.path!r} has schema version {version} "
+                f"(PRAGMA user_version), newer than the {known} this slakit knows; "
+                "upgrade slakit to open it",
+                field="user_version",
+                value=version,
+            )
+        for target in range(version, known):
+            for statement in MIGRATIONS[target]:
+                conn.execute(statement)
+            # PRAGMA user_version is transactional: it lands with the step's DDL.
+            conn.execute(f"PRAGMA user_version = {target + 1}")
+
+    def schema_version(self) -> int:
+        """The database's ``PRAGMA user_version``."""
+        return int(self._read("schema_version", _user_version))
+
+    def close(self) -> None:
+        """Close every connection this store opened. The store is unusable afterwards."""
+        with self._conns_lock:
+            conns = list(self._conns)
+            self._conns = []
+        if self._shared is not None:
+            conns.append(self._shared)
+            self._shared = None
+        self._closed = True
+        for i, conn in enumerate(conns):
+            with contextlib.suppress(sqlite3.Error):
+                if i == 0:
+                    conn.execute("PRAGMA optimize")
+                conn.close()
+
+    # -- handoffs -------------------------------------------------------
+
+    def insert(self, handoff: Handoff, traces: Sequence[TraceRecord] = ()) -> Handoff:
+        row = _handoff_values(handoff)
+        trace_rows = [_trace_values(t) for t in traces]
+
+        def tx(conn: sqlite3.Connection) -> Handoff:
+            try:
+                conn.execute(_INSERT_HANDOFF, row)
+            except sqlite3.IntegrityError as exc:
+                raise self._integrity(exc, handoff.id) from None
+            if trace_rows:
+                conn.executemany(_INSERT_TRACE, trace_rows)
+            return handoff
+
+        return self._write("insert", tx)
+
+    def insert_many(self, handoffs: Sequence[Handoff], traces: Sequence[TraceRecord] = ()) -> int:
+        seen: set[str] = set()
+        for h in handoffs:
+            if h.id in seen:
+                raise DuplicateHandoffError(
+                    f"handoff id {h.id!r} appears twice in one batch", field="id", value=h.id
+                )
+            seen.add(h.id)
+        rows = [_handoff_values(h) for h in handoffs]
+        trace_rows = [_trace_values(t) for t in traces]
+
+        def tx(conn: sqlite3.Connection) -> int:
+            try:
+                conn.executemany(_INSERT_HANDOFF, rows)
+            except sqlite3.IntegrityError as exc:
+                raise self._integrity(exc, _first_existing(conn, [r[0] for r in rows])) from None
+            if trace_rows:
+                conn.executemany(_INSERT_TRACE, trace_rows)
+            return len(rows)
+
+        return self._write("insert_many", tx)
+
+    def _integrity(self, exc: sqlite3.IntegrityError, handoff_id: str | None) -> Exception:
+        if "handoffs.id" in str(exc) or "PRIMARY KEY" in str(exc):
+            return DuplicateHandoffError(
+                f"handoff id {handoff_id!r} already exists", field="id", value=handoff_id
+            )
+        return StoreError(
+            f"sqlite store {self.path!r}: handoff {handoff_id!r} rejected: {exc}",
+            field="id",
+            value=handoff_id,
+        )
+
+    def get(self, handoff_id: str) -> Handoff:
+        row = self._read(
+            "get",
+            lambda conn: conn.execute(
+                f"SELECT {_COLS} FROM handoffs WHERE id = ?", (handoff_id,)
+            ).fetchone(),
+        )
+        if row is None:
+            raise UnknownHandoffError(handoff_id)
+        return _handoff_from_row(row)
+
+    def update(
+        self, handoff: Handoff, expected_version: int, traces: Sequence[TraceRecord] = ()
+    ) -> Handoff:
+        values = _handoff_values(handoff)
+        params = (*values[1:-1], expected_version + 1, handoff.id, expected_version)
+        trace_rows = [_trace_values(t) for t in traces]
+
+        def tx(conn: sqlite3.Connection) -> None:
+            if conn.execute(_UPDATE_HANDOFF, params).rowcount != 1:
+                found = conn.execute(
+                    "SELECT version FROM handoffs WHERE id = ?", (handoff.id,)
+                ).fetchone()
+                if found is None:
+                    raise UnknownHandoffError(handoff.id)
+                raise ConcurrentUpdateError(
+                    f"handoff {handoff.id!r} changed: expected version {expected_version}, "
+                    f"found {found[0]}",
+                    field="version",
+                    value=expected_version,
+                )
+            if trace_rows:
+                conn.executemany(_INSERT_TRACE, trace_rows)
+
+        self._write("update", tx)
+        return attrs.evolve(handoff, version=expected_version + 1)
+
+    def claim_due(
+        self, now: datetime, limit: int, worker: str, lease_seconds: float
+    ) -> list[Handoff]:
+        now_us = to_us(now)
+        params = (worker, now_us + round(lease_seconds * 1_000_000), now_us, now_us, limit)
+
+        def tx(conn: sqlite3.Connection) -> list[Any]:
+            return conn.execute(CLAIM_DUE_SQL, params).fetchall()
+
+        rows = self._write("claim_due", tx)
+        rows.sort(key=lambda r: (r[19], r[0]))
+        return [_handoff_from_row(r) for r in rows]
+
+    def apply_step(self, application: StepApplication) -> bool:
+        h = application.handoff
+        expected = application.expected_version
+        values = _handoff_values(h)
+        params = (*values[1:-1], expected + 1, h.id, expected, application.expected_stage)
+        escalations = [
+            (
+                e.handoff_id,
+                e.stage,
+                e.step,
+                to_us(e.applied_at),
+                e.outcome,
+                _strict_json(list(e.actions)),
+            )
+            for e in application.escalations
+        ]
+        outbox = [_outbox_values(n) for n in application.notifications]
+        trace_rows = [_trace_values(t) for t in application.traces]
+
+        def tx(conn: sqlite3.Connection) -> bool:
+            if conn.execute(_APPLY_HANDOFF, params).rowcount != 1:
+                if conn.execute("SELECT 1 FROM handoffs WHERE id = ?", (h.id,)).fetchone() is None:
+                    raise UnknownHandoffError(h.id)
+                raise _Abort(False)
+            try:
+                conn.executemany(_INSERT_ESCALATION, escalations)
+                if outbox:
+                    conn.executemany(_INSERT_OUTBOX, outbox)
+            except sqlite3.IntegrityError:
+                # Another writer already made this (handoff, stage) or notification happen.
+                raise _Abort(False) from None
+            if trace_rows:
+                conn.executemany(_INSERT_TRACE, trace_rows)
+            return True
+
+        return self._write("apply_step", tx)
+
+    def release(self, handoff_id: str, worker: str) -> None:
+        def tx(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE handoffs SET lease_owner = NULL, lease_until = NULL "
+                "WHERE id = ? AND lease_owner = ?",
+                (handoff_id, worker),
+            )
+
+        self._write("release", tx)
+
+    def iter_handoffs(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        policy: str | None = None,
+    ) -> Iterator[Handoff]:
+        # Keyset pages: no statement (and no lock) stays open between yields.
+        where = ["(started_at, id) > (?, ?)"]
+        fixed: list[Any] = []
+        if since is not None:
+            where.append("started_at >= ?")
+            fixed.append(to_us(since))
+        if until is not None:
+            where.append("started_at < ?")
+            fixed.append(to_us(until))
+        if policy is not None:
+            where.append("policy = ?")
+            fixed.append(policy)
+        sql = (
+            f"SELECT {_COLS} FROM handoffs WHERE {' AND '.join(where)} "
+            f"ORDER BY started_at, id LIMIT {_PAGE}"
+        )
+        after: tuple[int, str] = (-(2**63), "")
+        while True:
+            rows = self._read("iter_handoffs", partial(_fetch, sql, (*after, *fixed)))
+            for r in rows:
+                yield _handoff_from_row(r)
+            if len(rows) < _PAGE:
+                return
+            after = (rows[-1][2], rows[-1][0])
+
+    def count(self) -> int:
+        return int(
+            self._read(
+                "count", lambda conn: conn.execute("SELECT count(*) FROM handoffs").fetchone()[0]
+            )
+        )
+
+    def next_wakeup(self) -> datetime | None:
+        def q(conn: sqlite3.Connection) -> list[int | None]:
+            due = conn.execute(
+                "SELECT min(next_due_at) FROM handoffs WHERE next_due_at IS NOT NULL"
+            ).fetchone()[0]
+            retry = conn.execute(
+                "SELECT min(next_attempt_at) FROM outbox WHERE state = 'pending'"
+            ).fetchone()[0]
+            return [due, retry]
+
+        found = [v for v in self._read("next_wakeup", q) if v is not None]
+        return _dt(min(found)) if found else None
+
+    # -- escalations ----------------------------------------------------
+
+    def escalations(self, handoff_id: str | None = None) -> list[Escalation]:
+        sql = "SELECT handoff_id, stage, step, applied_at, outcome, actions FROM escalations"
+        params: tuple[Any, ...] = ()
+        if handoff_id is not None:
+            sql += " WHERE handoff_id = ?"
+            params = (handoff_id,)
+        sql += " ORDER BY handoff_id, stage"
+        rows = self._read("escalations", lambda conn: conn.execute(sql, params).fetchall())
+        return [
+            Escalation(
+                handoff_id=r[0],
+                stage=r[1],
+                step=r[2],
+                applied_at=_EPOCH + timedelta(microseconds=r[3]),
+                outcome=r[4],
+                actions=tuple(json.loads(r[5])),
+            )
+            for r in rows
+        ]
+
+    # -- outbox ---------------------------------------------------------
+
+    def claim_outbox(
+        self, now: datetime, limit: int, worker: str, lease_seconds: float
+    ) -> list[OutboxItem]:
+        now_us = to_us(now)
+        token = f"{worker}:{uuid.uuid4().hex}:"
+        params = (token, now_us + round(lease_seconds * 1_000_000), now_us, now_us, limit)
+
+        def tx(conn: sqlite3.Connection) -> list[Any]:
+            return conn.execute(_CLAIM_OUTBOX, params).fetchall()
+
+        rows = self._write("claim_outbox", tx)
+        rows.sort(key=lambda r: (r[16], r[0]))
+        return [_outbox_from_row(r) for r in rows]
+
+    def complete_outbox(
+        self,
+        item: OutboxItem,
+        *,
+        state: str,
+        attempts: int,
+        next_attempt_at: datetime | None,
+        error: str | None,
+        traces: Sequence[TraceRecord] = (),
+    ) -> bool:
+        if item.lease_token is None:
+            return False
+        n = item.notification
+        params = (
+            state,
+            attempts,
+            _us(next_attempt_at),
+            error,
+            n.notifier,
+            n.idempotency_key,
+            item.lease_token,
+        )
+        trace_rows = [_trace_values(t) for t in traces]
+
+        def tx(conn: sqlite3.Connection) -> bool:
+            if conn.execute(_COMPLETE_OUTBOX, params).rowcount != 1:
+                raise _Abort(False)
+            if trace_rows:
+                conn.executemany(_INSERT_TRACE, trace_rows)
+            return True
+
+        return self._write("complete_outbox", tx)
+
+    def outbox(self, handoff_id: str | None = None, state: str | None = None) -> list[OutboxItem]:
+        where: list[str] = []
+        params: list[Any] = []
+        if handoff_id is not None:
+            where.append("handoff_id = ?")
+            params.append(handoff_id)
+        if state is not None:
+            where.append("state = ?")
+            params.append(state)
+        sql = f"SELECT seq, {_OUTBOX_COLS} FROM outbox"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY seq"
+        rows = self._read("outbox", lambda conn: conn.execute(sql, params).fetchall())
+        return [_outbox_from_row(r) for r in rows]
+
+    # -- traces ---------------------------------------------------------
+
+    def add_traces(self, traces: Sequence[TraceRecord]) -> None:
+        rows = [_trace_values(t) for t in traces]
+        if not rows:
+            return
+
+        def tx(conn: sqlite3.Connection) -> None:
+            conn.executemany(_INSERT_TRACE, rows)
+
+        self._write("add_traces", tx)
+
+    def traces(
+        self,
+        handoff_id: str | None = None,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[TraceRecord]:
+        where: list[str] = []
+        params: list[Any] = []
+        if handoff_id is not None:
+            where.append("handoff_id = ?")
+            params.append(handoff_id)
+        if since is not None:
+            where.append("at >= ?")
+            params.append(to_us(since))
+        if until is not None:
+            where.append("at < ?")
+            params.append(to_us(until))
+        sql = f"SELECT {_TRACE_COLS} FROM traces"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY seq"
+        rows = self._read("traces", lambda conn: conn.execute(sql, params).fetchall())
+        return [_trace_from_row(r) for r in rows]
+
+    # -- reports --------------------------------------------------------
+
+    def aggregate_hit_rate(
+        self,
+        *,
+        since: datetime | None,
+        until: datetime | None,
+        by: Sequence[str],
+        now: datetime,
+    ) -> list[dict[str, Any]] | None:
+        """Hit-rate counts per group, computed with one ``GROUP BY`` in SQL.
+
+        A handoff belongs to the window by ``started_at``. Cancelled ones are
+        ``excluded``. On each basis it is ``met`` when its clock stopped at or
+        before that basis's deadline, ``missed`` when it stopped later or is
+        still running (not stopped, cancelled or paused) with ``now`` past the
+        deadline, and ``pending`` otherwise. Groups come sorted by the ``by``
+        keys; an empty window gives no groups.
+
+        :returns: ``None`` (let Python do it) when ``by`` names a field that
+            is not a plain column (see ``_GROUPABLE``).
+        """
+        keys = list(by)
+        if any(k not in _GROUPABLE for k in keys):
+            return None
+        where: list[str] = []
+        params: dict[str, Any] = {"now": to_us(now)}
+        if since is not None:
+            where.append("started_at >= :since")
+            params["since"] = to_us(since)
+        if until is not None:
+            where.append("started_at < :until")
+            params["until"] = to_us(until)
+        live = "cancelled_at IS NULL"
+        counts = ["count(*)", f"sum(NOT ({live}))"]
+        for basis in ("wall", "business"):
+            d = f"{basis}_deadline_at"
+            counts.append(f"sum({live} AND stopped_at <= {d})")
+            counts.append(
+                f"sum({live} AND (stopped_at > {d} OR "
+                f"(stopped_at IS NULL AND paused_at IS NULL AND :now > {d})))"
+            )
+        sql = f"SELECT {', '.join([*keys, *counts])} FROM handoffs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        if keys:
+            cols = ", ".join(keys)
+            sql += f" GROUP BY {cols} ORDER BY {cols}"
+        rows = self._read("aggregate_hit_rate", lambda conn: conn.execute(sql, params).fetchall())
+        out: list[dict[str, Any]] = []
+        for r in rows:
+            total, excluded, w_met, w_missed, b_met, b_missed = (
+                int(v or 0) for v in r[len(keys) :]
+            )
+            if total == 0:
+                continue
+            group: dict[str, Any] = {}
+            for k, v in zip(keys, r, strict=False):
+                group[k] = bool(v) if k in _BOOL_COLUMNS and v is not None else v
+            evaluable = total - excluded
+            group.update(
+                wall_met=w_met,
+                wall_missed=w_missed,
+                wall_pending=evaluable - w_met - w_missed,
+                business_met=b_met,
+                business_missed=b_missed,
+                business_pending=evaluable - b_met - b_missed,
+                excluded=excluded,
+            )
+            out.append(group)
+        return out
+
+    def query(
+        self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
+    ) -> list[tuple[Any, ...]]:
+        """Run a read-only SQL statement (for reports) and return its rows.
+
+        Times in every table are INTEGER microseconds since the Unix epoch, UTC.
+
+        :raises StoreError: when the statement fails or tries to write.
+        """
+
+        def q(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            conn.execute("PRAGMA query_only = ON")
+            try:
+                return conn.execute(sql, params).fetchall()
+            except sqlite3.DatabaseError as exc:
+                if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
+                    raise
+                raise StoreError(
+                    f"sqlite store {self.path!r}: query failed: {exc}", field="sql", value=sql
+                ) from exc
+            finally:
+                conn.execute("PRAGMA query_only = OFF")
+
+        return self._read("query", q)
+
+
+def _fetch(sql: str, params: Sequence[Any], conn: sqlite3.Connection) -> list[Any]:
+    return conn.execute(sql, params).fetchall()
+
+
+def _user_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _first_existing(conn: sqlite3.Connection, ids: Sequence[str]) -> str | None:
+    for i in range(0, len(ids), 500):
+        chunk = ids[i : i + 500]
+        marks = ", ".join("?" for _ in chunk)
+        row = conn.execute(
+            f"SELECT id FROM handoffs WHERE id IN ({marks}) LIMIT 1", chunk
+        ).fetchone()
+        if row is not None:
+            return str(row[0])
+    return None
