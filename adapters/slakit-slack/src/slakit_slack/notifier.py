@@ -1,0 +1,472 @@
+"""The Slack notifier: resolve the recipient, open a DM, post the step with its idempotency key.
+
+Three Web API methods are used: ``users.lookupByEmail`` (cached),
+``conversations.open`` (cached) and ``chat.postMessage``. The bot needs the
+scopes ``users:read``, ``users:read.email``, ``im:write`` and ``chat:write``.
+Nothing here sleeps: a rate limit or an outage becomes a
+:class:`~slakit.errors.TransientNotifyError` and the engine's outbox schedules
+the retry.
+"""
+
+from __future__ import annotations
+
+import http.client
+import math
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackRequestError
+from slack_sdk.web.slack_response import SlackResponse
+
+from slakit.abc import Notifier
+from slakit.errors import ConfigError, NotifyError, PermanentNotifyError, TransientNotifyError
+from slakit.records import Notification
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_TOKEN_ENV",
+    "METADATA_EVENT_TYPE",
+    "PERMANENT_ERRORS",
+    "TRANSIENT_ERRORS",
+    "SlackNotifier",
+    "build_blocks",
+    "build_metadata",
+    "parse_retry_after",
+]
+
+DEFAULT_BASE_URL = "https://slack.com/api/"
+DEFAULT_TOKEN_ENV = "SLACK_BOT_TOKEN"
+#: ``event_type`` of the message metadata every notification carries.
+METADATA_EVENT_TYPE = "slakit_notification"
+
+#: Slack ``error`` codes that no retry can fix: the row is dead-lettered at once.
+PERMANENT_ERRORS = frozenset(
+    {
+        "invalid_auth",
+        "not_authed",
+        "account_inactive",
+        "token_revoked",
+        "token_expired",
+        "missing_scope",
+        "not_allowed_token_type",
+        "no_permission",
+        "ekm_access_denied",
+        "team_access_not_granted",
+        "user_not_found",
+        "users_not_found",
+        "user_disabled",
+        "cannot_dm_bot",
+        "channel_not_found",
+        "is_archived",
+        "not_in_channel",
+        "restricted_action",
+        "msg_too_long",
+        "no_text",
+        "invalid_blocks",
+        "invalid_blocks_format",
+        "invalid_metadata_format",
+        "invalid_metadata_schema",
+        "metadata_too_large",
+        "invalid_arguments",
+    }
+)
+#: Slack ``error`` codes worth another try later.
+TRANSIENT_ERRORS = frozenset(
+    {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+)
+
+# Block Kit limits: a header's plain text, a section's text, a field's text.
+_HEADER_MAX = 150
+_SECTION_MAX = 3000
+_FIELD_MAX = 2000
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{8,}$")
+
+
+class SlackNotifier(Notifier):
+    """Sends each notification as a Slack direct message from a bot.
+
+    The recipient (``owner``, ``backup_owner`` or an ``@handle``) is turned
+    into a Slack user id: through ``users`` first, then as a user id
+    (``U…``/``W…``) or an e-mail address as written, then as
+    ``handle@default_domain``. E-mail addresses are looked up with
+    ``users.lookupByEmail``; ids and DM channels are cached for the life of
+    the notifier.
+
+    :param token: the bot token (``xoxb-…``); default: the environment variable ``token_env``.
+    :param token_env: where to read the token when ``token`` is not given.
+    :param base_url: the Web API root, ending in ``/api/``.
+    :param users: handle → Slack user id or e-mail address.
+    :param default_domain: mail domain for handles that are neither in ``users`` nor addresses.
+    :param timeout: seconds to wait for each API call.
+    :raises ConfigError: for a missing token or a malformed option; the message names it.
+    """
+
+    def __init__(
+        self,
+        token: str | None = None,
+        *,
+        token_env: str = DEFAULT_TOKEN_ENV,
+        base_url: str = DEFAULT_BASE_URL,
+        users: Mapping[str, str] | None = None,
+        default_domain: str | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self.name = "slack"
+        resolved = token if token is not None else os.environ.get(token_env, "")
+        if not isinstance(resolved, str) or not resolved.strip():
+            field = "token" if token is not None else "token_env"
+            raise ConfigError(
+                f"slack notifier needs a bot token: set 'token', or the environment "
+                f"variable named by token_env ({token_env!r})",
+                field=field,
+                value=None if token is not None else token_env,
+            )
+        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"slack base_url must be an http(s) URL, got {base_url!r}",
+                field="base_url",
+                value=base_url,
+            )
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not math.isfinite(timeout)
+            or timeout <= 0
+        ):
+            raise ConfigError(
+                f"slack timeout must be a positive number of seconds, got {timeout!r}",
+                field="timeout",
+                value=timeout,
+            )
+        self.base_url = base_url if base_url.endswith("/") else base_url + "/"
+        self.users = _check_users(users)
+        self.default_domain = _check_domain(default_domain)
+        self.timeout = float(timeout)
+        # No retry handlers: a retry inside send would sleep while holding the
+        # outbox lease; the engine schedules retries with backoff instead.
+        self.client = WebClient(
+            token=resolved.strip(),
+            base_url=self.base_url,
+            # urlopen takes float seconds; slack_sdk annotates the value as int.
+            timeout=self.timeout,  # type: ignore[arg-type]
+            retry_handlers=[],
+        )
+        self._lock = threading.Lock()
+        self._user_ids: dict[str, str] = {}
+        self._dm_channels: dict[str, str] = {}
+
+    def __repr__(self) -> str:
+        return f"SlackNotifier(name={self.name!r}, base_url={self.base_url!r})"
+
+    # -- sending -------------------------------------------------------------
+
+    def send(self, notification: Notification) -> None:
+        """Post the notification to the recipient's DM.
+
+        :raises PermanentNotifyError: bad token, unknown user, archived channel,
+            a recipient that cannot be resolved, any other 4xx.
+        :raises TransientNotifyError: rate limits (with ``retry_after`` from
+            ``Retry-After``), 5xx, timeouts and connection errors, and
+            unknown ``ok: false`` errors.
+        """
+        n = notification
+        user_id = self.resolve(n.recipient)
+        channel = self._open_dm(user_id, n.recipient)
+        try:
+            self._call(
+                "chat.postMessage",
+                n.recipient,
+                lambda: self.client.chat_postMessage(
+                    channel=channel,
+                    text=n.text,
+                    blocks=build_blocks(n),
+                    metadata=build_metadata(n),
+                    unfurl_links=False,
+                    unfurl_media=False,
+                ),
+            )
+        except PermanentNotifyError:
+            # The DM may have been closed or archived since it was cached.
+            with self._lock:
+                self._dm_channels.pop(user_id, None)
+            raise
+
+    def resolve(self, recipient: str) -> str:
+        """The Slack user id for a recipient (a handle, an e-mail address or an id).
+
+        :raises PermanentNotifyError: when it cannot be resolved or Slack knows no such user.
+        :raises TransientNotifyError: when the lookup failed for a passing reason.
+        """
+        handle = recipient.strip().lstrip("@")
+        target = self.users.get(handle.casefold(), handle)
+        if _USER_ID.match(target):
+            return target
+        if "@" in target:
+            email = target
+        elif self.default_domain is not None:
+            email = f"{target}@{self.default_domain}"
+        else:
+            raise PermanentNotifyError(
+                f"slack cannot resolve recipient {recipient!r}: it is not in 'users', "
+                "not a Slack user id or e-mail address, and no 'default_domain' is set"
+            )
+        key = email.casefold()
+        with self._lock:
+            cached = self._user_ids.get(key)
+        if cached is not None:
+            return cached
+        response = self._call(
+            "users.lookupByEmail", recipient, lambda: self.client.users_lookupByEmail(email=email)
+        )
+        user_id = _nested_str(response, "user", "id", "users.lookupByEmail")
+        with self._lock:
+            self._user_ids[key] = user_id
+        return user_id
+
+    def _open_dm(self, user_id: str, recipient: str) -> str:
+        with self._lock:
+            cached = self._dm_channels.get(user_id)
+        if cached is not None:
+            return cached
+        response = self._call(
+            "conversations.open", recipient, lambda: self.client.conversations_open(users=user_id)
+        )
+        channel = _nested_str(response, "channel", "id", "conversations.open")
+        with self._lock:
+            self._dm_channels[user_id] = channel
+        return channel
+
+    def _call(self, method: str, recipient: str, fn: Callable[[], SlackResponse]) -> SlackResponse:
+        try:
+            return fn()
+        except SlackApiError as exc:
+            raise _classify(method, recipient, exc) from exc
+        except SlackRequestError as exc:
+            raise PermanentNotifyError(f"slack {method} cannot be sent: {exc}") from exc
+        except (OSError, http.client.HTTPException) as exc:
+            # URLError, timeouts, refused or reset connections, a dropped response.
+            raise TransientNotifyError(
+                f"slack {method} for recipient {recipient!r} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+
+
+# -- message content ---------------------------------------------------------
+
+
+def build_blocks(notification: Notification) -> list[dict[str, Any]]:
+    """The Block Kit blocks of a notification: a header, the text, the record and the step.
+
+    ``notification.text`` is the fallback text Slack shows in push
+    notifications; the blocks repeat it and add the record link, step, owner
+    and deadline.
+    """
+    n = notification
+    handoff = n.payload.get("handoff")
+    handoff = handoff if isinstance(handoff, Mapping) else {}
+    link = _safe_url(n.payload.get("link"))
+    record = _escape(n.handoff_id)
+    if link:
+        record = f"<{link}|{record}>"
+    fields = [
+        f"*Record*\n{record}",
+        f"*Step*\n`{_escape(n.step)}` (stage {n.stage})",
+    ]
+    owner = handoff.get("owner")
+    if owner:
+        fields.append(f"*Owner*\n{_escape(str(owner))}")
+    deadline = _slack_date(handoff.get("deadline_at"))
+    if deadline:
+        fields.append(f"*Deadline*\n{deadline}")
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "header",
+            "text": {
+                "type": "plain_text",
+                "text": _truncate(n.subject or n.handoff_id, _HEADER_MAX),
+            },
+        },
+        {
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": _truncate(_escape(n.text), _SECTION_MAX)},
+        },
+        {
+            "type": "section",
+            "fields": [{"type": "mrkdwn", "text": _truncate(f, _FIELD_MAX)} for f in fields],
+        },
+        {
+            "type": "context",
+            "elements": [
+                {
+                    "type": "mrkdwn",
+                    "text": _truncate(
+                        f"slakit · policy `{_escape(n.policy)}` · `{_escape(n.action)}` "
+                        f"· trace `{_escape(n.trace_id)}`",
+                        _FIELD_MAX,
+                    ),
+                }
+            ],
+        },
+    ]
+    return blocks
+
+
+def build_metadata(notification: Notification) -> dict[str, Any]:
+    """The message metadata: ``event_type`` ``slakit_notification`` and the idempotency key.
+
+    A duplicate delivery (after a crash between send and record) carries the
+    same ``idempotency_key``, so it can be recognised in the channel history.
+    """
+    n = notification
+    return {
+        "event_type": METADATA_EVENT_TYPE,
+        "event_payload": {
+            "idempotency_key": n.idempotency_key,
+            "handoff_id": n.handoff_id,
+            "stage": n.stage,
+            "step": n.step,
+            "action": n.action,
+            "policy": n.policy,
+            "trace_id": n.trace_id,
+        },
+    }
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date).
+
+    :param now: the current Unix time, for an HTTP date (default: the system clock).
+    :returns: ``None`` when the header is absent or unreadable; never negative.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+# -- helpers -------------------------------------------------------------------
+
+
+def _classify(method: str, recipient: str, exc: SlackApiError) -> NotifyError:
+    response = exc.response
+    status = int(getattr(response, "status_code", 0) or 0)
+    data = getattr(response, "data", None)
+    error = str(data.get("error") or "") if isinstance(data, dict) else ""
+    headers = getattr(response, "headers", None) or {}
+    retry_after = parse_retry_after(_header(headers, "retry-after"))
+    label = _truncate(error, 200) if error else "no error code"
+    message = f"slack {method} for recipient {recipient!r} failed: {label} (HTTP {status})"
+    if status == 429 or error == "ratelimited":
+        return TransientNotifyError(message, retry_after=retry_after)
+    if error in PERMANENT_ERRORS:
+        return PermanentNotifyError(message)
+    if status >= 500 or status == 408 or error in TRANSIENT_ERRORS:
+        return TransientNotifyError(message, retry_after=retry_after)
+    if 400 <= status < 500:
+        return PermanentNotifyError(message)
+    # An ok:false error this adapter does not know: retried until the attempts run out.
+    return TransientNotifyError(message, retry_after=retry_after)
+
+
+def _header(headers: Mapping[str, Any], name: str) -> str | None:
+    for key, value in headers.items():
+        if str(key).lower() == name:
+            return str(value[0] if isinstance(value, list | tuple) and value else value)
+    return None
+
+
+def _nested_str(response: SlackResponse, outer: str, inner: str, method: str) -> str:
+    value = response.get(outer)
+    found = value.get(inner) if isinstance(value, dict) else None
+    if not isinstance(found, str) or not found:
+        raise TransientNotifyError(f"slack {method} answered without {outer}.{inner}")
+    return found
+
+
+def _check_users(users: Mapping[str, str] | None) -> dict[str, str]:
+    if users is None:
+        return {}
+    if not isinstance(users, Mapping):
+        raise ConfigError(
+            f"slack users must be a table of handle = user id or e-mail, got {users!r}",
+            field="users",
+            value=users,
+        )
+    out: dict[str, str] = {}
+    for handle, target in users.items():
+        if not isinstance(handle, str) or not isinstance(target, str) or not target.strip():
+            raise ConfigError(
+                f"slack users.{handle} must be a Slack user id or e-mail address, got {target!r}",
+                field=f"users.{handle}",
+                value=target,
+            )
+        target = target.strip()
+        if not _USER_ID.match(target) and "@" not in target:
+            raise ConfigError(
+                f"slack users.{handle} must be a Slack user id (U…/W…) or an e-mail address, "
+                f"got {target!r}",
+                field=f"users.{handle}",
+                value=target,
+            )
+        out[handle.strip().lstrip("@").casefold()] = target
+    return out
+
+
+def _check_domain(domain: str | None) -> str | None:
+    if domain is None:
+        return None
+    cleaned = domain.strip().lstrip("@") if isinstance(domain, str) else ""
+    if not cleaned or "@" in cleaned or any(c.isspace() for c in cleaned):
+        raise ConfigError(
+            f"slack default_domain must be a mail domain like 'example.com', got {domain!r}",
+            field="default_domain",
+            value=domain,
+        )
+    return cleaned
+
+
+def _escape(text: str) -> str:
+    # The three characters Slack's mrkdwn reserves for links and mentions.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _safe_url(value: Any) -> str | None:
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        return None
+    # '|' and '>' would end a mrkdwn link early.
+    return value.replace("|", "%7C").replace(">", "%3E").replace("<", "%3C")
+
+
+def _slack_date(value: Any) -> str | None:
+    """A ``<!date^…>`` token, so each reader sees the deadline in their own time zone."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        return None
+    return f"<!date^{int(when.timestamp())}^{{date_short_pretty}} {{time}}|{value}>"

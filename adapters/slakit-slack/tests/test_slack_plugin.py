@@ -1,0 +1,95 @@
+"""The ``slack`` adapter is found by name through the ``slakit`` entry-point group."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime
+from importlib.metadata import entry_points
+from typing import Any
+
+import pytest
+
+import slakit
+from slack_api_peer import TOKEN, SlackAPIPeer
+from slack_helpers import DANA
+from slakit.errors import ConfigError, UnknownAdapterError
+from slakit.plugins import Plugins
+from slakit_slack.notifier import SlackNotifier
+
+
+def config(peer: SlackAPIPeer, **notifier: Any) -> dict[str, Any]:
+    table = {"adapter": "slack", "token": TOKEN, "base_url": peer.url, **notifier}
+    return {
+        "policies": {"p": {"basis": "wall", "sla_minutes": 5}},
+        "notifiers": [table],
+    }
+
+
+def autoloading() -> Plugins:
+    return Plugins(slakit.get_plugin_manager(autoload=True))
+
+
+class TestSlackPlugin:
+    def test_the_entry_point_is_installed(self) -> None:
+        """The distribution declares ``slack`` in the ``slakit`` entry-point group."""
+        [ep] = [ep for ep in entry_points(group="slakit") if ep.name == "slack"]
+        assert ep.value == "slakit_slack.plugin"
+
+    def test_found_by_name_from_config(self, slack_peer: SlackAPIPeer) -> None:
+        """``adapter = "slack"`` builds a SlackNotifier with the table's options."""
+        engine = slakit.Engine.from_config(config(slack_peer), plugins=autoloading())
+        [notifier] = engine.notifiers
+        assert isinstance(notifier, SlackNotifier)
+        assert notifier.name == "slack"
+        assert notifier.base_url == slack_peer.url
+
+    def test_an_engine_from_config_delivers_through_the_peer(
+        self, slack_peer: SlackAPIPeer
+    ) -> None:
+        """Config to Slack DM, end to end: the owner's step lands as a message."""
+        clock = slakit.ManualClock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+        engine = slakit.Engine.from_config(
+            config(slack_peer, name="ops-slack", users={"dana": DANA}),
+            plugins=autoloading(),
+            clock=clock,
+        )
+        assert engine.notifiers[0].name == "ops-slack"
+        engine.start("lead-1", owner="dana")
+        clock.advance(minutes=5)
+        engine.check()
+        assert engine.deliver().sent == 1
+        [message] = slack_peer.messages
+        assert message["metadata"]["event_payload"]["idempotency_key"].startswith("lead-1:0:")
+
+    def test_absent_it_is_an_unknown_adapter_listing_the_installed_ones(
+        self, slack_peer: SlackAPIPeer
+    ) -> None:
+        """Without entry points, ``slack`` is unknown; the one-line error lists what is there."""
+        plugins = Plugins(slakit.get_plugin_manager(autoload=False))
+        with pytest.raises(UnknownAdapterError) as info:
+            slakit.Engine.from_config(config(slack_peer), plugins=plugins)
+        message = str(info.value)
+        assert "\n" not in message
+        assert "'slack'" in message
+        assert "installed: console" in message
+        assert info.value.installed == sorted(plugins.notifiers())
+
+    def test_an_unknown_option_is_a_config_error(self, slack_peer: SlackAPIPeer) -> None:
+        """A misspelled key in the table fails when the engine is built."""
+        with pytest.raises(ConfigError, match="slack"):
+            slakit.Engine.from_config(config(slack_peer, chanel="#ops"), plugins=autoloading())
+
+    def test_the_plugin_module_does_not_import_slack_sdk(self) -> None:
+        """Loading plugins stays cheap: slack_sdk is imported only when a notifier is built."""
+        code = (
+            "import sys, slakit\n"
+            "from slakit.plugins import Plugins\n"
+            "p = Plugins(slakit.get_plugin_manager(autoload=True))\n"
+            "assert 'slack' in p.notifiers()\n"
+            "print('slack_sdk' in sys.modules)\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+        )
+        assert out.stdout.strip() == "False"
