@@ -1,0 +1,427 @@
+"""Reporting commands: ``report``, ``review``, ``runbook``, ``preflight`` and ``simulate``.
+
+They are mounted into the main ``slakit`` group (see :mod:`slakit.cli`) from
+:data:`commands`. Conventions shared by all of them:
+
+* the config comes from ``--config``, else ``$SLAKIT_CONFIG``, else ``./slakit.toml``;
+* ISO-8601 inputs must carry an offset (``2026-11-23T00:00:00+00:00`` or ``…Z``);
+* exit 0 when fine, 1 for a runtime failure (or preflight gaps), 2 for a usage or
+  config error, always with a one-line message on stderr and no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+from slakit.errors import (
+    SlakitError,
+    UnknownAdapterError,
+    UnknownCalendarError,
+    UnknownPolicyError,
+    ValidationError,
+)
+
+if TYPE_CHECKING:
+    from slakit.engine import Engine
+    from slakit.metrics import HitRateReport
+
+__all__ = ["commands", "preflight", "report", "review", "runbook", "simulate"]
+
+#: Above this many stored handoffs, ``report`` shows progress on stderr.
+PROGRESS_THRESHOLD = 100_000
+
+_USAGE_ERRORS = (ValidationError, UnknownPolicyError, UnknownCalendarError, UnknownAdapterError)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"Error: {message}", err=True)
+    raise click.exceptions.Exit(code)
+
+
+class _Command(click.Command):
+    """A command whose errors are one line on stderr: 2 for usage/config, 1 otherwise."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            _fail(exc.format_message().replace("\n", " "), 2)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except _USAGE_ERRORS as exc:
+            _fail(str(exc).replace("\n", " "), 2)
+        except SlakitError as exc:
+            _fail(str(exc).replace("\n", " "), 1)
+        except click.UsageError as exc:
+            _fail(exc.format_message().replace("\n", " "), 2)
+        except OSError as exc:
+            _fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), 1)
+
+
+def _iso(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    """Parse an ISO-8601 option value that must carry an offset."""
+    if value is None:
+        return None
+    from slakit._time import from_iso
+
+    try:
+        return from_iso(f"--{param.name}", value)
+    except ValidationError:
+        raise click.BadParameter(
+            f"{value!r} is not an ISO-8601 timestamp with an offset "
+            "(e.g. 2026-11-23T09:00:00+00:00)",
+            ctx=ctx,
+            param=param,
+        ) from None
+
+
+_config_option = click.option(
+    "--config",
+    "config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Config file (default: $SLAKIT_CONFIG, else ./slakit.toml).",
+)
+_now_option = click.option(
+    "--now",
+    callback=_iso,
+    metavar="ISO-8601",
+    default=None,
+    help="Judge open handoffs at this instant (default: now).",
+)
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+@contextmanager
+def _engine(config: Path | None) -> Iterator[Engine]:
+    from slakit.config import build_engine, find_config
+
+    engine = build_engine(find_config(config))
+    try:
+        yield engine.setup()
+    finally:
+        engine.close()
+
+
+def _print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else 160
+    return Console(file=stream, width=width, soft_wrap=False)
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value * 100:.1f}%"
+
+
+# -- report ------------------------------------------------------------------------
+
+
+def _report_with_progress(
+    engine: Engine, run: Callable[[Callable[[int], None] | None], HitRateReport]
+) -> HitRateReport:
+    try:
+        size = engine.store.count()
+    except SlakitError:
+        size = 0
+    if size < PROGRESS_THRESHOLD:
+        return run(None)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("computing hit rate"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=_console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("hit rate", total=size)
+        return run(lambda n: bar.update(task, completed=n))
+
+
+@click.command(cls=_Command)
+@click.option(
+    "--since",
+    callback=_iso,
+    metavar="ISO-8601",
+    default=None,
+    help="Window start (inclusive), by started_at.",
+)
+@click.option(
+    "--until", callback=_iso, metavar="ISO-8601", default=None, help="Window end (exclusive)."
+)
+@click.option(
+    "--by",
+    default="",
+    help="Group keys, comma-separated: channel, segment, policy, owner, "
+    "within_business_hours, attributes.NAME.",
+)
+@click.option(
+    "--basis",
+    type=click.Choice(["business", "wall"]),
+    default="business",
+    show_default=True,
+    help="business = adjusted for business hours, wall = absolute.",
+)
+@_json_option
+@_config_option
+@_now_option
+def report(
+    since: datetime | None,
+    until: datetime | None,
+    by: str,
+    basis: str,
+    as_json: bool,
+    config: Path | None,
+    now: datetime | None,
+) -> None:
+    """The SLA hit-rate table: met / evaluated, per group, on both bases."""
+    from slakit.metrics import hit_rate, normalize_by
+
+    keys = normalize_by(by)
+    with _engine(config) as engine:
+        result = _report_with_progress(
+            engine,
+            lambda progress: hit_rate(
+                engine.store,
+                since=since,
+                until=until,
+                by=keys,
+                basis=basis,
+                now=now,
+                progress=progress,
+            ),
+        )
+        if as_json:
+            _print_json(result.to_dict())
+            return
+        _print_report(result)
+
+
+def _print_report(result: HitRateReport) -> None:
+    from rich.table import Table
+
+    other = "wall" if result.basis == "business" else "business"
+    title = f"SLA hit rate ({result.basis} basis)"
+    if result.since or result.until:
+        lo = result.since.isoformat() if result.since else "…"
+        hi = result.until.isoformat() if result.until else "…"
+        title += f", started in [{lo}, {hi})"
+    table = Table(title=title, show_footer=False)
+    for name in result.by:
+        table.add_column(name)
+    for name in ("handoffs", "evaluated", "met", "missed", "pending", "excluded"):
+        table.add_column(name, justify="right")
+    table.add_column(f"rate ({result.basis})", justify="right")
+    table.add_column(f"rate ({other})", justify="right")
+
+    def row(label: Sequence[str], g: Any) -> list[str]:
+        return [
+            *label,
+            str(g.handoffs),
+            str(g.evaluated),
+            str(g.met),
+            str(g.missed),
+            str(g.pending),
+            str(g.excluded),
+            _pct(g.rate),
+            _pct(g.counts(other).rate),
+        ]
+
+    for group_key, g in result.groups.items():
+        if result.by:
+            table.add_row(*row(["—" if v is None else str(v) for v in group_key], g))
+    if result.by:
+        table.add_section()
+    label = ["total", *[""] * (len(result.by) - 1)] if result.by else []
+    table.add_row(*row(label, result.total), style="bold")
+    _console().print(table)
+
+
+# -- review ------------------------------------------------------------------------
+
+
+@click.command(cls=_Command)
+@click.option("--week", default=None, help="ISO week, e.g. 2026-W48 (default: the current one).")
+@click.option(
+    "--weeks",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Weeks of history and of the never-fired check (default: [review] weeks, else 4).",
+)
+@_json_option
+@click.option(
+    "--html",
+    "html_file",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="Also write a self-contained HTML page with a chart.",
+)
+@_config_option
+@_now_option
+def review(
+    week: str | None,
+    weeks: int | None,
+    as_json: bool,
+    html_file: Path | None,
+    config: Path | None,
+    now: datetime | None,
+) -> None:
+    """The weekly "Prune Friday" review: breaches by reason, hit-rate trend, rules to prune."""
+    from slakit.review import parse_week, review_from_engine
+
+    if week is not None:
+        parse_week(week)
+    with _engine(config) as engine:
+        sheet = review_from_engine(engine, week=week, now=now, weeks=weeks)
+    if html_file is not None:
+        html_file.write_text(sheet.to_html(), encoding="utf-8")
+        click.echo(f"wrote {html_file}", err=True)
+    if as_json:
+        _print_json(sheet.to_dict())
+    else:
+        click.echo(sheet.to_markdown(), nl=False)
+
+
+# -- runbook -----------------------------------------------------------------------
+
+
+@click.command(cls=_Command)
+@click.argument("policy", required=False)
+@_config_option
+def runbook(policy: str | None, config: Path | None) -> None:
+    """The one-page runbook of POLICY (all policies when none is named), as Markdown."""
+    from slakit.review import render_runbook
+
+    with _engine(config) as engine:
+        text = render_runbook(
+            engine.policies,
+            policy,
+            notifiers=[n.name for n in engine.notifiers],
+            trace_sinks=[s.name for s in engine.trace_sinks],
+        )
+    click.echo(text, nl=False)
+
+
+# -- preflight ---------------------------------------------------------------------
+
+
+@click.command(cls=_Command)
+@_json_option
+@_config_option
+@_now_option
+def preflight(as_json: bool, config: Path | None, now: datetime | None) -> None:
+    """Check every policy answers the five decisions and can run; exit 1 on any gap."""
+    from slakit.preflight import preflight_engine
+
+    with _engine(config) as engine:
+        result = preflight_engine(engine, now=now)
+    if as_json:
+        _print_json(result.to_dict())
+    elif result.ok:
+        click.echo(f"ok: {len(result.policies)} policies pass preflight")
+    else:
+        for line in result.lines():
+            click.echo(line)
+    if not result.ok:
+        raise click.exceptions.Exit(1)
+
+
+# -- simulate ----------------------------------------------------------------------
+
+
+@click.command(cls=_Command)
+@click.option("--policy", "policy", required=True, help="The policy whose history is replayed.")
+@click.option(
+    "--sla-minutes", type=float, default=None, help="What-if SLA (replaces each record's)."
+)
+@click.option("--calendar", default=None, help="What-if calendar: a [calendars.NAME] name.")
+@click.option(
+    "--since",
+    callback=_iso,
+    metavar="ISO-8601",
+    default=None,
+    help="Replay handoffs started at or after this.",
+)
+@click.option(
+    "--until", callback=_iso, metavar="ISO-8601", default=None, help="... and before this."
+)
+@_json_option
+@_config_option
+@_now_option
+def simulate(
+    policy: str,
+    sla_minutes: float | None,
+    calendar: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    as_json: bool,
+    config: Path | None,
+    now: datetime | None,
+) -> None:
+    """Replay stored history under a changed SLA or calendar; predicted next to actual."""
+    from slakit.simulate import simulate_engine
+
+    with _engine(config) as engine:
+        result = simulate_engine(
+            engine,
+            policy,
+            sla_minutes=sla_minutes,
+            calendar=calendar,
+            since=since,
+            until=until,
+            now=now,
+        )
+    if as_json:
+        _print_json(result.to_dict())
+        return
+    from rich.table import Table
+
+    changes = []
+    if sla_minutes is not None:
+        changes.append(f"sla_minutes={sla_minutes:g}")
+    if calendar is not None:
+        changes.append(f"calendar={calendar}")
+    table = Table(
+        title=f"What if {policy}: {', '.join(changes) or 'no change'} "
+        f"({result.handoffs} handoffs, basis {result.actual.basis})"
+    )
+    table.add_column("measure")
+    table.add_column("actual", justify="right")
+    table.add_column("predicted", justify="right")
+    for measure, actual, predicted in result.rows():
+        table.add_row(measure, actual, predicted)
+    _console().print(table)
+
+
+#: The commands :mod:`slakit.cli` mounts into the ``slakit`` group.
+commands: list[click.Command] = [report, review, runbook, preflight, simulate]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _standalone() -> None:
+    """slakit reporting commands."""
+
+
+for _cmd in commands:
+    _standalone.add_command(_cmd)
+
+
+if __name__ == "__main__":
+    _standalone()

@@ -1,0 +1,404 @@
+"""What-if replay: the stored history of one policy under a changed SLA or calendar.
+
+The replay reads the handoffs of one policy started in a window, with their
+start, pause/resume, response, completion and cancellation times, and runs
+them again through a private engine (an in-memory store and a manual clock)
+whose policy has the changed settings. Steps fire at their due times in
+order, exactly as a checker running continuously would fire them. Nothing
+is written to the source store, no notification is sent, no trace sink and
+no plugin observer sees the replay.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from slakit._time import ensure_aware, optional_aware, to_iso, validate_sla
+from slakit.abc import Notifier, RecordStore
+from slakit.clock import ManualClock
+from slakit.errors import UnknownCalendarError
+from slakit.handoff import Handoff
+from slakit.metrics import BasisCounts, hit_rate
+from slakit.plugins import Plugins
+from slakit.records import Notification, TraceRecord
+
+if TYPE_CHECKING:
+    from slakit.engine import Engine
+    from slakit.policy import Action, CalendarLike, Policy
+
+__all__ = ["SideResult", "SimulationResult", "simulate", "simulate_engine"]
+
+
+@attrs.frozen
+class SideResult:
+    """The numbers of one side of the comparison (actual or predicted).
+
+    :ivar missed: handoffs that missed the SLA on the policy's basis (timestamps).
+    :ivar breached: handoffs whose ``breached`` flag a step set (the consequence).
+    :ivar notifications: distinct notifications (one per recipient and action,
+        however many notifiers carry it).
+    :ivar steps: how many times each step label fired.
+    """
+
+    basis: str
+    wall: BasisCounts
+    business: BasisCounts
+    excluded: int
+    breached: int
+    notifications: int
+    steps: Mapping[str, int] = attrs.field(factory=dict, hash=False)
+
+    @property
+    def counts(self) -> BasisCounts:
+        """Counts on the policy's basis."""
+        return self.wall if self.basis == "wall" else self.business
+
+    @property
+    def rate(self) -> float | None:
+        """Hit rate on the policy's basis."""
+        return self.counts.rate
+
+    @property
+    def missed(self) -> int:
+        """Misses on the policy's basis."""
+        return self.counts.missed
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {
+            "rate": self.rate,
+            "evaluated": self.counts.evaluated,
+            "met": self.counts.met,
+            "missed": self.missed,
+            "pending": self.counts.pending,
+            "excluded": self.excluded,
+            "breached": self.breached,
+            "notifications": self.notifications,
+            "steps": dict(self.steps),
+            "wall": self.wall.to_dict(),
+            "business": self.business.to_dict(),
+        }
+
+
+@attrs.frozen
+class SimulationResult:
+    """Actual and predicted numbers of one what-if replay."""
+
+    policy: str
+    since: datetime | None
+    until: datetime | None
+    now: datetime
+    handoffs: int
+    sla_minutes: float | None
+    calendar: str | None
+    actual: SideResult
+    predicted: SideResult
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (what ``slakit simulate --json`` prints)."""
+        return {
+            "policy": self.policy,
+            "since": to_iso(self.since),
+            "until": to_iso(self.until),
+            "now": to_iso(self.now),
+            "handoffs": self.handoffs,
+            "changes": {"sla_minutes": self.sla_minutes, "calendar": self.calendar},
+            "actual": self.actual.to_dict(),
+            "predicted": self.predicted.to_dict(),
+        }
+
+    def rows(self) -> list[tuple[str, str, str]]:
+        """``(measure, actual, predicted)`` rows for a table."""
+
+        def pct(v: float | None) -> str:
+            return "n/a" if v is None else f"{v * 100:.1f}%"
+
+        a, p = self.actual, self.predicted
+        rows = [
+            ("hit rate (wall)", pct(a.wall.rate), pct(p.wall.rate)),
+            ("hit rate (business)", pct(a.business.rate), pct(p.business.rate)),
+            ("met", str(a.counts.met), str(p.counts.met)),
+            ("missed", str(a.missed), str(p.missed)),
+            ("pending", str(a.counts.pending), str(p.counts.pending)),
+            ("excluded (cancelled)", str(a.excluded), str(p.excluded)),
+            ("breached (flag set)", str(a.breached), str(p.breached)),
+            ("notifications", str(a.notifications), str(p.notifications)),
+        ]
+        for label in sorted(set(a.steps) | set(p.steps)):
+            rows.append(
+                (f"step {label} fired", str(a.steps.get(label, 0)), str(p.steps.get(label, 0)))
+            )
+        return rows
+
+    def to_text(self) -> str:
+        """A plain-text table."""
+        head = ("measure", "actual", "predicted")
+        rows = [head, *self.rows()]
+        widths = [max(len(r[i]) for r in rows) for i in range(3)]
+        lines = [
+            f"policy {self.policy} (basis {self.actual.basis}): {self.handoffs} handoffs replayed"
+            + (f", sla_minutes {self.sla_minutes:g}" if self.sla_minutes is not None else "")
+            + (f", calendar {self.calendar}" if self.calendar is not None else "")
+        ]
+        for r in rows:
+            lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+        return "\n".join(lines) + "\n"
+
+
+class _NullNotifier(Notifier):
+    """Stands in for the real notifiers: the replay never delivers."""
+
+    def __init__(self) -> None:
+        self.name = "replay"
+
+    def send(self, notification: Notification) -> None:
+        """Never called: the replay does not deliver."""
+
+
+class _ReplayPlugins(Plugins):
+    """The source engine's plugin actions, without its observers."""
+
+    def __init__(self, source: Plugins | None) -> None:
+        # No super().__init__(): the replay needs no plugin manager of its own.
+        self._source = source
+
+    def actions(self) -> dict[str, Action]:
+        return self._source.actions() if self._source is not None else {}
+
+    def step_applied(self, *args: Any, **kwargs: Any) -> None:
+        """Observers must not see replayed steps."""
+
+
+# Events at the same instant apply in this order.
+_ORDER = {"start": 0, "pause": 1, "resume": 2, "respond": 3, "complete": 4, "cancel": 5}
+
+
+def _original_people(h: Handoff, traces: Sequence[TraceRecord]) -> tuple[str | None, str | None]:
+    """Owner and backup as they were at the start, undoing reassignments."""
+    owner, backup = h.owner, h.backup_owner
+    for t in reversed(traces):
+        if t.rule.startswith("step:") and t.action.startswith("reassign:") and t.outcome == "ok":
+            # A reassignment sets owner = new, backup = previous owner.
+            previous = t.detail.get("from", backup)
+            owner, backup = previous, (owner if t.action == "reassign:backup" else None)
+    for t in traces:
+        if t.rule == "start" and "owner" in t.detail:
+            owner = t.detail["owner"]
+            break
+    return owner, backup
+
+
+def _side(
+    handoffs: Sequence[Handoff],
+    outbox_keys: Iterable[str],
+    steps: Counter[str],
+    basis: str,
+    now: datetime,
+) -> SideResult:
+    rep = hit_rate(handoffs, now=now)
+    return SideResult(
+        basis=basis,
+        wall=rep.wall,
+        business=rep.business,
+        excluded=rep.total.excluded,
+        breached=sum(1 for h in handoffs if h.breached),
+        notifications=len(set(outbox_keys)),
+        steps=dict(sorted(steps.items())),
+    )
+
+
+def simulate(
+    store: RecordStore,
+    policy: Policy,
+    *,
+    sla_minutes: float | None = None,
+    calendar: CalendarLike | None = None,
+    calendar_name: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    now: datetime | None = None,
+    plugins: Plugins | None = None,
+) -> SimulationResult:
+    """Replay ``policy``'s stored handoffs with a changed SLA and/or calendar.
+
+    :param store: the source store; only read.
+    :param policy: the policy as configured (its stored handoffs are replayed).
+    :param sla_minutes: the what-if SLA; it replaces every record's own ``sla_minutes``.
+    :param calendar: the what-if calendar.
+    :param calendar_name: its name, for the report.
+    :param since: replay handoffs started at or after this instant.
+    :param until: ... and before this one.
+    :param now: the end of the replay; open handoffs are judged here (default: system time).
+    :param plugins: where plugin actions come from (their observers are not called).
+    :returns: actual and predicted numbers side by side.
+    :raises InvalidSLAError: for a bad ``sla_minutes``.
+    """
+    from slakit.adapters.memory import MemoryStore
+    from slakit.engine import Engine
+
+    since = optional_aware("since", since)
+    until = optional_aware("until", until)
+    when = ensure_aware("now", now) if now is not None else datetime.now(UTC)
+    if sla_minutes is not None:
+        sla_minutes = validate_sla("sla_minutes", sla_minutes)
+    whatif = attrs.evolve(
+        policy,
+        sla_minutes=sla_minutes if sla_minutes is not None else policy.sla_minutes,
+        calendar=calendar if calendar is not None else policy.calendar,
+        calendar_name=calendar_name if calendar is not None else policy.calendar_name,
+    )
+    handoffs = [
+        h
+        for h in store.iter_handoffs(since=since, until=until, policy=policy.name)
+        if h.started_at <= when
+    ]
+    ids = {h.id for h in handoffs}
+    first = min((h.started_at for h in handoffs), default=when)
+    traces_by_id: dict[str, list[TraceRecord]] = {}
+    for t in store.traces(since=first):
+        if t.handoff_id in ids:
+            traces_by_id.setdefault(t.handoff_id, []).append(t)
+
+    actual_keys = [
+        item.notification.idempotency_key
+        for item in store.outbox()
+        if item.notification.handoff_id in ids
+    ]
+    actual_steps: Counter[str] = Counter(
+        e.step for e in store.escalations() if e.handoff_id in ids and e.outcome == "applied"
+    )
+    actual = _side(handoffs, actual_keys, actual_steps, policy.basis, when)
+
+    clock = ManualClock(first)
+    replay_store = MemoryStore()
+    engine = Engine(
+        store=replay_store,
+        policies={policy.name: whatif},
+        notifiers=[_NullNotifier()],
+        clock=clock,
+        plugins=_ReplayPlugins(plugins),
+        worker_id="replay",
+    )
+    events: list[tuple[datetime, int, str, str, Any]] = []
+    for h in handoffs:
+        traces = traces_by_id.get(h.id, [])
+        events.append((h.started_at, _ORDER["start"], h.id, "start", traces))
+        for t in traces:
+            if t.rule in ("pause", "resume") and t.at <= when:
+                events.append((t.at, _ORDER[t.rule], h.id, t.rule, None))
+        for kind, at in (
+            ("respond", h.first_response_at),
+            ("complete", h.completed_at),
+            ("cancel", h.cancelled_at),
+        ):
+            if at is not None and at <= when:
+                events.append((at, _ORDER[kind], h.id, kind, None))
+    events.sort(key=lambda ev: (ev[0], ev[1], ev[2]))
+    by_id = {h.id: h for h in handoffs}
+    due: list[tuple[datetime, str]] = []
+
+    def push(h: Handoff) -> None:
+        if h.next_due_at is not None:
+            heapq.heappush(due, (h.next_due_at, h.id))
+
+    def run_due(bound: datetime, inclusive: bool) -> None:
+        # Fire every step due before ``bound`` at its own due time, in order.
+        while due and (due[0][0] <= bound if inclusive else due[0][0] < bound):
+            at, hid = heapq.heappop(due)
+            current = replay_store.get(hid)
+            if current.next_due_at != at:
+                continue
+            clock.set(at)
+            result = engine.check(at)
+            for hid2 in {a.handoff_id for a in result.applied}:
+                push(replay_store.get(hid2))
+
+    for at, _, hid, kind, payload in events:
+        run_due(at, inclusive=False)
+        clock.set(at)
+        src = by_id[hid]
+        if kind == "start":
+            owner, backup = _original_people(src, payload)
+            h = engine.start(
+                src.id,
+                policy=policy.name,
+                owner=owner,
+                backup_owner=backup,
+                sla_minutes=sla_minutes if sla_minutes is not None else src.sla_minutes,
+                started_at=src.started_at,
+                trace_id=src.trace_id,
+                channel=src.channel,
+                segment=src.segment,
+                **dict(src.attributes),
+            )
+        elif kind == "respond":
+            h = engine.respond(hid, at=at, by=src.responded_by)
+        elif kind == "complete":
+            h = engine.complete(hid, at=at)
+        elif kind == "cancel":
+            h = engine.cancel(hid, at=at, reason=src.cancel_reason)
+        elif kind == "pause":
+            h = engine.pause(hid, at=at)
+        else:
+            h = engine.resume(hid, at=at)
+        push(h)
+    run_due(when, inclusive=True)
+
+    replayed = list(replay_store.iter_handoffs())
+    predicted_keys = [item.notification.idempotency_key for item in replay_store.outbox()]
+    predicted_steps: Counter[str] = Counter(
+        e.step for e in replay_store.escalations() if e.outcome == "applied"
+    )
+    predicted = _side(replayed, predicted_keys, predicted_steps, policy.basis, when)
+    return SimulationResult(
+        policy=policy.name,
+        since=since,
+        until=until,
+        now=when,
+        handoffs=len(handoffs),
+        sla_minutes=sla_minutes,
+        calendar=calendar_name if calendar is not None else None,
+        actual=actual,
+        predicted=predicted,
+    )
+
+
+def simulate_engine(
+    engine: Engine,
+    policy: str,
+    *,
+    sla_minutes: float | None = None,
+    calendar: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    now: datetime | None = None,
+) -> SimulationResult:
+    """:func:`simulate` against an engine's store, policy and configured calendars.
+
+    :param calendar: the name of a configured calendar (``[calendars.NAME]``).
+    :raises UnknownPolicyError: for a policy that is not configured.
+    :raises UnknownCalendarError: for a calendar that is not configured.
+    """
+    pol = engine.policy(policy)
+    cal: CalendarLike | None = None
+    if calendar is not None:
+        if calendar not in engine.calendars:
+            raise UnknownCalendarError(calendar, list(engine.calendars))
+        cal = engine.calendars[calendar]
+    return simulate(
+        engine.setup().store,
+        pol,
+        sla_minutes=sla_minutes,
+        calendar=cal,
+        calendar_name=calendar,
+        since=since,
+        until=until,
+        now=now if now is not None else engine.clock.now(),
+        plugins=engine.plugins,
+    )
