@@ -1,0 +1,271 @@
+"""The webhook notifier: one signed JSON POST per notification.
+
+Headers follow the Standard Webhooks spec: ``webhook-id`` is the
+notification's idempotency key (the same on every retry and redelivery, so
+the receiver can drop duplicates), ``webhook-timestamp`` the Unix time of the
+attempt, ``webhook-signature`` the ``v1`` HMAC. Nothing here sleeps: the
+engine's outbox schedules retries.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Mapping
+from datetime import UTC
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from slakit.abc import Notifier
+from slakit.errors import ConfigError, PermanentNotifyError, TransientNotifyError
+from slakit.records import Notification
+from slakit_webhook.signature import decode_secret, sign, webhook_id
+
+__all__ = [
+    "EVENT_TYPE",
+    "RESERVED_HEADERS",
+    "WebhookNotifier",
+    "build_payload",
+    "parse_retry_after",
+]
+
+#: The payload's ``type``.
+EVENT_TYPE = "slakit.notification"
+#: Headers the notifier sets itself; ``headers`` may not replace them.
+RESERVED_HEADERS = frozenset(
+    {"webhook-id", "webhook-timestamp", "webhook-signature", "content-type", "content-length"}
+)
+
+
+class WebhookNotifier(Notifier):
+    """POSTs each notification as JSON to one URL, signed per Standard Webhooks.
+
+    A 2xx answer means delivered. 408, 429, 5xx, timeouts and network errors
+    are transient (``Retry-After`` honoured); any other answer (3xx, 4xx) is
+    permanent and dead-letters the notification.
+
+    :param url: where to POST (``http://`` or ``https://``).
+    :param secret: the shared ``whsec_…`` secret; without one (and without
+        ``secret_env``) requests carry no ``webhook-signature``.
+    :param secret_env: the environment variable holding the secret.
+    :param timeout: seconds to wait for the receiver, per attempt.
+    :param headers: extra request headers (e.g. an ``Authorization`` the receiver wants).
+    :raises ConfigError: for a malformed option or an unset ``secret_env``; the message names it.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        secret: str | None = None,
+        *,
+        secret_env: str | None = None,
+        timeout: float = 10.0,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.name = "webhook"
+        self.url = _check_url(url)
+        self._key = _load_secret(secret, secret_env)
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not math.isfinite(timeout)
+            or timeout <= 0
+        ):
+            raise ConfigError(
+                f"webhook timeout must be a positive number of seconds, got {timeout!r}",
+                field="timeout",
+                value=timeout,
+            )
+        self.timeout = float(timeout)
+        self.headers = _check_headers(headers)
+        from slakit_webhook import __version__
+
+        self.client = httpx.Client(
+            timeout=self.timeout,
+            follow_redirects=False,
+            headers={"user-agent": f"slakit-webhook/{__version__}"},
+        )
+        parsed = httpx.URL(self.url)
+        # Webhook URLs often carry a token in their path; errors and traces name the host only.
+        self._where = f"{parsed.scheme}://{parsed.netloc.decode('ascii', 'replace')}"
+
+    @property
+    def signed(self) -> bool:
+        """Whether requests carry a ``webhook-signature``."""
+        return self._key is not None
+
+    def __repr__(self) -> str:
+        return f"WebhookNotifier(name={self.name!r}, url={self._where + '/…'!r})"
+
+    def send(self, notification: Notification) -> None:
+        """POST the notification.
+
+        :raises PermanentNotifyError: on 3xx and 4xx other than 408 and 429.
+        :raises TransientNotifyError: on 408, 429, 5xx (with ``retry_after``
+            from ``Retry-After``), timeouts and connection errors.
+        """
+        body = json.dumps(
+            build_payload(notification), separators=(",", ":"), ensure_ascii=False, default=str
+        ).encode("utf-8")
+        msg_id = webhook_id(notification.idempotency_key)
+        timestamp = int(time.time())
+        headers = {
+            **self.headers,
+            "content-type": "application/json",
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(timestamp),
+        }
+        if self._key is not None:
+            headers["webhook-signature"] = sign(self._key, msg_id, timestamp, body)
+        try:
+            response = self.client.post(self.url, content=body, headers=headers)
+        except httpx.TimeoutException as exc:
+            raise TransientNotifyError(
+                f"webhook POST to {self._where} timed out after {self.timeout:g} s "
+                f"({type(exc).__name__})"
+            ) from exc
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+            raise PermanentNotifyError(
+                f"webhook POST to {self._where} cannot be sent: {exc}"
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise TransientNotifyError(
+                f"webhook POST to {self._where} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        status = response.status_code
+        if 200 <= status < 300:
+            return
+        message = f"webhook POST to {self._where} answered HTTP {status}{_snippet(response)}"
+        if status in (408, 429) or status >= 500:
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+            raise TransientNotifyError(message, retry_after=retry_after)
+        raise PermanentNotifyError(message)
+
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        self.client.close()
+
+
+def build_payload(notification: Notification) -> dict[str, Any]:
+    """The JSON body: ``type``, ``timestamp`` and ``data`` (the step and the handoff).
+
+    ``data`` holds ``idempotency_key``, ``handoff_id``, ``policy``, ``stage``,
+    ``step``, ``action``, ``recipient``, ``subject``, ``text``, ``trace_id``,
+    ``link`` and ``handoff`` (the record as JSON).
+    """
+    n = notification
+    handoff = n.payload.get("handoff")
+    created = n.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return {
+        "type": EVENT_TYPE,
+        "timestamp": created,
+        "data": {
+            "idempotency_key": n.idempotency_key,
+            "handoff_id": n.handoff_id,
+            "policy": n.policy,
+            "stage": n.stage,
+            "step": n.step,
+            "action": n.action,
+            "recipient": n.recipient,
+            "subject": n.subject,
+            "text": n.text,
+            "trace_id": n.trace_id,
+            "link": n.payload.get("link") or None,
+            "handoff": dict(handoff) if isinstance(handoff, Mapping) else None,
+        },
+    }
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date).
+
+    :param now: the current Unix time, for an HTTP date (default: the system clock).
+    :returns: ``None`` when the header is absent or unreadable; never negative.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def _snippet(response: httpx.Response) -> str:
+    text = " ".join(response.text.split())[:200]
+    return f": {text}" if text else ""
+
+
+def _check_url(url: Any) -> str:
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"webhook url must be an http:// or https:// URL, got {url!r}", field="url", value=url
+        )
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise ConfigError(
+            f"webhook url {url!r} is invalid: {exc}", field="url", value=url
+        ) from None
+    if not parsed.host:
+        raise ConfigError(f"webhook url {url!r} has no host", field="url", value=url)
+    return url
+
+
+def _load_secret(secret: str | None, secret_env: str | None) -> bytes | None:
+    if secret is not None and secret_env is not None:
+        raise ConfigError(
+            "webhook takes secret or secret_env, not both", field="secret_env", value=secret_env
+        )
+    if secret_env is not None:
+        value = os.environ.get(secret_env, "")
+        if not value.strip():
+            raise ConfigError(
+                f"webhook secret_env names {secret_env!r}, which is not set",
+                field="secret_env",
+                value=secret_env,
+            )
+        return decode_secret(value, field="secret_env")
+    if secret is not None:
+        return decode_secret(secret)
+    return None
+
+
+def _check_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    if headers is None:
+        return {}
+    if not isinstance(headers, Mapping):
+        raise ConfigError(
+            f"webhook headers must be a table of name = value, got {headers!r}",
+            field="headers",
+            value=headers,
+        )
+    out: dict[str, str] = {}
+    for name, value in headers.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise ConfigError(
+                f"webhook headers.{name} must be a string, got {value!r}",
+                field=f"headers.{name}",
+                value=value,
+            )
+        if name.lower() in RESERVED_HEADERS:
+            raise ConfigError(
+                f"webhook headers.{name} is set by the notifier and cannot be replaced",
+                field=f"headers.{name}",
+                value=name,
+            )
+        out[name] = value
+    return out
