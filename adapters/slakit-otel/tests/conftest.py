@@ -9,7 +9,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from otel_helpers import Spans
+from otel_helpers import Collector, Spans
 
 
 @pytest.fixture
@@ -20,3 +20,11 @@ def spans() -> Iterator[Spans]:
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     yield Spans(provider, exporter)
     provider.shutdown()
+
+
+@pytest.fixture
+def otlp_collector() -> Iterator[Collector]:
+    """An OTLP/HTTP receiver on a free local port."""
+    collector = Collector()
+    yield collector
+    collector.stop()

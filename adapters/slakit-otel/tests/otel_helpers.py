@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import attrs
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -66,3 +69,49 @@ def transient(text: str = "451 busy") -> TransientNotifyError:
 def permanent(text: str = "550 no such user") -> PermanentNotifyError:
     """A permanent failure."""
     return PermanentNotifyError(text)
+
+
+class Collector:
+    """A minimal OTLP/HTTP trace receiver on 127.0.0.1: keeps each POST and answers 200."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+        self.paths: list[str] = []
+        self.api_keys: list[str | None] = []
+        collector = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                collector.bodies.append(body)
+                collector.paths.append(self.path)
+                collector.api_keys.append(self.headers.get("x-api-key"))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # keep test output quiet
+
+        self._server = HTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        """The traces endpoint."""
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1/traces"
+
+    def request(self) -> ExportTraceServiceRequest:
+        """Every received export, merged into one request."""
+        merged = ExportTraceServiceRequest()
+        for body in self.bodies:
+            merged.MergeFromString(body)
+        return merged
+
+    def stop(self) -> None:
+        """Shut the server down."""
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()

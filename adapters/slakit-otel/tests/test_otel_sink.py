@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import logging
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from opentelemetry import trace
 
-from otel_helpers import Spans, attributes
+from otel_helpers import Collector, Spans, attributes
 from slakit.errors import ConfigError
 from slakit.records import TraceRecord
 from slakit_otel import OTelTraceSink, otel_trace_id, parent_span_context, record_attributes
@@ -34,13 +34,6 @@ def line(**changes: Any) -> TraceRecord:
     }
     values.update(changes)
     return TraceRecord(**values)
-
-
-def _importable(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
 
 
 def nanos(at: datetime) -> int:
@@ -206,12 +199,43 @@ class TestOTelTraceSinkConfig:
         assert key in str(info.value)
         assert repr(value) in str(info.value)
 
-    def test_endpoint_needs_an_otlp_exporter(self) -> None:
-        """With endpoint set, the sink builds its own provider, or says which package is missing."""
-        if any(_importable(f"opentelemetry.exporter.otlp.proto.{k}") for k in ("http", "grpc")):
-            sink = OTelTraceSink(service_name="sla", endpoint="http://127.0.0.1:9/v1/traces")
-            assert sink.tracer_provider is not None
-            sink.close()
-        else:
-            with pytest.raises(ConfigError, match="opentelemetry-exporter-otlp"):
-                OTelTraceSink(service_name="sla", endpoint="http://127.0.0.1:9/v1/traces")
+    def test_endpoint_without_an_exporter_names_the_package(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """With no OTLP exporter importable, endpoint raises ConfigError naming the package."""
+        for kind in ("http", "grpc"):
+            monkeypatch.setitem(
+                sys.modules, f"opentelemetry.exporter.otlp.proto.{kind}.trace_exporter", None
+            )
+        with pytest.raises(ConfigError, match="opentelemetry-exporter-otlp") as info:
+            OTelTraceSink(endpoint="http://127.0.0.1:9/v1/traces")
+        assert info.value.field == "endpoint"
+
+
+class TestOTelTraceSinkOverOTLP:
+    def test_endpoint_exports_to_a_collector(self, otlp_collector: Collector) -> None:
+        """With endpoint set the sink builds its own provider and posts OTLP/HTTP on close."""
+        sink = OTelTraceSink.from_config(
+            {
+                "endpoint": otlp_collector.url,
+                "service_name": "sla-checker",
+                "headers": {"x-api-key": "k-123"},
+            }
+        )
+        sink.emit([line(), line(action="notify:backup")])
+        sink.close()
+        assert otlp_collector.paths == ["/v1/traces"]
+        assert otlp_collector.api_keys == ["k-123"]
+        [resource_spans] = otlp_collector.request().resource_spans
+        service = {
+            a.key: a.value.string_value
+            for a in resource_spans.resource.attributes
+            if a.key == "service.name"
+        }
+        assert service == {"service.name": "sla-checker"}
+        [scope_spans] = resource_spans.scope_spans
+        assert scope_spans.scope.name == "slakit"
+        [span] = scope_spans.spans
+        assert span.trace_id.hex() == W3C
+        assert span.name == "slakit step:1x"
+        assert [e.name for e in span.events] == ["notify:owner", "notify:backup"]
