@@ -32,6 +32,7 @@ from slakit.metrics import BasisCounts, _code, hit_rate
 
 if TYPE_CHECKING:
     from slakit.engine import Engine
+    from slakit.handoff import Handoff
     from slakit.policy import Policy
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "week_label",
 ]
 
+_DAY: Final = timedelta(days=1)
 _WEEK_RE: Final = re.compile(r"^\s*(\d{4})-?W(\d{1,2})\s*$", re.IGNORECASE)
 _REVIEW_KEYS: Final = ("timezone", "weeks", "duplicate_minutes", "runbook_max_age_days")
 #: Label of the group of breaches nobody has tagged with a reason.
@@ -99,11 +101,15 @@ def _local_midnight(day: date, tz: ZoneInfo) -> datetime:
 def week_bounds(year: int, week: int, tz: ZoneInfo | str = "UTC") -> tuple[datetime, datetime]:
     """``(start, end)`` of an ISO week in ``tz``: Monday 00:00 to the next Monday 00:00.
 
-    A week with a DST change is 167 or 169 hours long.
+    Both are returned in UTC (so subtraction gives real elapsed time): a week
+    with a DST change is 167 or 169 hours long.
     """
     zone = _zone(tz, "timezone")
     monday = date.fromisocalendar(year, week, 1)
-    return _local_midnight(monday, zone), _local_midnight(monday + timedelta(days=7), zone)
+    return (
+        _local_midnight(monday, zone).astimezone(UTC),
+        _local_midnight(monday + timedelta(days=7), zone).astimezone(UTC),
+    )
 
 
 def _week_of(t: datetime, tz: ZoneInfo) -> tuple[int, int]:
@@ -207,7 +213,10 @@ def _positive_int(field: str, value: Any, *, minimum: int) -> int:
 
 @attrs.frozen
 class Breach:
-    """A handoff of the week that missed its SLA on its policy's basis, or carries the flag."""
+    """A handoff of the week that missed its SLA on its policy's basis, or carries the flag.
+
+    :ivar owner: the owner the breach happened to (before any reassignment).
+    """
 
     id: str
     policy: str
@@ -404,6 +413,12 @@ class WeeklyReview:
     taxonomy: Mapping[str, str] = attrs.field(factory=dict, hash=False)
 
     @property
+    def days(self) -> tuple[date, date]:
+        """The first and last local day of the week."""
+        zone = ZoneInfo(self.timezone)
+        return self.start.astimezone(zone).date(), (self.end.astimezone(zone) - _DAY).date()
+
+    @property
     def this_week(self) -> WeekRate:
         """The reviewed week's hit rate."""
         return self.history[-1]
@@ -458,12 +473,11 @@ class WeeklyReview:
     def to_markdown(self) -> str:
         """The sheet as Markdown."""
         out: list[str] = []
-        day = "%Y-%m-%d"
-        last_day = (self.end - timedelta(days=1)).strftime(day)
+        first_day, last_day = self.days
         out.append(f"# Prune Friday: {self.week}")
         out.append("")
         out.append(
-            f"Week {self.start.strftime(day)} to {last_day} ({self.timezone}); "
+            f"Week {first_day} to {last_day} ({self.timezone}); "
             f"generated {self.now.isoformat(timespec='minutes')}."
         )
         out += ["", "## Hit rate", ""]
@@ -574,8 +588,7 @@ class WeeklyReview:
             f"<title>Prune Friday {e(self.week)}</title>",
             f"<style>{_CSS}</style></head><body>",
             f"<h1>Prune Friday: {e(self.week)}</h1>",
-            f'<p class="meta">{e(self.start.strftime("%Y-%m-%d"))} to '
-            f"{e((self.end - timedelta(days=1)).strftime('%Y-%m-%d'))} ({e(self.timezone)}); "
+            f'<p class="meta">{self.days[0]} to {self.days[1]} ({e(self.timezone)}); '
             f"generated {e(self.now.isoformat(timespec='minutes'))}</p>",
             "<h2>Hit rate</h2>",
             hit_rate_chart(self.history),
@@ -863,7 +876,7 @@ def _breaches(store: RecordStore, start: datetime, end: datetime, now: datetime)
             Breach(
                 id=h.id,
                 policy=h.policy,
-                owner=h.owner,
+                owner=_owner_at_breach(store, h),
                 reason=h.breach_reason,
                 started_at=h.started_at,
                 stopped_at=h.stopped_at,
@@ -876,6 +889,17 @@ def _breaches(store: RecordStore, start: datetime, end: datetime, now: datetime)
             )
         )
     return out
+
+
+def _owner_at_breach(store: RecordStore, h: Handoff) -> str | None:
+    """The owner before the first reassignment: the person the breach happened to."""
+    if h.stage == 0:
+        return h.owner
+    for t in store.traces(h.id):
+        if t.action.startswith("reassign:") and t.outcome == "ok" and "from" in t.detail:
+            previous = t.detail["from"]
+            return previous if isinstance(previous, str) else h.owner
+    return h.owner
 
 
 def _reason_groups(breaches: Sequence[Breach], taxonomy: Mapping[str, str]) -> list[ReasonGroup]:
