@@ -195,6 +195,39 @@ class TestWebhookConfig:
             WebhookNotifier("https://example.com/hook", secret_env="HOOK_SECRET")
         assert info.value.field == "secret_env"
 
+    def test_headers_env_reads_header_values_from_the_environment(
+        self, receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A token for the receiver's header auth can stay out of slakit.toml."""
+        monkeypatch.setenv("HOOK_TOKEN", "s3cret-token")
+        n = WebhookNotifier(
+            receiver.url, secret=SECRET, headers_env={"X-Slakit-Token": "HOOK_TOKEN"}
+        )
+        n.send(make_notification())
+        assert receiver.deliveries[0].headers["x-slakit-token"] == "s3cret-token"
+        n.close()
+
+    def test_an_unset_headers_env_variable_is_a_config_error(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A header whose variable is not set fails at build time, naming both."""
+        monkeypatch.delenv("HOOK_TOKEN", raising=False)
+        with pytest.raises(ConfigError, match=r"X-Token.*'HOOK_TOKEN'") as info:
+            WebhookNotifier("https://example.com/hook", headers_env={"X-Token": "HOOK_TOKEN"})
+        assert info.value.field == "headers_env.X-Token"
+
+    def test_a_header_in_both_tables_is_a_config_error(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The same header from headers and headers_env is ambiguous."""
+        monkeypatch.setenv("HOOK_TOKEN", "x")
+        with pytest.raises(ConfigError, match="both"):
+            WebhookNotifier(
+                "https://example.com/hook",
+                headers={"x-token": "a"},
+                headers_env={"X-Token": "HOOK_TOKEN"},
+            )
+
     @pytest.mark.parametrize(
         ("options", "field"),
         [
@@ -209,6 +242,7 @@ class TestWebhookConfig:
             ({"headers": {"Webhook-Id": "x"}}, "headers.Webhook-Id"),
             ({"headers": {"X-Count": 3}}, "headers.X-Count"),
             ({"headers": ["X-A"]}, "headers"),
+            ({"headers_env": {"Webhook-Signature": "X"}}, "headers_env.Webhook-Signature"),
         ],
     )
     def test_malformed_options_are_config_errors(self, options: dict[str, Any], field: str) -> None:

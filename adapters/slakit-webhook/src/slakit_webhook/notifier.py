@@ -54,6 +54,9 @@ class WebhookNotifier(Notifier):
     :param secret_env: the environment variable holding the secret.
     :param timeout: seconds to wait for the receiver, per attempt.
     :param headers: extra request headers (e.g. an ``Authorization`` the receiver wants).
+    :param headers_env: extra request headers whose values are read from
+        environment variables: header name → variable name (for tokens kept
+        out of ``slakit.toml``).
     :raises ConfigError: for a malformed option or an unset ``secret_env``; the message names it.
     """
 
@@ -65,6 +68,7 @@ class WebhookNotifier(Notifier):
         secret_env: str | None = None,
         timeout: float = 10.0,
         headers: Mapping[str, str] | None = None,
+        headers_env: Mapping[str, str] | None = None,
     ) -> None:
         self.name = "webhook"
         self.url = _check_url(url)
@@ -81,7 +85,22 @@ class WebhookNotifier(Notifier):
                 value=timeout,
             )
         self.timeout = float(timeout)
-        self.headers = _check_headers(headers)
+        self.headers = _check_headers(headers, "headers")
+        for name, variable in _check_headers(headers_env, "headers_env").items():
+            value = os.environ.get(variable, "")
+            if not value:
+                raise ConfigError(
+                    f"webhook headers_env.{name} names {variable!r}, which is not set",
+                    field=f"headers_env.{name}",
+                    value=variable,
+                )
+            if name.lower() in {h.lower() for h in self.headers}:
+                raise ConfigError(
+                    f"webhook header {name!r} is in both headers and headers_env",
+                    field=f"headers_env.{name}",
+                    value=name,
+                )
+            self.headers[name] = value
         from slakit_webhook import __version__
 
         self.client = httpx.Client(
@@ -244,27 +263,27 @@ def _load_secret(secret: str | None, secret_env: str | None) -> bytes | None:
     return None
 
 
-def _check_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+def _check_headers(headers: Mapping[str, str] | None, field: str) -> dict[str, str]:
     if headers is None:
         return {}
     if not isinstance(headers, Mapping):
         raise ConfigError(
-            f"webhook headers must be a table of name = value, got {headers!r}",
-            field="headers",
+            f"webhook {field} must be a table of name = value, got {headers!r}",
+            field=field,
             value=headers,
         )
     out: dict[str, str] = {}
     for name, value in headers.items():
         if not isinstance(name, str) or not isinstance(value, str):
             raise ConfigError(
-                f"webhook headers.{name} must be a string, got {value!r}",
-                field=f"headers.{name}",
+                f"webhook {field}.{name} must be a string, got {value!r}",
+                field=f"{field}.{name}",
                 value=value,
             )
         if name.lower() in RESERVED_HEADERS:
             raise ConfigError(
-                f"webhook headers.{name} is set by the notifier and cannot be replaced",
-                field=f"headers.{name}",
+                f"webhook {field}.{name} is set by the notifier and cannot be replaced",
+                field=f"{field}.{name}",
                 value=name,
             )
         out[name] = value
