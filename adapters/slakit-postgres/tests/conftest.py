@@ -6,7 +6,6 @@ environment variable ``CI`` is unset; under ``CI`` an unreachable server fails t
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -15,10 +14,9 @@ from pg_support import (
     create_database,
     drop_database,
     drop_schema,
-    find_server,
     new_schema_name,
+    require_server,
     truncate,
-    unreachable_message,
 )
 from slakit_postgres import PostgresStore
 
@@ -31,21 +29,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "postgres: needs a PostgreSQL server")
 
 
-def require_server(ci: bool) -> str:
-    """The admin DSN of a reachable server; otherwise skip (or fail when ``ci``)."""
-    dsn, reason = find_server()
-    if dsn is None:
-        message = unreachable_message(dsn, reason, ci)
-        if ci:
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    return dsn
-
-
 @pytest.fixture(scope="session")
 def pg_admin_dsn() -> str:
     """DSN of the test server's maintenance database (``test``)."""
-    return require_server(ci=bool(os.environ.get("CI")))
+    return require_server()
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ import os
 import uuid
 
 import psycopg
+import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 #: Override the server the tests use (a libpq DSN or URI; its database must exist).
@@ -54,6 +55,19 @@ def unreachable_message(dsn: str | None, reason: str, ci: bool) -> str:
         f"no PostgreSQL server reachable at {where} ({reason}); start one or set "
         f"{DSN_ENV} to run the slakit-postgres tests"
     )
+
+
+def require_server(ci: bool | None = None) -> str:
+    """The DSN of a reachable server; otherwise skip, or fail when ``ci`` (default: ``$CI`` set)."""
+    if ci is None:
+        ci = bool(os.environ.get("CI"))
+    dsn, reason = find_server()
+    if dsn is None:
+        message = unreachable_message(dsn, reason, ci)
+        if ci:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return dsn
 
 
 def create_database(admin_dsn: str) -> str:

@@ -76,8 +76,11 @@ GROUPABLE_COLUMNS = frozenset(
         "breached",
         "breach_reason",
         "responded_by",
+        "stage",
+        "cancel_reason",
     }
 )
+_ATTR_PREFIX = "attributes."
 
 _OPTIONS = (
     "dsn",
@@ -234,7 +237,7 @@ SELECT LEAST(
 
 _HIT_RATE_COUNTS = """
     count(*) FILTER (WHERE cancelled_at IS NOT NULL) AS excluded,
-    count(*) FILTER (WHERE cancelled_at IS NULL) AS evaluated_or_pending,
+    count(*) FILTER (WHERE cancelled_at IS NULL) AS live,
     count(*) FILTER (WHERE cancelled_at IS NULL AND stopped_at <= wall_deadline_at) AS wall_met,
     count(*) FILTER (WHERE cancelled_at IS NULL AND (stopped_at > wall_deadline_at
         OR (stopped_at IS NULL AND paused_at IS NULL AND %(now)s::timestamptz > wall_deadline_at)))
@@ -912,14 +915,23 @@ class PostgresStore(RecordStore):
         ``excluded``. On each basis a handoff is *met* when its stop event came
         at or before that basis's deadline, *missed* when it came later or when
         it is still open (not stopped, cancelled or paused) and ``now`` is past
-        the deadline, and *pending* otherwise.
+        the deadline, and *pending* otherwise. Groups come sorted by the keys;
+        an empty window gives no groups.
 
-        :returns: ``None`` when ``by`` names something other than
-            :data:`GROUPABLE_COLUMNS` (then the caller computes in Python).
+        :param by: columns from :data:`GROUPABLE_COLUMNS`, or ``attributes.NAME``
+            (grouped on the jsonb value).
+        :returns: ``None`` for any other key (then the caller computes in Python).
         """
         keys = list(by)
-        if any(k not in GROUPABLE_COLUMNS for k in keys):
-            return None
+        exprs: list[sql.Composable] = []
+        for i, key in enumerate(keys):
+            if key in GROUPABLE_COLUMNS:
+                expr: sql.Composable = sql.Identifier(key)
+            elif key.startswith(_ATTR_PREFIX) and len(key) > len(_ATTR_PREFIX):
+                expr = sql.SQL("attributes -> {}").format(sql.Literal(key[len(_ATTR_PREFIX) :]))
+            else:
+                return None
+            exprs.append(sql.SQL("{} AS {}").format(expr, sql.Identifier(f"k{i}")))
         ensure_aware("now", now)
         clauses: list[sql.Composable] = []
         params: dict[str, Any] = {"now": now}
@@ -930,9 +942,11 @@ class PostgresStore(RecordStore):
             clauses.append(sql.SQL("started_at < %(until)s"))
             params["until"] = ensure_aware("until", until)
         where = sql.SQL(" AND ").join(clauses) if clauses else sql.SQL("true")
-        group_cols = sql.SQL(", ").join(sql.Identifier(k) for k in keys)
-        select_keys = sql.SQL("{}, ").format(group_cols) if keys else sql.SQL("")
-        group = sql.SQL(" GROUP BY {g} ORDER BY {g}").format(g=group_cols) if keys else sql.SQL("")
+        select_keys = sql.SQL("{}, ").format(sql.SQL(", ").join(exprs)) if keys else sql.SQL("")
+        group: sql.Composable = sql.SQL("")
+        if keys:
+            positions = sql.SQL(", ").join(sql.Literal(i + 1) for i in range(len(keys)))
+            group = sql.SQL(" GROUP BY {p} ORDER BY {p}").format(p=positions)
         query = sql.SQL("SELECT {keys}{counts} FROM handoffs WHERE {where}{group}").format(
             keys=select_keys, counts=sql.SQL(_HIT_RATE_COUNTS), where=where, group=group
         )
@@ -940,14 +954,16 @@ class PostgresStore(RecordStore):
             rows = cur.execute(query, params).fetchall()
         out: list[dict[str, Any]] = []
         for r in rows:
-            open_ = int(r["evaluated_or_pending"])
-            group_row: dict[str, Any] = {k: r[k] for k in keys}
+            live, excluded = int(r["live"]), int(r["excluded"])
+            if live + excluded == 0:
+                continue
+            group_row: dict[str, Any] = {k: r[f"k{i}"] for i, k in enumerate(keys)}
             for basis in ("wall", "business"):
                 met, missed = int(r[f"{basis}_met"]), int(r[f"{basis}_missed"])
                 group_row[f"{basis}_met"] = met
                 group_row[f"{basis}_missed"] = missed
-                group_row[f"{basis}_pending"] = open_ - met - missed
-            group_row["excluded"] = int(r["excluded"])
+                group_row[f"{basis}_pending"] = live - met - missed
+            group_row["excluded"] = excluded
             out.append(group_row)
         return out
 

@@ -1,0 +1,624 @@
+"""The PostgreSQL store beyond the contract: schema, config, errors, plugin, wake-ups, reports."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import attrs
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import slakit
+from pg_support import find_server, require_server
+from slakit.errors import (
+    ConfigError,
+    DuplicateHandoffError,
+    SchemaVersionError,
+    StoreUnavailableError,
+)
+from slakit.handoff import Handoff
+from slakit.plugins import Plugins, get_plugin_manager
+from slakit.testing import capture_notifications
+from slakit.testing.store_contract import make_handoff, make_trace
+from slakit_postgres import PostgresStore
+from slakit_postgres.schema import LATEST_VERSION
+from slakit_postgres.store import HANDOFF_COLUMNS
+
+pytestmark = pytest.mark.postgres
+
+T0 = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
+
+
+def _sql(dsn: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        cur = conn.execute(query.encode(), params or None)
+        return cur.fetchall() if cur.description else []
+
+
+@pytest.fixture
+def new_store(
+    pg_dsn: str, fresh_schema: Callable[[], str]
+) -> Iterator[Callable[..., PostgresStore]]:
+    """Makes stores on fresh schemas; closes them after the test."""
+    made: list[PostgresStore] = []
+
+    def make(schema: str | None = None, **kw: Any) -> PostgresStore:
+        store = PostgresStore(pg_dsn, schema=schema or fresh_schema(), **kw)
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        store.close()
+
+
+class TestSchema:
+    def test_setup_creates_one_column_per_handoff_field(self, pg_store: PostgresStore) -> None:
+        """The handoffs table has one column per Handoff field, plus the claim lease."""
+        rows = _sql(
+            pg_store.dsn,
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = %s AND table_name = 'handoffs'",
+            pg_store.schema,
+        )
+        assert {r[0] for r in rows} == {*HANDOFF_COLUMNS, "claimed_by", "claim_until"}
+        assert set(HANDOFF_COLUMNS) == {a.name for a in attrs.fields(Handoff)}
+
+    def test_setup_records_version_and_indexes(self, pg_store: PostgresStore) -> None:
+        """The schema version is recorded; the due index is partial; rows are unique."""
+        assert _sql(pg_store.dsn, f"SELECT version FROM {pg_store.schema}.schema_version") == [
+            (LATEST_VERSION,)
+        ]
+        (indexdef,) = _sql(
+            pg_store.dsn,
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND indexname = %s",
+            pg_store.schema,
+            "handoffs_next_due",
+        )[0]
+        assert "WHERE (next_due_at IS NOT NULL)" in indexdef
+        constraints = {
+            r[0]
+            for r in _sql(
+                pg_store.dsn,
+                "SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c "
+                "JOIN pg_namespace n ON n.oid = c.connamespace WHERE n.nspname = %s",
+                pg_store.schema,
+            )
+        }
+        assert "UNIQUE (handoff_id, stage)" in constraints
+        assert "UNIQUE (notifier, idempotency_key)" in constraints
+
+    def test_timestamps_are_timestamptz(self, pg_store: PostgresStore) -> None:
+        """Every *_at column is timestamptz."""
+        rows = _sql(
+            pg_store.dsn,
+            "SELECT table_name, column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = %s AND column_name LIKE '%%\\_at'",
+            pg_store.schema,
+        )
+        assert rows
+        assert {r[2] for r in rows} == {"timestamp with time zone"}
+
+    def test_concurrent_setup_migrates_once(self, new_store: Callable[..., PostgresStore]) -> None:
+        """Several workers setting up a new schema at once all succeed; it is migrated once."""
+        schema = new_store().schema
+        stores = [new_store(schema) for _ in range(6)]
+        barrier = threading.Barrier(len(stores))
+        errors: list[BaseException] = []
+
+        def run(store: PostgresStore) -> None:
+            barrier.wait()
+            try:
+                store.setup()
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run, args=(s,)) for s in stores]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert _sql(stores[0].dsn, f"SELECT count(*) FROM {schema}.schema_version") == [(1,)]
+
+    def test_newer_schema_raises(self, new_store: Callable[..., PostgresStore]) -> None:
+        """A schema migrated by a newer release raises SchemaVersionError naming both versions."""
+        store = new_store()
+        store.setup()
+        _sql(
+            store.dsn,
+            f"INSERT INTO {store.schema}.schema_version (version, description) VALUES (99, 'x')",
+        )
+        again = new_store(store.schema)
+        with pytest.raises(SchemaVersionError, match=rf"is 99, newer than {LATEST_VERSION}"):
+            again.setup()
+
+    def test_schemas_isolate(self, new_store: Callable[..., PostgresStore]) -> None:
+        """Two stores on different schemas of one database do not see each other's rows."""
+        a, b = new_store(), new_store()
+        a.setup()
+        b.setup()
+        a.insert(make_handoff("only-in-a"))
+        assert a.count() == 1
+        assert b.count() == 0
+
+
+class TestConfig:
+    def test_unknown_option_names_it(self) -> None:
+        """An unknown [store] option raises ConfigError naming the key."""
+        with pytest.raises(ConfigError, match="'poolsize'"):
+            PostgresStore.from_config({"dsn": "", "poolsize": 3})
+
+    @pytest.mark.parametrize(
+        ("options", "field"),
+        [
+            ({"schema": "bad-name"}, "store.schema"),
+            ({"schema": "1abc"}, "store.schema"),
+            ({"notify_channel": "a b"}, "store.notify_channel"),
+            ({"min_size": 0}, "store.min_size"),
+            ({"min_size": 4, "max_size": 2}, "store.max_size"),
+            ({"connect_timeout": -1}, "store.connect_timeout"),
+            ({"dsn": "host=x port"}, "store.dsn"),
+        ],
+    )
+    def test_bad_values_raise(self, options: dict[str, Any], field: str) -> None:
+        """A bad option value raises ConfigError naming the field."""
+        with pytest.raises(ConfigError) as info:
+            PostgresStore.from_config(options)
+        assert info.value.field == field
+        assert field in str(info.value)
+
+    def test_constructor_does_not_connect(self) -> None:
+        """Building a store opens no connection; an unreachable server is found at setup."""
+        PostgresStore("host=127.0.0.1 port=1")
+
+    def test_pg_environment_variables(
+        self, pg_dsn: str, monkeypatch: pytest.MonkeyPatch, fresh_schema: Callable[[], str]
+    ) -> None:
+        """Without a dsn, libpq's PG* environment variables pick the server."""
+        params = psycopg.conninfo.conninfo_to_dict(pg_dsn)
+        monkeypatch.setenv("PGHOST", str(params["host"]))
+        monkeypatch.setenv("PGPORT", str(params["port"]))
+        monkeypatch.setenv("PGDATABASE", str(params["dbname"]))
+        if params.get("user"):
+            monkeypatch.setenv("PGUSER", str(params["user"]))
+        store = PostgresStore.from_config({"schema": fresh_schema()})
+        try:
+            store.setup()
+            assert store.count() == 0
+            assert store.target == f"{params['host']}:{params['port']}"
+        finally:
+            store.close()
+
+
+class TestUnavailable:
+    def test_unreachable_server_is_one_line_naming_host_and_port(self) -> None:
+        """An unreachable server raises StoreUnavailableError with host:port, on one line."""
+        store = PostgresStore("host=127.0.0.1 port=1 dbname=x", connect_timeout=2)
+        with pytest.raises(StoreUnavailableError) as info:
+            store.setup()
+        message = str(info.value)
+        assert "\n" not in message
+        assert message.startswith("PostgreSQL at 127.0.0.1:1 is unavailable: ")
+        assert info.value.value == "127.0.0.1:1"
+
+    def test_closed_store_refuses(self, pg_dsn: str) -> None:
+        """A closed store raises instead of reconnecting."""
+        store = PostgresStore(pg_dsn)
+        store.close()
+        with pytest.raises(slakit.errors.StoreError, match="closed"):
+            store.count()
+
+
+class TestServerFixture:
+    """The rule the conftest fixture applies when the test server is unreachable."""
+
+    @pytest.fixture
+    def unreachable(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("SLAKIT_TEST_PG_DSN", "host=127.0.0.1 port=1 dbname=x connect_timeout=2")
+
+    @pytest.mark.usefixtures("unreachable")
+    def test_skips_with_reason_outside_ci(self) -> None:
+        """Without CI, an unreachable server skips with a reason naming host and port."""
+        with pytest.raises(pytest.skip.Exception, match=r"no PostgreSQL server reachable at 127"):
+            require_server(ci=False)
+
+    @pytest.mark.usefixtures("unreachable")
+    def test_fails_under_ci(self) -> None:
+        """With CI set, an unreachable server is a failure, not a skip."""
+        with pytest.raises(pytest.fail.Exception, match="CI is set"):
+            require_server(ci=True)
+
+    def test_reachable_server_is_found(self) -> None:
+        """The machine's server is found when it runs."""
+        dsn, reason = find_server()
+        assert dsn is not None, reason
+
+
+class TestPlugin:
+    def test_imports_stay_light(self) -> None:
+        """Importing slakit or the plugin module does not import psycopg."""
+        code = (
+            "import sys, slakit, slakit_postgres, slakit_postgres.plugin\n"
+            "from slakit.plugins import Plugins, get_plugin_manager\n"
+            "assert 'postgres' in Plugins(get_plugin_manager(autoload=True)).stores()\n"
+            "assert 'psycopg' not in sys.modules, 'psycopg imported'\n"
+        )
+        env = {k: v for k, v in os.environ.items() if k != "SLAKIT_DISABLE_PLUGIN_AUTOLOAD"}
+        subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+    def test_registered_by_entry_point(self, pg_dsn: str, fresh_schema: Callable[[], str]) -> None:
+        """The entry point registers 'postgres'; its factory builds a PostgresStore."""
+        plugins = Plugins(get_plugin_manager(autoload=True))
+        store = plugins.make_store("postgres", dsn=pg_dsn, schema=fresh_schema())
+        assert isinstance(store, PostgresStore)
+        assert store.multi_process
+
+    def test_engine_from_config(self, pg_dsn: str, fresh_schema: Callable[[], str]) -> None:
+        """Engine.from_config with adapter 'postgres' runs start, check and deliver."""
+        engine = slakit.Engine.from_config(
+            {
+                "store": {"adapter": "postgres", "dsn": pg_dsn, "schema": fresh_schema()},
+                "policies": {"p": {"basis": "wall"}},
+            },
+            clock=slakit.ManualClock(T0),
+            plugins=Plugins(get_plugin_manager(autoload=True)),
+        )
+        with engine, capture_notifications() as sent:
+            engine.start("lead-1", owner="alice")
+            assert engine.check(T0 + timedelta(minutes=31)).count == 1
+            assert engine.deliver(T0 + timedelta(minutes=31)).sent == 1
+        assert [n.recipient for n in sent] == ["alice"]
+        assert isinstance(engine.store, PostgresStore)
+
+
+class TestBulkInsert:
+    def test_insert_many_round_trips_every_field(self, pg_store: PostgresStore) -> None:
+        """Rows written by COPY come back equal, attributes and traces included."""
+        rows = [
+            make_handoff(
+                f"b{i}",
+                channel="web",
+                attributes={"n": i, "tags": ["a", "b"], "nested": {"x": None}},
+                within_business_hours=bool(i % 2),
+                paused_seconds=1.5 * i,
+                next_due_at=None if i == 3 else T0 + timedelta(minutes=i),
+            )
+            for i in range(20)
+        ]
+        traces = [make_trace(h.id, detail={"i": h.id}) for h in rows]
+        assert pg_store.insert_many(rows, traces) == 20
+        assert [pg_store.get(h.id) for h in rows] == rows
+        assert pg_store.traces("b7") == [traces[7]]
+
+    def test_insert_many_duplicate_names_the_id(self, pg_store: PostgresStore) -> None:
+        """A duplicate id in a bulk insert is named in the error; nothing is written."""
+        pg_store.insert(make_handoff("dup-7"))
+        with pytest.raises(DuplicateHandoffError, match="'dup-7'"):
+            pg_store.insert_many([make_handoff("new"), make_handoff("dup-7")])
+        assert pg_store.count() == 1
+
+    def test_iter_handoffs_pages_in_order(self, pg_store: PostgresStore) -> None:
+        """iter_handoffs reads in pages and yields by started_at then id."""
+        rows = [
+            make_handoff(f"p{i:03d}", started_at=T0 + timedelta(seconds=i % 7)) for i in range(50)
+        ]
+        pg_store.insert_many(rows)
+        got = [h.id for h in pg_store.iter_handoffs(page_size=8)]
+        assert got == [h.id for h in sorted(rows, key=lambda h: (h.started_at, h.id))]
+
+
+class _Waker:
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.calls = 0
+
+    def wake(self) -> None:
+        self.calls += 1
+        self.event.set()
+
+
+class TestListen:
+    @pytest.fixture
+    def listening(self, pg_store: PostgresStore) -> Iterator[_Waker]:
+        waker, stop = _Waker(), threading.Event()
+        thread = pg_store.listen(waker, stop, poll_interval=0.1)
+        try:
+            # The listener wakes once on connect; wait for it so later wakes are ours.
+            assert waker.event.wait(5)
+            waker.event.clear()
+            yield waker
+        finally:
+            stop.set()
+            thread.join(5)
+            assert not thread.is_alive()
+
+    def test_insert_wakes(self, pg_store: PostgresStore, listening: _Waker) -> None:
+        """Inserting a handoff with a due time wakes listeners."""
+        pg_store.insert(make_handoff("h1"))
+        assert listening.event.wait(5)
+
+    def test_due_moved_earlier_wakes_later_does_not(
+        self, pg_store: PostgresStore, listening: _Waker
+    ) -> None:
+        """An update that moves next_due_at later sends nothing; earlier wakes listeners."""
+        h = pg_store.insert(make_handoff("h1"))
+        assert listening.event.wait(5)
+        listening.event.clear()
+        h = pg_store.update(attrs.evolve(h, next_due_at=T0 + timedelta(hours=5)), h.version)
+        assert not listening.event.wait(0.5)
+        pg_store.update(attrs.evolve(h, next_due_at=T0), h.version)
+        assert listening.event.wait(5)
+
+    def test_callable_target(self, pg_store: PostgresStore) -> None:
+        """A plain callable works as the target too."""
+        woke, stop = threading.Event(), threading.Event()
+        thread = pg_store.listen(woke.set, stop, poll_interval=0.1)
+        assert woke.wait(5)
+        stop.set()
+        thread.join(5)
+
+    def test_notify_wakes_a_sleeping_run_loop(
+        self, pg_dsn: str, fresh_schema: Callable[[], str]
+    ) -> None:
+        """engine.run sleeping on a long interval applies a new due step within seconds."""
+        schema = fresh_schema()
+        policy = slakit.Policy.default(basis="wall")
+        runner = slakit.Engine(PostgresStore(pg_dsn, schema=schema), policies=[policy])
+        writer = slakit.Engine(PostgresStore(pg_dsn, schema=schema), policies=[policy])
+        runner.setup()
+        stop = threading.Event()
+        listener = runner.store.listen(runner, stop, poll_interval=0.1)  # type: ignore[attr-defined]
+        applied = threading.Event()
+
+        def on_tick(check: slakit.CheckResult, _delivery: slakit.DeliveryResult) -> None:
+            if check.count:
+                applied.set()
+
+        loop = threading.Thread(target=runner.run, kwargs={"interval": 60, "on_tick": on_tick})
+        with capture_notifications():
+            loop.start()
+            try:
+                time.sleep(0.5)  # let the loop go to sleep on its 60 s interval
+                started = time.monotonic()
+                writer.start(
+                    "late-lead", owner="alice", started_at=datetime.now(UTC) - timedelta(minutes=31)
+                )
+                assert applied.wait(10)
+                assert time.monotonic() - started < 10
+                assert runner.store.escalations("late-lead")[0].stage == 0
+            finally:
+                runner.stop()
+                loop.join(10)
+                stop.set()
+                listener.join(5)
+                runner.close()
+                writer.close()
+
+
+class TestSkewedClock:
+    def _engine(self, store: PostgresStore, now: datetime) -> slakit.Engine:
+        return slakit.Engine(
+            store, policies=[slakit.Policy.default(basis="wall")], clock=slakit.ManualClock(now)
+        )
+
+    def test_fast_clock_fires_nothing_early(self, pg_store: PostgresStore) -> None:
+        """A worker whose clock runs 10 minutes fast fires only what the database says is due."""
+        db_now = pg_store.database_now()
+        fast = self._engine(pg_store, db_now + timedelta(minutes=10))
+        fast.start("due", owner="a", started_at=db_now - timedelta(minutes=35))
+        fast.start("soon", owner="a", started_at=db_now - timedelta(minutes=25))
+        # 1x was due a minute ago; 2x is due in 4 minutes, inside the fast clock's lead.
+        fast.start("chain", owner="a", sla_minutes=5, started_at=db_now - timedelta(minutes=6))
+        with capture_notifications() as sent:
+            result = fast.check(fast.clock.now())
+            delivered = fast.deliver(fast.clock.now())
+        checked_at = pg_store.database_now()
+        assert sorted((a.handoff_id, a.stage) for a in result.applied) == [
+            ("chain", 0),
+            ("due", 0),
+        ]
+        assert all(a.due_at <= checked_at for a in result.applied)
+        assert pg_store.get("soon").stage == 0
+        assert pg_store.get("chain").stage == 1
+        assert [(e.handoff_id, e.stage) for e in pg_store.escalations()] == [
+            ("chain", 0),
+            ("due", 0),
+        ]
+        assert delivered.sent == 2
+        assert sorted(n.handoff_id for n in sent) == ["chain", "due"]
+
+    def test_slow_clock_is_late_never_early(self, pg_store: PostgresStore) -> None:
+        """A worker whose clock runs behind fires what is due at its own (earlier) time."""
+        db_now = pg_store.database_now()
+        slow = self._engine(pg_store, db_now - timedelta(minutes=10))
+        slow.start("a", owner="a", started_at=db_now - timedelta(minutes=45))
+        slow.start("b", owner="a", started_at=db_now - timedelta(minutes=35))
+        with capture_notifications():
+            result = slow.check(slow.clock.now())
+        assert [(a.handoff_id, a.stage) for a in result.applied] == [("a", 0)]
+
+
+class TestOutboxLeaseInRealTime:
+    def test_expired_lease_is_reclaimed_and_late_completion_rejected(
+        self, pg_dsn: str, fresh_schema: Callable[[], str]
+    ) -> None:
+        """A worker stuck in send loses its lease; another sends; the late ack is rejected."""
+        schema = fresh_schema()
+        entered, release = threading.Event(), threading.Event()
+        sends: list[str] = []
+
+        class Stuck(slakit.Notifier):
+            name = "pager"
+
+            def send(self, notification: slakit.Notification) -> None:
+                entered.set()
+                release.wait(10)
+                sends.append(f"slow:{notification.idempotency_key}")
+
+        class Quick(slakit.Notifier):
+            name = "pager"
+
+            def send(self, notification: slakit.Notification) -> None:
+                sends.append(f"quick:{notification.idempotency_key}")
+
+        policy = slakit.Policy.default(basis="wall")
+        slow = slakit.Engine(
+            PostgresStore(pg_dsn, schema=schema), [policy], [Stuck()], outbox_lease=1.0
+        )
+        quick = slakit.Engine(
+            PostgresStore(pg_dsn, schema=schema), [policy], [Quick()], outbox_lease=1.0
+        )
+        try:
+            slow.start("h1", owner="alice", started_at=datetime.now(UTC) - timedelta(minutes=31))
+            assert slow.check().count == 1
+            result: list[slakit.DeliveryResult] = []
+            t = threading.Thread(target=lambda: result.append(slow.deliver()))
+            t.start()
+            assert entered.wait(5)
+            assert quick.deliver().sent == 0  # lease still running
+            time.sleep(1.2)
+            assert quick.deliver().sent == 1  # lease ran out: reclaimed
+            release.set()
+            t.join(10)
+            assert result[0].lost == 1
+            assert result[0].sent == 0
+            (row,) = quick.store.outbox()
+            assert row.state == "sent"
+            assert row.attempts == 1
+            assert sorted(sends) == [
+                "quick:h1:0:notify:owner:alice",
+                "slow:h1:0:notify:owner:alice",
+            ]
+        finally:
+            slow.close()
+            quick.close()
+
+
+# -- hit rate ------------------------------------------------------------
+
+_DEADLINE = T0 + timedelta(hours=1)
+
+
+@st.composite
+def _handoffs(draw: st.DrawFn) -> list[Handoff]:
+    out = []
+    for i in range(draw(st.integers(0, 25))):
+        start = T0 + timedelta(minutes=draw(st.integers(0, 600)))
+        wall = start + timedelta(minutes=draw(st.sampled_from([15, 30, 60])))
+        business = draw(st.one_of(st.none(), st.just(wall), st.just(wall + timedelta(hours=16))))
+        fate = draw(st.sampled_from(["open", "stopped", "cancelled", "paused"]))
+        stop_after = timedelta(minutes=draw(st.sampled_from([0, 15, 30, 45, 60, 900])))
+        out.append(
+            Handoff(
+                id=f"r{i}",
+                policy=draw(st.sampled_from(["a", "b"])),
+                started_at=start,
+                channel=draw(st.sampled_from([None, "web", "phone"])),
+                within_business_hours=draw(st.sampled_from([None, True, False])),
+                attributes={"tier": draw(st.sampled_from([1, 2, "gold", None]))},
+                wall_deadline_at=wall,
+                business_deadline_at=business,
+                stopped_at=start + stop_after if fate == "stopped" else None,
+                cancelled_at=start + stop_after if fate == "cancelled" else None,
+                paused_at=start + stop_after if fate == "paused" else None,
+                version=1,
+            )
+        )
+    return out
+
+
+class TestHitRateInSQL:
+    def test_counts_follow_the_rules(self, pg_store: PostgresStore) -> None:
+        """met, missed, pending and excluded per basis follow the docstring's rules."""
+        d = _DEADLINE
+
+        def h(hid: str, **kw: Any) -> Handoff:
+            return Handoff(
+                id=hid,
+                policy="p",
+                started_at=T0,
+                wall_deadline_at=d,
+                business_deadline_at=d + timedelta(hours=2),
+                version=1,
+                **kw,
+            )
+
+        pg_store.insert_many(
+            [
+                h("met", stopped_at=d),
+                h("late-wall", stopped_at=d + timedelta(hours=1)),
+                h("late-both", stopped_at=d + timedelta(hours=3)),
+                h("open-past", channel="x"),
+                h("paused-past", paused_at=T0 + timedelta(minutes=1)),
+                h("cancelled", cancelled_at=T0 + timedelta(minutes=1)),
+            ]
+        )
+        rows = pg_store.aggregate_hit_rate(
+            since=None, until=None, by=(), now=d + timedelta(hours=1)
+        )
+        assert rows == [
+            {
+                "wall_met": 1,
+                "wall_missed": 3,
+                "wall_pending": 1,
+                "business_met": 2,
+                "business_missed": 1,
+                "business_pending": 2,
+                "excluded": 1,
+            }
+        ]
+
+    def test_unsupported_key_defers_to_python(self, pg_store: PostgresStore) -> None:
+        """A key that is not a column or attributes.NAME returns None."""
+        assert pg_store.aggregate_hit_rate(since=None, until=None, by=["x"], now=T0) is None
+
+    def test_empty_window_has_no_groups(self, pg_store: PostgresStore) -> None:
+        """No handoffs in the window: no groups."""
+        assert pg_store.aggregate_hit_rate(since=None, until=None, by=(), now=T0) == []
+
+    @settings(
+        max_examples=25,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(
+        rows=_handoffs(),
+        by=st.sampled_from(
+            [(), ("channel",), ("policy", "within_business_hours"), ("attributes.tier",)]
+        ),
+        now_minutes=st.integers(0, 1200),
+        window=st.sampled_from([(None, None), (0, 300), (120, None)]),
+    )
+    def test_matches_the_python_computation(
+        self,
+        pg_store: PostgresStore,
+        rows: list[Handoff],
+        by: tuple[str, ...],
+        now_minutes: int,
+        window: tuple[int | None, int | None],
+    ) -> None:
+        """slakit.hit_rate over the store (SQL) equals hit_rate over the same handoffs (Python)."""
+        from slakit.metrics import hit_rate
+
+        with psycopg.connect(pg_store.dsn, autocommit=True) as conn:
+            conn.execute(f"TRUNCATE {pg_store.schema}.handoffs".encode())
+        pg_store.insert_many(rows)
+        now = T0 + timedelta(minutes=now_minutes)
+        since, until = (T0 + timedelta(minutes=m) if m is not None else None for m in window)
+        kw: dict[str, Any] = {"since": since, "until": until, "by": by, "now": now}
+        for basis in ("wall", "business"):
+            in_sql = hit_rate(pg_store, basis=basis, **kw)
+            in_python = hit_rate(rows, basis=basis, **kw)
+            assert in_sql.computed_by == "store"
+            assert in_sql.total == in_python.total
+            assert in_sql.groups == in_python.groups
