@@ -1,0 +1,508 @@
+"""The engine: events, checks, deliveries, and their rules."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import attrs
+import pytest
+
+import slakit
+from slakit.abc import Notifier
+from slakit.adapters.memory import MemoryStore
+from slakit.errors import (
+    DuplicateHandoffError,
+    InvalidSLAError,
+    InvalidTimestampError,
+    InvalidTransitionError,
+    NaiveDatetimeError,
+    PermanentNotifyError,
+    TransientNotifyError,
+    UnknownBreachReasonError,
+    UnknownHandoffError,
+    UnknownPolicyError,
+)
+from slakit.records import Notification
+from slakit.testing import capture_notifications, capture_traces
+
+T0 = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
+
+
+def wall_engine(**kw: Any) -> tuple[slakit.Engine, slakit.ManualClock]:
+    clock = slakit.ManualClock(T0)
+    policies = kw.pop("policies", [slakit.Policy.default(basis="wall")])
+    engine = slakit.Engine(policies=policies, clock=clock, **kw)
+    return engine, clock
+
+
+class Recorder(Notifier):
+    """A notifier that records, and can fail the first N sends."""
+
+    def __init__(self, fail: int = 0, permanent: bool = False, retry_after: float | None = None):
+        self.name = "recorder"
+        self.sent: list[Notification] = []
+        self.calls = 0
+        self.fail = fail
+        self.permanent = permanent
+        self.retry_after = retry_after
+
+    def send(self, notification: Notification) -> None:
+        self.calls += 1
+        if self.calls <= self.fail:
+            if self.permanent:
+                raise PermanentNotifyError("user_not_found")
+            raise TransientNotifyError("503 from peer", retry_after=self.retry_after)
+        self.sent.append(notification)
+
+
+class TestStart:
+    def test_start_computes_deadlines_and_first_due(self) -> None:
+        """A started handoff carries its 1x deadline and its first step's due time."""
+        engine, _ = wall_engine()
+        h = engine.start("L1", owner="alice", backup_owner="bob")
+        assert h.started_at == T0
+        assert h.sla_minutes == 30
+        assert h.deadline_at == T0 + timedelta(minutes=30)
+        assert h.next_due_at == T0 + timedelta(minutes=30)
+        assert h.within_business_hours is True
+        assert len(h.trace_id) == 32
+        assert h.version == 1
+
+    def test_record_sla_overrides_policy_default(self) -> None:
+        """sla_minutes on the record wins over the policy's default."""
+        engine, _ = wall_engine()
+        h = engine.start("L1", owner="a", sla_minutes=5)
+        assert h.deadline_at == T0 + timedelta(minutes=5)
+
+    def test_start_is_idempotent_for_same_content(self) -> None:
+        """Starting the same id with the same content returns the stored record."""
+        engine, clock = wall_engine()
+        first = engine.start("L1", owner="a", email="x@example.com")
+        clock.advance(minutes=1)
+        again = engine.start("L1", owner="a", email="x@example.com")
+        assert again == first
+        assert len(engine.store.traces("L1")) == 1
+
+    def test_start_with_different_content_raises_and_writes_nothing(self) -> None:
+        """A duplicate id with different content raises, naming the differing field."""
+        engine, _ = wall_engine()
+        engine.start("L1", owner="a")
+        with pytest.raises(DuplicateHandoffError, match="owner"):
+            engine.start("L1", owner="b")
+        assert engine.get("L1").owner == "a"
+
+    @pytest.mark.parametrize("bad", [0, -5, math.inf, math.nan, "30", True])
+    def test_bad_sla_raises_and_writes_nothing(self, bad: Any) -> None:
+        """A non-positive or non-finite SLA raises InvalidSLAError naming the value."""
+        engine, _ = wall_engine()
+        with pytest.raises(InvalidSLAError, match="sla_minutes"):
+            engine.start("L1", owner="a", sla_minutes=bad)
+        with pytest.raises(UnknownHandoffError):
+            engine.get("L1")
+
+    def test_naive_started_at_raises(self) -> None:
+        """A naive datetime raises NaiveDatetimeError naming the field."""
+        engine, _ = wall_engine()
+        with pytest.raises(NaiveDatetimeError, match="started_at"):
+            engine.start("L1", owner="a", started_at=datetime(2026, 3, 2, 9))
+        assert engine.store.count() == 0
+
+    def test_unknown_policy_raises(self) -> None:
+        """An unknown policy name raises UnknownPolicyError listing the configured ones."""
+        engine, _ = wall_engine()
+        with pytest.raises(UnknownPolicyError, match=r"'nope'.*default"):
+            engine.start("L1", policy="nope", owner="a")
+
+    def test_policy_may_be_omitted_when_only_one(self) -> None:
+        """With one policy configured, start() uses it."""
+        engine, _ = wall_engine()
+        assert engine.start("L1", owner="a").policy == "default"
+
+    def test_attributes_are_kept(self) -> None:
+        """Extra keyword arguments are stored as attributes."""
+        engine, _ = wall_engine()
+        h = engine.start("L1", owner="a", email="x@example.com", score=3)
+        assert dict(engine.get(h.id).attributes) == {"email": "x@example.com", "score": 3}
+
+    def test_start_many_is_all_or_nothing(self) -> None:
+        """start_many writes every record or, on a bad one, none."""
+        engine, _ = wall_engine()
+        good = [{"id": f"L{i}", "owner": "a"} for i in range(5)]
+        assert engine.start_many(good) == 5
+        bad = [{"id": "N1", "owner": "a"}, {"id": "N2", "owner": "a", "sla_minutes": -1}]
+        with pytest.raises(InvalidSLAError):
+            engine.start_many(bad)
+        assert engine.store.count() == 5
+
+    def test_start_many_takes_history(self) -> None:
+        """Backfilled records with a response are stopped with elapsed times written."""
+        engine, _ = wall_engine()
+        engine.start_many(
+            [
+                {
+                    "id": "old",
+                    "owner": "a",
+                    "started_at": T0 - timedelta(days=2),
+                    "first_response_at": T0 - timedelta(days=2) + timedelta(minutes=12),
+                }
+            ]
+        )
+        h = engine.get("old")
+        assert h.stopped_at == T0 - timedelta(days=2) + timedelta(minutes=12)
+        assert h.wall_elapsed_seconds == 12 * 60
+        assert h.next_due_at is None
+
+
+class TestSteps:
+    def test_playbook_policy_alerts_then_reassigns_and_breaches(self) -> None:
+        """At 1x the owner is told; at 2x the record is breached, reassigned, and both told."""
+        engine, clock = wall_engine()
+        engine.start("L1", owner="alice", backup_owner="bob")
+        with capture_notifications() as sent:
+            clock.advance(minutes=29, seconds=59)
+            assert engine.check().count == 0
+            clock.advance(seconds=1)
+            assert engine.check().count == 1
+            engine.deliver()
+            assert [(n.recipient, n.action) for n in sent] == [("alice", "notify:owner")]
+            clock.advance(minutes=30)
+            assert engine.check().count == 1
+            engine.deliver()
+        h = engine.get("L1")
+        assert h.breached is True
+        assert h.owner == "bob"
+        assert h.backup_owner == "alice"
+        assert h.next_due_at is None
+        assert [(n.recipient, n.action) for n in sent[1:]] == [
+            ("bob", "notify:owner"),
+            ("alice", "notify:backup"),
+        ]
+        assert [n.idempotency_key for n in sent] == [
+            "L1:0:notify:owner:alice",
+            "L1:1:notify:owner:bob",
+            "L1:1:notify:backup:alice",
+        ]
+
+    def test_check_twice_at_same_instant_equals_once(self) -> None:
+        """A second check at the same instant applies nothing."""
+        engine, clock = wall_engine()
+        engine.start("L1", owner="a", backup_owner="b")
+        clock.advance(hours=2)
+        first = engine.check()
+        second = engine.check()
+        assert first.count == 2
+        assert second.count == 0
+        assert len(engine.store.escalations("L1")) == 2
+
+    def test_response_before_due_cancels_steps(self) -> None:
+        """A response that lands before a step is claimed stops every later step."""
+        engine, clock = wall_engine()
+        engine.start("L1", owner="a", backup_owner="b")
+        clock.advance(minutes=10)
+        h = engine.respond("L1", by="a")
+        assert h.stopped_at == T0 + timedelta(minutes=10)
+        assert h.wall_elapsed_seconds == 600
+        clock.advance(hours=5)
+        assert engine.check().count == 0
+        assert engine.store.escalations("L1") == []
+        assert engine.get("L1").breached is False
+
+    def test_response_between_claim_and_apply_wins(self) -> None:
+        """If a response is written after a checker claimed the record, the step is not applied."""
+        engine, clock = wall_engine()
+        engine.start("L1", owner="a")
+        clock.advance(minutes=31)
+        (claimed,) = engine.store.claim_due(clock.now(), 10, "w", 60)
+        engine.respond("L1")
+        steps, lost = engine._advance(claimed, clock.now())
+        assert steps == []
+        assert lost == 1
+        assert engine.store.escalations() == []
+
+    def test_overdue_steps_fire_in_order_after_downtime(self) -> None:
+        """After downtime, each overdue step fires in order, each once."""
+        engine, clock = wall_engine()
+        engine.start("L1", owner="a", backup_owner="b")
+        clock.advance(days=3)
+        result = engine.check()
+        assert [(a.stage, a.step, a.outcome) for a in result.applied] == [
+            (0, "1x", "applied"),
+            (1, "2x", "applied"),
+        ]
+
+    def test_coalesce_skips_to_latest_and_traces_the_skip(self) -> None:
+        """With coalesce, only the latest due step runs; earlier ones are traced as skipped."""
+        policy = slakit.Policy.from_config({"basis": "wall", "coalesce": True}, name="p")
+        engine, clock = wall_engine(policies=[policy])
+        engine.start("L1", owner="a", backup_owner="b")
+        clock.advance(days=1)
+        with capture_traces() as traces, capture_notifications() as sent:
+            result = engine.check()
+            engine.deliver()
+        assert [(a.stage, a.outcome) for a in result.applied] == [(0, "skipped"), (1, "applied")]
+        assert any(t.action == "skip" and t.outcome == "skipped" for t in traces)
+        assert {n.stage for n in sent} == {1}
+        assert [e.outcome for e in engine.store.escalations("L1")] == ["skipped", "applied"]
+
+    def test_warning_step_before_deadline(self) -> None:
+        """A '-10m' step fires ten minutes before the deadline."""
+        policy = slakit.Policy.from_config(
+            {
+                "basis": "wall",
+                "steps": [
+                    {"at": "-10m", "do": ["notify:owner"]},
+                    {"at": "1x", "do": ["mark_breached"]},
+                ],
+            },
+            name="p",
+        )
+        engine, clock = wall_engine(policies=[policy])
+        engine.start("L1", owner="a")
+        clock.advance(minutes=20)
+        with capture_notifications() as sent:
+            assert engine.check().count == 1
+            engine.deliver()
+        assert "due in 10 min" in sent[0].text
+        assert engine.get("L1").breached is False
+
+    def test_pause_moves_the_deadline(self) -> None:
+        """Paused time is added to the deadline; no step fires while paused."""
+        engine, clock = wall_engine()
+        engine.start("L1", owner="a")
+        clock.advance(minutes=10)
+        engine.pause("L1")
+        clock.advance(hours=3)
+        assert engine.check().count == 0
+        h = engine.resume("L1")
+        assert h.paused_seconds == 3 * 3600
+        assert h.deadline_at == T0 + timedelta(minutes=30, hours=3)
+        clock.advance(minutes=19)
+        assert engine.check().count == 0
+        clock.advance(minutes=1)
+        assert engine.check().count == 1
+
+    def test_cancel_stops_steps(self) -> None:
+        """A cancelled handoff never escalates, and cannot be responded to."""
+        engine, clock = wall_engine()
+        engine.start("L1", owner="a")
+        engine.cancel("L1", reason="spam")
+        clock.advance(hours=2)
+        assert engine.check().count == 0
+        with pytest.raises(InvalidTransitionError, match="cancelled"):
+            engine.respond("L1")
+
+    def test_respond_before_start_raises(self) -> None:
+        """A response timestamped before the start raises and writes nothing."""
+        engine, _ = wall_engine()
+        engine.start("L1", owner="a")
+        with pytest.raises(InvalidTimestampError, match="first_response_at"):
+            engine.respond("L1", at=T0 - timedelta(minutes=1))
+        assert engine.get("L1").first_response_at is None
+
+    def test_second_response_is_ignored(self) -> None:
+        """Only the first response counts."""
+        engine, clock = wall_engine()
+        engine.start("L1", owner="a")
+        clock.advance(minutes=5)
+        engine.respond("L1", by="a")
+        clock.advance(minutes=5)
+        assert engine.respond("L1", by="b").responded_by == "a"
+
+    def test_completion_stop(self) -> None:
+        """With stop = completion, a response does not stop the clock; completion does."""
+        policy = slakit.Policy.from_config({"basis": "wall", "stop": "completion"}, name="p")
+        engine, clock = wall_engine(policies=[policy])
+        engine.start("L1", owner="a")
+        clock.advance(minutes=5)
+        assert engine.respond("L1").stopped_at is None
+        clock.advance(minutes=30)
+        assert engine.check().count == 1
+        assert engine.complete("L1").stopped_at == T0 + timedelta(minutes=35)
+
+    def test_missing_backup_skips_and_traces(self) -> None:
+        """notify:backup without a backup owner is traced as skipped, not an error."""
+        engine, clock = wall_engine()
+        engine.start("L1", owner="a")
+        clock.advance(hours=1)
+        with capture_traces() as traces:
+            engine.check()
+        skipped = [t for t in traces if t.outcome == "skipped"]
+        assert {t.action for t in skipped} == {"reassign:backup", "notify:backup"}
+
+    def test_tag_breach_checks_taxonomy(self) -> None:
+        """tag_breach accepts configured reasons and rejects others, naming them."""
+        engine, _ = wall_engine(breach_reasons={"no_backup": "nobody covered"})
+        engine.start("L1", owner="a")
+        assert engine.tag_breach("L1", "no_backup").breach_reason == "no_backup"
+        with pytest.raises(UnknownBreachReasonError, match=r"'typo'.*no_backup"):
+            engine.tag_breach("L1", "typo")
+
+    def test_step_applied_hook_is_called(self) -> None:
+        """Observers registered for slakit_step_applied see every applied step."""
+        seen: list[tuple[str, int, str]] = []
+
+        class Observer:
+            @slakit.hookimpl
+            def slakit_step_applied(
+                self, handoff: slakit.Handoff, stage: int, step: str, actions: list[str]
+            ) -> None:
+                seen.append((handoff.id, stage, step))
+
+        from slakit.plugins import Plugins
+
+        pm = slakit.get_plugin_manager(autoload=False)
+        pm.register(Observer(), name="undo-observer")
+        try:
+            engine, clock = wall_engine(plugins=Plugins(pm))
+            engine.start("L1", owner="a", backup_owner="b")
+            clock.advance(hours=1)
+            engine.check()
+        finally:
+            pm.unregister(name="undo-observer")
+        assert seen == [("L1", 0, "1x"), ("L1", 1, "2x")]
+
+
+class TestDelivery:
+    def test_transient_failures_retry_with_backoff_then_send_once(self) -> None:
+        """A notifier failing twice is retried with growing delays and delivered once."""
+        rec = Recorder(fail=2)
+        engine, clock = wall_engine(notifiers=[rec], backoff_base=10, backoff_cap=100)
+        engine.start("L1", owner="a")
+        clock.advance(minutes=30)
+        engine.check()
+        r1 = engine.deliver()
+        assert (r1.sent, r1.retried) == (0, 1)
+        (row,) = engine.store.outbox()
+        assert row.next_attempt_at is not None
+        wait1 = (row.next_attempt_at - clock.now()).total_seconds()
+        assert 5 <= wait1 <= 10
+        assert engine.deliver().sent == 0  # not yet due
+        clock.set(row.next_attempt_at)
+        assert engine.deliver().retried == 1
+        (row,) = engine.store.outbox()
+        assert row.next_attempt_at is not None
+        wait2 = (row.next_attempt_at - clock.now()).total_seconds()
+        assert 10 <= wait2 <= 20
+        clock.set(row.next_attempt_at)
+        assert engine.deliver().sent == 1
+        assert len(rec.sent) == 1
+        outcomes = [t.outcome for t in engine.store.traces("L1") if t.actor.startswith("notif")]
+        assert outcomes == ["retry", "retry", "sent"]
+
+    def test_retry_after_is_a_floor(self) -> None:
+        """A peer's Retry-After is never undercut by the backoff."""
+        rec = Recorder(fail=1, retry_after=900)
+        engine, clock = wall_engine(notifiers=[rec], backoff_base=1)
+        engine.start("L1", owner="a")
+        clock.advance(minutes=30)
+        engine.check()
+        engine.deliver()
+        (row,) = engine.store.outbox()
+        assert row.next_attempt_at is not None
+        assert (row.next_attempt_at - clock.now()).total_seconds() >= 900
+
+    def test_permanent_failure_dead_letters_at_once(self) -> None:
+        """A permanent failure is not retried; the row is dead and traced."""
+        rec = Recorder(fail=5, permanent=True)
+        engine, clock = wall_engine(notifiers=[rec])
+        engine.start("L1", owner="a")
+        clock.advance(minutes=30)
+        engine.check()
+        assert engine.deliver().dead == 1
+        assert rec.calls == 1
+        (row,) = engine.store.outbox()
+        assert row.state == "dead"
+        assert row.last_error == "user_not_found"
+
+    def test_attempts_run_out_into_dead_letter(self) -> None:
+        """After max_attempts transient failures the row is dead-lettered."""
+        rec = Recorder(fail=100)
+        engine, clock = wall_engine(notifiers=[rec], max_attempts=3, backoff_base=1)
+        engine.start("L1", owner="a")
+        clock.advance(minutes=30)
+        engine.check()
+        for _ in range(5):
+            engine.deliver()
+            clock.advance(hours=1)
+        assert rec.calls == 3
+        assert engine.store.outbox()[0].state == "dead"
+
+    def test_backoff_is_capped_and_jittered(self) -> None:
+        """Delays double from the base, stay within [d/2, d], and never pass the cap."""
+        engine, _ = wall_engine(backoff_base=30, backoff_cap=600)
+        for attempt in range(1, 12):
+            d = min(600, 30 * 2 ** (attempt - 1))
+            for _ in range(20):
+                assert d / 2 <= engine.backoff(attempt) <= d
+
+    def test_every_notifier_gets_its_own_row(self) -> None:
+        """Two notifiers each get the notification, with the same idempotency key."""
+        a, b = Recorder(), Recorder()
+        b.name = "other"
+        engine, clock = wall_engine(notifiers=[a, b])
+        engine.start("L1", owner="x")
+        clock.advance(minutes=30)
+        engine.check()
+        assert engine.deliver().sent == 2
+        assert a.sent[0].idempotency_key == b.sent[0].idempotency_key
+
+
+class TestEvents:
+    def test_events_on_unknown_id_raise(self) -> None:
+        """Every event on an unknown id raises UnknownHandoffError."""
+        engine, _ = wall_engine()
+        for call in (engine.respond, engine.complete, engine.cancel, engine.pause, engine.resume):
+            with pytest.raises(UnknownHandoffError, match="ghost"):
+                call("ghost")
+
+    def test_pause_twice_and_resume_unpaused(self) -> None:
+        """Pausing a paused record and resuming a running one change nothing."""
+        engine, _ = wall_engine()
+        h = engine.start("L1", owner="a")
+        p = engine.pause("L1")
+        assert engine.pause("L1") == p
+        r = engine.resume("L1")
+        assert engine.resume("L1") == r
+        assert r.deadline_at == h.deadline_at
+
+    def test_cannot_cancel_a_stopped_handoff(self) -> None:
+        """A handled handoff cannot be cancelled out of the hit rate."""
+        engine, _ = wall_engine()
+        engine.start("L1", owner="a")
+        engine.respond("L1")
+        with pytest.raises(InvalidTransitionError, match="already stopped"):
+            engine.cancel("L1")
+
+    def test_every_event_is_traced(self) -> None:
+        """Each lifecycle event writes one trace line with the record's trace id."""
+        engine, clock = wall_engine()
+        h = engine.start("L1", owner="a", trace_id="4bf92f3577b34da6a3ce929d0e0e4736")
+        for call in (engine.pause, engine.resume, engine.respond, engine.complete):
+            clock.advance(minutes=1)
+            call("L1")
+        rules = [t.rule for t in engine.store.traces("L1")]
+        assert rules == ["start", "pause", "resume", "respond", "complete"]
+        assert {t.trace_id for t in engine.store.traces("L1")} == {h.trace_id}
+
+    def test_run_loop_stops(self) -> None:
+        """run() returns after max_ticks, having checked and delivered."""
+        engine, clock = wall_engine()
+        engine.start("L1", owner="a")
+        clock.advance(hours=1)
+        with capture_notifications() as sent:
+            assert engine.run(interval=0.01, max_ticks=2) == 2
+        assert len(sent) == 2
+
+    def test_store_and_model_roundtrip(self) -> None:
+        """Handoff.to_dict / from_dict round-trip."""
+        engine, _ = wall_engine()
+        h = engine.start("L1", owner="a", email="e")
+        assert slakit.Handoff.from_dict(h.to_dict()) == h
+        assert attrs.evolve(h, version=2) != h
+
+    def test_engine_defaults_to_memory_store(self) -> None:
+        """An engine built with no store uses the in-memory store."""
+        engine = slakit.Engine()
+        assert isinstance(engine.store, MemoryStore)

@@ -1,0 +1,272 @@
+"""The plugin system: built-ins, entry-point plugins in a real venv, loud failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+import textwrap
+import venv
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import slakit
+from slakit.errors import UnknownAdapterError
+from slakit.plugins import PluginError, Plugins, get_plugin_manager
+
+
+class TestBuiltins:
+    def test_builtins_register_through_the_hooks(self) -> None:
+        """The built-in adapters come from the same hooks as external plugins."""
+        plugins = Plugins(get_plugin_manager(autoload=False))
+        assert {"memory", "sqlite"} <= set(plugins.stores())
+        assert "console" in plugins.notifiers()
+        assert {"jsonl", "logging"} <= set(plugins.trace_sinks())
+        assert [name for name, _ in plugins.pm.list_name_plugin()] == ["slakit.builtin"]
+
+    def test_unknown_adapter_lists_installed(self) -> None:
+        """An unknown adapter name gives one line listing what is installed."""
+        plugins = Plugins(get_plugin_manager(autoload=False))
+        with pytest.raises(UnknownAdapterError) as info:
+            plugins.make_store("postgresql")
+        assert str(info.value).startswith("no store adapter named 'postgresql'; installed: ")
+        assert "memory, sqlite" in str(info.value)
+        assert "\n" not in str(info.value)
+
+    def test_misspelled_hook_fails_loudly(self) -> None:
+        """A hook implementation that matches no spec raises PluginError naming it."""
+
+        class Typo:
+            @slakit.hookimpl
+            def slakit_register_notifer(self, register: Any) -> None:  # sic
+                pass
+
+        pm = get_plugin_manager(autoload=False)
+        pm.register(Typo(), name="undo-typo")
+        try:
+            with pytest.raises(Exception, match="slakit_register_notifer"):
+                pm.check_pending()
+        finally:
+            pm.unregister(name="undo-typo")
+
+    def test_name_registered_twice_is_an_error(self) -> None:
+        """Two plugins registering the same adapter name is an error, not a silent override."""
+
+        class Dup:
+            @slakit.hookimpl
+            def slakit_register_stores(self, register: Any) -> None:
+                register("memory", dict)
+
+        pm = get_plugin_manager(autoload=False)
+        pm.register(Dup(), name="undo-dup")
+        try:
+            with pytest.raises(PluginError, match="'memory' is registered twice"):
+                Plugins(pm).stores()
+        finally:
+            pm.unregister(name="undo-dup")
+
+    def test_plugin_action_is_usable_in_a_policy(self) -> None:
+        """An action registered by a plugin runs in a step and can change the record."""
+
+        def escalate(ctx: Any, arg: str | None) -> None:
+            ctx.evolve(segment=f"escalated-{arg}")
+            ctx.notify("pager")
+
+        class Actions:
+            @slakit.hookimpl
+            def slakit_register_actions(self, register: Any) -> None:
+                register("page", escalate)
+
+        pm = get_plugin_manager(autoload=False)
+        pm.register(Actions(), name="undo-actions")
+        try:
+            engine = slakit.Engine.from_config(
+                {"policies": {"p": {"basis": "wall", "steps": [{"at": "1x", "do": ["page:ops"]}]}}},
+                plugins=Plugins(pm),
+                clock=slakit.ManualClock(slakit.ManualClock().now()),
+            )
+            h = engine.start("L1", owner="a")
+            from slakit.testing import capture_notifications
+
+            with capture_notifications() as sent:
+                assert h.deadline_at is not None
+                engine.check(h.deadline_at)
+                engine.deliver(h.deadline_at)
+            assert engine.get("L1").segment == "escalated-ops"
+            assert [n.recipient for n in sent] == ["pager"]
+        finally:
+            pm.unregister(name="undo-actions")
+
+    def test_autoload_can_be_disabled_by_environment(self, monkeypatch: Any) -> None:
+        """SLAKIT_DISABLE_PLUGIN_AUTOLOAD keeps entry-point plugins out."""
+        monkeypatch.setenv("SLAKIT_DISABLE_PLUGIN_AUTOLOAD", "1")
+        pm = get_plugin_manager()
+        assert [name for name, _ in pm.list_name_plugin()] == ["slakit.builtin"]
+
+
+PLUGIN_PYPROJECT = """
+[build-system]
+requires = ["hatchling"]
+build-backend = "hatchling.build"
+
+[project]
+name = "{dist}"
+version = "0.0.1"
+
+[project.entry-points.slakit]
+{ep} = "{module}"
+
+[tool.hatch.build.targets.wheel]
+packages = ["{module}"]
+"""
+
+GOOD_PLUGIN = """
+import json, os
+import slakit
+from slakit.abc import Notifier
+
+
+class FileNotifier(Notifier):
+    def __init__(self, path):
+        self.path = path
+
+    def send(self, notification):
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps({"to": notification.recipient,
+                                 "key": notification.idempotency_key}) + "\\n")
+
+
+@slakit.hookimpl
+def slakit_register_notifiers(register):
+    register("throwaway", FileNotifier)
+"""
+
+BAD_PLUGIN = """
+import slakit
+
+@slakit.hookimpl
+def slakit_register_notifer(register):  # misspelled on purpose
+    pass
+"""
+
+RUN_ENGINE = """
+import json, sys
+from datetime import datetime, timedelta, timezone
+import slakit
+t0 = datetime(2026, 3, 2, 14, tzinfo=timezone.utc)
+try:
+    engine = slakit.Engine.from_config(
+        {"policies": {"p": {"basis": "wall"}},
+         "notifiers": [{"adapter": "throwaway", "path": sys.argv[1]}]},
+        clock=slakit.ManualClock(t0))
+except slakit.SlakitError as exc:
+    print(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
+    sys.exit(0)
+engine.start("L1", owner="alice")
+engine.check(t0 + timedelta(minutes=30))
+print(json.dumps({"delivered": engine.deliver(t0 + timedelta(minutes=30)).sent}))
+"""
+
+
+def _site_packages() -> list[str]:
+    paths = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    return sorted(p for p in paths if os.path.isdir(p))
+
+
+@pytest.mark.slow
+class TestEntryPointPlugin:
+    @pytest.fixture
+    def env(self, tmp_path: Path) -> dict[str, Path]:
+        """A fresh venv that sees this environment's packages (slakit, pip, hatchling)."""
+        root = tmp_path / "plugin-venv"
+        venv.create(root / "venv", with_pip=False)
+        py = root / "venv" / "bin" / "python"
+        site_dir = subprocess.check_output(
+            [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            text=True,
+        ).strip()
+        lines = [f"import site; site.addsitedir({p!r})" for p in _site_packages()]
+        Path(site_dir, "_slakit_parent_env.pth").write_text("\n".join(lines) + "\n")
+        return {"root": root, "python": py}
+
+    def _install(self, env: dict[str, Path], dist: str, ep: str, module: str, code: str) -> None:
+        src = env["root"] / dist
+        (src / module).mkdir(parents=True)
+        (src / "pyproject.toml").write_text(
+            PLUGIN_PYPROJECT.format(dist=dist, ep=ep, module=module)
+        )
+        (src / module / "__init__.py").write_text(textwrap.dedent(code))
+        subprocess.run(
+            [
+                str(env["python"]),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--no-deps",
+                "--no-index",
+                "--no-build-isolation",
+                str(src),
+            ],
+            check=True,
+            capture_output=True,
+        )
+
+    def _run(self, python: Path | str, out: Path) -> dict[str, Any]:
+        env = {k: v for k, v in os.environ.items() if k != "SLAKIT_DISABLE_PLUGIN_AUTOLOAD"}
+        proc = subprocess.run(
+            [str(python), "-c", RUN_ENGINE, str(out)],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        )
+        result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+        return result
+
+    def test_installed_plugin_is_found_by_name_and_typos_fail(
+        self, env: dict[str, Path], tmp_path: Path
+    ) -> None:
+        """A plugin installed in a venv is found by Engine.from_config; a typo'd hook fails."""
+        out = tmp_path / "sent.jsonl"
+        missing = self._run(sys.executable, out)
+        assert missing["error"] == "UnknownAdapterError"
+        assert "no notifier adapter named 'throwaway'" in missing["message"]
+
+        self._install(env, "slakit-throwaway", "throwaway", "slakit_throwaway", GOOD_PLUGIN)
+        assert self._run(env["python"], out) == {"delivered": 1}
+        assert json.loads(out.read_text()) == {"to": "alice", "key": "L1:0:notify:owner:alice"}
+
+        self._install(env, "slakit-typo", "typo", "slakit_typo", BAD_PLUGIN)
+        broken = self._run(env["python"], out)
+        assert broken["error"] == "PluginError"
+        assert "slakit_register_notifer" in broken["message"]
+
+
+class TestImportIsLight:
+    def test_import_slakit_loads_no_database_or_http_client(self) -> None:
+        """`import slakit` imports no database driver, HTTP client or calendar data."""
+        code = "import sys, slakit, json; print(json.dumps(sorted(m for m in sys.modules)))"
+        out = subprocess.check_output([sys.executable, "-c", code], text=True)
+        loaded = set(json.loads(out))
+        forbidden = {
+            "sqlite3",
+            "_sqlite3",
+            "psycopg",
+            "psycopg2",
+            "httpx",
+            "requests",
+            "urllib3",
+            "http.client",
+            "slack_sdk",
+            "smtplib",
+            "aiosmtpd",
+            "opentelemetry",
+            "numpy",
+            "pandas",
+        }
+        assert loaded & forbidden == set()
