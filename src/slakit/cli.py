@@ -1,18 +1,689 @@
-"""The ``slakit`` command line."""
+"""The ``slakit`` command line.
+
+Every command reads ``--config`` (else ``$SLAKIT_CONFIG``, else
+``./slakit.toml``); every read command has ``--json``; errors are one line on
+stderr with exit code 2 for bad input or config and 1 for runtime failures.
+"""
 
 from __future__ import annotations
+
+import csv
+import json
+import logging
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, tzinfo
+from pathlib import Path
+from typing import Any
 
 import click
 
 import slakit
+from slakit._cliutil import (
+    Command,
+    Group,
+    at_option,
+    config_option,
+    console,
+    fail,
+    json_option,
+    now_option,
+    open_engine,
+    parse_iso,
+    print_json,
+)
+from slakit.errors import SlakitError, ValidationError
+
+__all__ = ["cli", "main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(slakit.__version__, prog_name="slakit")
-def cli() -> None:
-    """slakit: SLA timers with consequences, traced and measured."""
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+def cli(debug: bool) -> None:
+    """slakit: SLA timers with consequences, traced and measured.
+
+    Start with `slakit demo`, then `slakit init` to write a slakit.toml.
+    """
+    if debug:
+        logging.basicConfig(level=logging.DEBUG)
 
 
 def main() -> None:
     """Console-script entry point."""
-    cli()
+    cli(prog_name="slakit")
+
+
+# -- init ---------------------------------------------------------------------------
+
+INIT_TEMPLATE = """\
+# slakit.toml: your SLA promises as data. Every key is described in docs/config.md.
+# Check it with `slakit preflight`; read the runbook with `slakit runbook`.
+
+[store]
+adapter = "sqlite"                  # memory | sqlite | postgres (pip install slakit-postgres)
+path = "{db}"                  # relative to this file
+
+# Business hours: local wall-clock intervals in an IANA zone, plus holidays and closures.
+[calendars.sales-east]
+timezone = "America/New_York"
+holidays = {{ country = "US" }}      # python-holidays; add subdiv = "NY" for state holidays
+closed = ["RRULE:FREQ=YEARLY;BYMONTH=12;BYMONTHDAY=24"]   # dates or RFC 5545 rules
+
+[calendars.sales-east.hours]
+mon = ["09:00-12:00", "13:00-17:00"]  # a lunch break is a gap between intervals
+tue = ["09:00-17:00"]
+wed = ["09:00-17:00"]
+thu = ["09:00-17:00"]
+fri = ["09:00-17:00"]
+
+# Every qualified inbound lead gets a human response within 30 business minutes.
+[policies.speed-to-lead]
+calendar = "sales-east"
+basis = "business"                  # business | wall
+stop = "first_response"             # first_response | completion
+sla_minutes = 30                    # default for records that carry none
+backup_owner = "sales-lead"         # default backup for records that carry none
+link = "https://crm.example.com/leads/{{id}}"
+steps = [
+  {{ at = "1x", do = ["notify:owner"] }},
+  {{ at = "2x", do = ["mark_breached", "reassign:backup", "notify:owner", "notify:backup"] }},
+]
+trigger = "Inbound form with qualified = true creates the lead"
+target = "A human reply to the lead (call, e-mail or meeting booked)"
+timer = "30 business minutes on the sales-east calendar"
+trace = "CRM activity log and ops-log.jsonl"
+consequence = "DM the owner at 1x; at 2x reassign to the backup and mark breached"
+owner = "revops@example.com"
+failure_modes = "Owner out of office; lead routed to the wrong team; form without owner"
+rollback = "Set sla_minutes = 60 here and restart `slakit run`"
+workflow = "https://n8n.example.com/workflow/speed-to-lead"
+last_reviewed = {today}
+
+# Every meeting gets its follow-up e-mail within one business day.
+[policies.post-meeting-follow-up]
+calendar = "sales-east"
+basis = "business"
+stop = "completion"
+sla_minutes = 480
+steps = [
+  {{ at = "75%", do = ["notify:owner"] }},
+  {{ at = "1x", do = ["notify:owner", "notify:backup"] }},
+  {{ at = "2x", do = ["mark_breached", "notify:@sales-lead"] }},
+]
+trigger = "Meeting marked held in the calendar"
+target = "Follow-up e-mail sent with notes and next step"
+timer = "8 business hours"
+trace = "CRM activity log and ops-log.jsonl"
+consequence = "Remind the owner at 75%; at 1x tell owner and backup; at 2x tell the sales lead"
+owner = "revops@example.com"
+last_reviewed = {today}
+
+# Why breaches happen; `slakit tag ID REASON` accepts only these.
+[breach_reasons]
+no_backup = "Nobody covered the owner's absence"
+owner_out_of_office = "Owner was out and the record was not rerouted"
+out_of_hours_arrival = "Arrived outside business hours and waited for opening"
+routing_error = "Assigned to the wrong owner or team"
+ambiguous_trigger = "Unclear whether the clock should have started"
+
+[[notifiers]]
+adapter = "console"                 # slack | smtp | webhook via their packages
+
+[[trace_sinks]]
+adapter = "jsonl"                   # the ops log: one JSON line per action
+path = "ops-log.jsonl"
+"""
+
+
+@cli.command(cls=Command)
+@click.argument(
+    "directory", type=click.Path(file_okay=False, path_type=Path), default=Path("."), required=False
+)
+@click.option("--force", is_flag=True, help="Overwrite an existing slakit.toml.")
+@click.option("--db", default="slakit.db", show_default=True, help="SQLite file name.")
+def init(directory: Path, force: bool, db: str) -> None:
+    """Write a commented slakit.toml with two playbook policies and create the database."""
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / "slakit.toml"
+    if target.exists() and not force:
+        fail(f"{target} already exists (use --force to overwrite)", 2)
+    today = datetime.now(UTC).date().isoformat()
+    target.write_text(INIT_TEMPLATE.format(db=db, today=today), encoding="utf-8")
+    from slakit.config import build_engine
+
+    engine = build_engine(target)
+    engine.setup()
+    engine.close()
+    click.echo(f"wrote {target} and created {directory / db}")
+    click.echo(f"next: slakit preflight --config {target}")
+
+
+# -- events -------------------------------------------------------------------------
+
+
+def _attrs(pairs: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} must be KEY=VALUE", param_hint="--attr")
+        out[key] = value
+    return out
+
+
+def _echo_handoff(h: slakit.Handoff, as_json: bool) -> None:
+    if as_json:
+        print_json(h.to_dict())
+        return
+    due = h.next_due_at.isoformat() if h.next_due_at else "-"
+    click.echo(f"{h.id}  {h.status}  owner={h.owner}  stage={h.stage}  next_due={due}")
+
+
+@cli.command(cls=Command)
+@click.argument("id")
+@click.option("--policy", default=None, help="Policy name (optional when only one).")
+@click.option("--owner", default=None, help="Who must respond.")
+@click.option("--backup", "backup_owner", default=None, help="Who takes over at escalation.")
+@click.option("--sla-minutes", type=float, default=None, help="This record's SLA.")
+@click.option("--started-at", callback=parse_iso, default=None, metavar="ISO-8601")
+@click.option("--channel", default=None)
+@click.option("--segment", default=None)
+@click.option("--trace-id", default=None, help="W3C trace id (default: generated).")
+@click.option("--attr", "attrs_", multiple=True, metavar="KEY=VALUE", help="Extra attribute.")
+@config_option
+@json_option
+def start(
+    id: str,
+    policy: str | None,
+    owner: str | None,
+    backup_owner: str | None,
+    sla_minutes: float | None,
+    started_at: datetime | None,
+    channel: str | None,
+    segment: str | None,
+    trace_id: str | None,
+    attrs_: tuple[str, ...],
+    config: Path | None,
+    as_json: bool,
+) -> None:
+    """Start a handoff's clock."""
+    attributes = _attrs(attrs_)
+    with open_engine(config) as engine:
+        h = engine.start(
+            id,
+            policy=policy,
+            owner=owner,
+            backup_owner=backup_owner,
+            sla_minutes=sla_minutes,
+            started_at=started_at,
+            trace_id=trace_id,
+            channel=channel,
+            segment=segment,
+            **attributes,
+        )
+    _echo_handoff(h, as_json)
+
+
+def _event_command(name: str, doc: str, extra: list[Any] | None = None) -> None:
+    def body(id: str, config: Path | None, as_json: bool, at: datetime | None, **kw: Any) -> None:
+        with open_engine(config) as engine:
+            h = getattr(engine, name)(id, at=at, **kw)
+        _echo_handoff(h, as_json)
+
+    body.__doc__ = doc
+    body.__name__ = name
+    fn: Any = body
+    for opt in reversed(extra or []):
+        fn = opt(fn)
+    fn = at_option()(fn)
+    fn = json_option(fn)
+    fn = config_option(fn)
+    fn = click.argument("id")(fn)
+    cli.command(name, cls=Command)(fn)
+
+
+_event_command("respond", "Record the first human response.", [click.option("--by", default=None)])
+_event_command("complete", "Record completion (stops the clock).")
+_event_command(
+    "cancel", "Cancel a handoff (excluded from hit rate).", [click.option("--reason", default=None)]
+)
+_event_command("pause", "Pause the clock.")
+_event_command("resume", "Resume a paused clock.")
+
+
+@cli.command(cls=Command)
+@click.argument("id")
+@click.argument("reason")
+@config_option
+@json_option
+def tag(id: str, reason: str, config: Path | None, as_json: bool) -> None:
+    """Tag a handoff's breach reason (from [breach_reasons])."""
+    with open_engine(config) as engine:
+        h = engine.tag_breach(id, reason)
+    _echo_handoff(h, as_json)
+
+
+@cli.command(cls=Command)
+@click.argument("id")
+@config_option
+@json_option
+def show(id: str, config: Path | None, as_json: bool) -> None:
+    """Show a handoff and its trace."""
+    with open_engine(config) as engine:
+        h = engine.get(id)
+        traces = engine.store.traces(id)
+        escalations = engine.store.escalations(id)
+        outbox = engine.store.outbox(id)
+    if as_json:
+        print_json(
+            {
+                "handoff": h.to_dict(),
+                "escalations": [
+                    {
+                        "stage": e.stage,
+                        "step": e.step,
+                        "outcome": e.outcome,
+                        "applied_at": e.applied_at.isoformat(),
+                        "actions": list(e.actions),
+                    }
+                    for e in escalations
+                ],
+                "outbox": [
+                    {
+                        "idempotency_key": o.notification.idempotency_key,
+                        "notifier": o.notification.notifier,
+                        "state": o.state,
+                        "attempts": o.attempts,
+                        "last_error": o.last_error,
+                    }
+                    for o in outbox
+                ],
+                "trace": [t.to_dict() for t in traces],
+            }
+        )
+        return
+    from rich.table import Table
+
+    con = console()
+    info = Table(show_header=False, box=None)
+    for key, value in h.to_dict().items():
+        if value not in (None, {}, "", 0.0) or key in ("breached", "stage"):
+            info.add_row(f"[bold]{key}[/]", str(value))
+    con.print(info)
+    table = Table(title="trace", title_justify="left")
+    for col in ("at", "rule", "action", "actor", "outcome", "detail"):
+        table.add_column(col)
+    for t in traces:
+        detail = ", ".join(f"{k}={v}" for k, v in t.detail.items())
+        table.add_row(t.at.isoformat(), t.rule, t.action, t.actor, t.outcome, detail)
+    con.print(table)
+
+
+# -- check / deliver / run ----------------------------------------------------------
+
+
+@cli.command(cls=Command)
+@now_option
+@config_option
+@json_option
+def check(now: datetime | None, config: Path | None, as_json: bool) -> None:
+    """Apply every step that is due (each exactly once)."""
+    with open_engine(config) as engine:
+        result = engine.check(now)
+    if as_json:
+        print_json(
+            {
+                "now": result.now.isoformat(),
+                "applied": [
+                    {
+                        "handoff_id": a.handoff_id,
+                        "stage": a.stage,
+                        "step": a.step,
+                        "actions": list(a.actions),
+                        "outcome": a.outcome,
+                        "due_at": a.due_at.isoformat(),
+                    }
+                    for a in result.applied
+                ],
+                "lost": result.lost,
+                "errors": list(result.errors),
+            }
+        )
+        return
+    for a in result.applied:
+        click.echo(f"{a.handoff_id}  step {a.step}  {a.outcome}  {', '.join(a.actions)}")
+    click.echo(f"{result.count} step(s) applied, {result.lost} lost, {len(result.errors)} errors")
+    if result.errors:
+        for err in result.errors:
+            click.echo(f"error: {err}", err=True)
+        sys.exit(1)
+
+
+@cli.command(cls=Command)
+@now_option
+@config_option
+@json_option
+def deliver(now: datetime | None, config: Path | None, as_json: bool) -> None:
+    """Send due notifications from the outbox."""
+    with open_engine(config) as engine:
+        result = engine.deliver(now)
+    data = {
+        "now": result.now.isoformat(),
+        "sent": result.sent,
+        "retried": result.retried,
+        "dead": result.dead,
+        "lost": result.lost,
+    }
+    if as_json:
+        print_json(data)
+    else:
+        click.echo(
+            f"{result.sent} sent, {result.retried} to retry, {result.dead} dead-lettered, "
+            f"{result.lost} lost"
+        )
+
+
+@cli.command(cls=Command)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.05),
+    default=60.0,
+    show_default=True,
+    help="Longest sleep between ticks, in seconds.",
+)
+@click.option("--once", is_flag=True, help="Run one tick and exit.")
+@config_option
+def run(interval: float, once: bool, config: Path | None) -> None:
+    """Loop: check + deliver, sleep until the next due time. Stops cleanly on SIGTERM/SIGINT."""
+    log = logging.getLogger("slakit.run")
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+        )
+    with open_engine(config) as engine:
+        engine.setup()
+
+        def _stop(signum: int, _frame: Any) -> None:
+            log.info("received %s; stopping after the current tick", signal.Signals(signum).name)
+            engine.stop()
+
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+        listener = getattr(engine.store, "listen", None)
+        if callable(listener):
+            try:
+                listener(engine)
+            except SlakitError as exc:
+                log.warning("wake-ups disabled: %s", exc)
+
+        def on_tick(c: slakit.CheckResult, d: slakit.DeliveryResult) -> None:
+            log.info(
+                "tick: %d applied, %d lost, %d sent, %d retry, %d dead",
+                c.count,
+                c.lost,
+                d.sent,
+                d.retried,
+                d.dead,
+            )
+
+        log.info("slakit run: worker %s, interval %.1fs", engine.worker_id, interval)
+        ticks = engine.run(interval=interval, max_ticks=1 if once else None, on_tick=on_tick)
+        log.info("stopped after %d tick(s)", ticks)
+
+
+# -- import / export ----------------------------------------------------------------
+
+_TIME_COLUMNS = ("started_at", "first_response_at", "completed_at", "cancelled_at")
+_KNOWN_COLUMNS = (
+    "id",
+    "policy",
+    "owner",
+    "backup_owner",
+    "sla_minutes",
+    "started_at",
+    "first_response_at",
+    "responded_by",
+    "completed_at",
+    "cancelled_at",
+    "cancel_reason",
+    "channel",
+    "segment",
+    "trace_id",
+)
+
+
+def _parse_row(
+    row: dict[str, str], mapping: dict[str, str], default_tz: tzinfo | None
+) -> dict[str, Any]:
+    rec: dict[str, Any] = {}
+    for col, raw in row.items():
+        if col is None:
+            raise ValidationError("row has more fields than the header", field="row", value=raw)
+        field = mapping.get(col, col)
+        value: Any = raw.strip() if isinstance(raw, str) else raw
+        if value in ("", None):
+            continue
+        if field in _TIME_COLUMNS:
+            try:
+                parsed = datetime.fromisoformat(value)
+            except ValueError:
+                raise ValidationError(
+                    f"{field} must be ISO-8601, got {value!r}", field=field, value=value
+                ) from None
+            if parsed.tzinfo is None:
+                if default_tz is None:
+                    raise slakit.NaiveDatetimeError(field, value)
+                parsed = parsed.replace(tzinfo=default_tz)
+            value = parsed
+        elif field == "sla_minutes":
+            try:
+                value = float(value)
+            except ValueError:
+                raise ValidationError(
+                    f"sla_minutes must be a number, got {value!r}", field=field, value=value
+                ) from None
+        rec[field] = value
+    return rec
+
+
+def _read_csv(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        if not reader.fieldnames:
+            raise ValidationError(f"{path} has no header row", field="file", value=str(path))
+        for row in reader:
+            yield reader.line_num, row
+
+
+@cli.command("import", cls=Command)
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--map",
+    "maps",
+    multiple=True,
+    metavar="COLUMN=FIELD",
+    help="Rename a CSV column to a handoff field (e.g. --map 'Lead ID=id').",
+)
+@click.option("--policy", default=None, help="Policy for rows without a policy column.")
+@click.option("--tz", default=None, help="Zone for timestamps without an offset (e.g. UTC).")
+@click.option(
+    "--skip-invalid",
+    is_flag=True,
+    help="Import the valid rows and report the invalid ones (exit 1 if any).",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=5000, show_default=True)
+@config_option
+@json_option
+def import_(
+    file: Path,
+    maps: tuple[str, ...],
+    policy: str | None,
+    tz: str | None,
+    skip_invalid: bool,
+    batch_size: int,
+    config: Path | None,
+    as_json: bool,
+) -> None:
+    """Backfill history from a CSV export (one row per handoff).
+
+    Columns named like handoff fields (id, policy, owner, backup_owner,
+    sla_minutes, started_at, first_response_at, completed_at, cancelled_at,
+    channel, segment…) are used as such; other columns become attributes.
+    By default the import is all-or-nothing: any invalid row is reported by
+    line number and nothing is written.
+    """
+    mapping: dict[str, str] = {}
+    for m in maps:
+        src, sep, dst = m.partition("=")
+        if not sep or not src or not dst:
+            raise click.BadParameter(f"{m!r} must be COLUMN=FIELD", param_hint="--map")
+        mapping[src] = dst
+    default_tz: tzinfo | None = None
+    if tz is not None:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            default_tz = ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise click.BadParameter(f"unknown time zone {tz!r}", param_hint="--tz") from None
+    total = sum(1 for _ in _read_csv(file))
+    errors: list[str] = []
+    good: list[Any] = []
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with (
+        open_engine(config) as engine,
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=console(stderr=True),
+            transient=True,
+            disable=as_json or total < 1000,
+        ) as bar,
+    ):
+        task = bar.add_task("validating", total=total)
+        now = engine.clock.now()
+        seen: set[str] = set()
+        for line, row in _read_csv(file):
+            try:
+                rec = _parse_row(row, mapping, default_tz)
+                if policy is not None:
+                    rec.setdefault("policy", policy)
+                prepared = engine.prepare(rec, now=now)
+                if prepared[0].id in seen:
+                    raise ValidationError(
+                        f"id {prepared[0].id!r} appears twice in the file",
+                        field="id",
+                        value=prepared[0].id,
+                    )
+                seen.add(prepared[0].id)
+                good.append(rec)
+            except SlakitError as exc:
+                errors.append(f"{file}:{line}: {' '.join(str(exc).split())}")
+            bar.advance(task)
+        if errors and not skip_invalid:
+            for err in errors:
+                click.echo(f"Error: {err}", err=True)
+            click.echo(
+                f"Error: {len(errors)} invalid row(s); nothing imported "
+                "(use --skip-invalid to import the valid rows)",
+                err=True,
+            )
+            sys.exit(2)
+        bar.update(task, description="importing", completed=0, total=len(good))
+        imported = 0
+        for i in range(0, len(good), batch_size):
+            chunk = good[i : i + batch_size]
+            imported += engine.start_many(chunk)
+            bar.advance(task, len(chunk))
+    for err in errors:
+        click.echo(f"Error: {err}", err=True)
+    if as_json:
+        print_json({"imported": imported, "invalid": len(errors), "errors": errors})
+    else:
+        click.echo(f"imported {imported} handoff(s) from {file}; {len(errors)} invalid row(s)")
+    if errors:
+        sys.exit(1)
+
+
+@cli.command(cls=Command)
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl")
+@click.option("--since", callback=parse_iso, default=None, metavar="ISO-8601")
+@click.option("--until", callback=parse_iso, default=None, metavar="ISO-8601")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@config_option
+def export(
+    fmt: str,
+    since: datetime | None,
+    until: datetime | None,
+    output: Path | None,
+    config: Path | None,
+) -> None:
+    """Export handoffs (started in [since, until)) as JSON lines or CSV."""
+    out = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
+    try:
+        with open_engine(config) as engine:
+            rows = engine.store.iter_handoffs(since=since, until=until)
+            if fmt == "jsonl":
+                for h in rows:
+                    out.write(json.dumps(h.to_dict(), default=str) + "\n")
+            else:
+                import attrs
+
+                fields = [a.name for a in attrs.fields(slakit.Handoff)] + ["status"]
+                writer = csv.DictWriter(out, fieldnames=fields)
+                writer.writeheader()
+                for h in rows:
+                    d = h.to_dict()
+                    d["attributes"] = json.dumps(d["attributes"])
+                    writer.writerow(d)
+    finally:
+        if output:
+            out.close()
+
+
+# -- demo ---------------------------------------------------------------------------
+
+
+@cli.command(cls=Command)
+@click.option("--seed", type=int, default=7, show_default=True, help="Simulation seed.")
+@click.option("--week", default="2026-W48", show_default=True, help="ISO week to simulate.")
+@click.option("--leads", type=click.IntRange(min=1, max=100_000), default=120, show_default=True)
+@click.option(
+    "--keep",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep the database, config and trace log in this directory.",
+)
+@click.option("--quiet", is_flag=True, help="Only print the summary.")
+@json_option
+def demo(seed: int, week: str, leads: int, keep: Path | None, quiet: bool, as_json: bool) -> None:
+    """Simulate a week of inbound leads on SQLite: alerts, reassignments, breaches, hit rate."""
+    from slakit.demo import run_demo
+
+    run_demo(seed=seed, week=week, leads=leads, keep=keep, quiet=quiet or as_json, as_json=as_json)
+
+
+# -- mounted command groups ---------------------------------------------------------
+
+
+def _mount() -> None:
+    try:
+        from slakit.cli_calendar import calendar_group
+    except ImportError:  # pragma: no cover - the calendar CLI ships with the package
+        pass
+    else:
+        cli.add_command(calendar_group, "calendar")
+    try:
+        from slakit.cli_report import commands
+    except ImportError:  # pragma: no cover
+        pass
+    else:
+        for command in commands:
+            cli.add_command(command)
+
+
+_mount()

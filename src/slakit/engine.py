@@ -443,43 +443,58 @@ class Engine:
         handoffs: list[Handoff] = []
         traces: list[TraceRecord] = []
         for rec in records:
-            data = dict(rec)
-            known = {
-                k: data.pop(k, None)
-                for k in (
-                    "policy",
-                    "owner",
-                    "backup_owner",
-                    "sla_minutes",
-                    "started_at",
-                    "trace_id",
-                    "channel",
-                    "segment",
-                )
-            }
-            history = {
-                k: data.pop(k, None)
-                for k in (
-                    "first_response_at",
-                    "responded_by",
-                    "completed_at",
-                    "cancelled_at",
-                    "cancel_reason",
-                )
-            }
-            if "id" not in data:
-                raise ValidationError("record has no 'id'", field="id", value=None)
-            hid = data.pop("id")
-            attributes = data.pop("attributes", None) or {}
-            attributes = {**attributes, **data}
-            h = self._build(hid, attributes=attributes, now=now, **known)
-            h, extra = self._apply_history(h, history, now)
+            h, extra = self.prepare(rec, now=now)
             handoffs.append(h)
-            traces.append(self._trace(h, "start", "start", now, owner=h.owner))
             traces.extend(extra)
         count = self.store.insert_many(handoffs, traces)
         self._emit(traces)
         return count
+
+    def prepare(
+        self, record: Mapping[str, Any], *, now: datetime | None = None
+    ) -> tuple[Handoff, list[TraceRecord]]:
+        """Validate one :meth:`start_many` record and build what it would write.
+
+        Nothing is written; use it to check input row by row (``slakit import`` does).
+
+        :raises SlakitError: naming the field and value when the record is bad.
+        """
+        when = self._now(now)
+        data = dict(record)
+        known = {
+            k: data.pop(k, None)
+            for k in (
+                "policy",
+                "owner",
+                "backup_owner",
+                "sla_minutes",
+                "started_at",
+                "trace_id",
+                "channel",
+                "segment",
+            )
+        }
+        history = {
+            k: data.pop(k, None)
+            for k in (
+                "first_response_at",
+                "responded_by",
+                "completed_at",
+                "cancelled_at",
+                "cancel_reason",
+            )
+        }
+        hid = data.pop("id", None)
+        if not isinstance(hid, str) or not hid:
+            raise ValidationError(
+                f"record needs a non-empty 'id', got {hid!r}", field="id", value=hid
+            )
+        attributes = dict(data.pop("attributes", None) or {})
+        attributes.update(data)
+        h = self._build(hid, attributes=attributes, now=when, **known)
+        h, extra = self._apply_history(h, history, when)
+        trace = self._trace(h, "start", "start", when, owner=h.owner)
+        return h, [trace, *extra]
 
     def _apply_history(
         self, h: Handoff, history: Mapping[str, Any], now: datetime

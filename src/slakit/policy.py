@@ -685,7 +685,8 @@ class Policy:
             template = DEFAULT_MESSAGES["reassigned"]
         else:
             template = DEFAULT_MESSAGES["at"]
-        return render(template, values).rstrip(" .") + "."
+        # The link goes last with no full stop after it, so it stays clickable.
+        return render(template, values).rstrip()
 
 
 def template_values(

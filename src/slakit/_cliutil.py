@@ -1,0 +1,184 @@
+"""Conventions shared by every ``slakit`` command.
+
+* Config from ``--config``, else ``$SLAKIT_CONFIG``, else ``./slakit.toml``.
+* ISO-8601 inputs must carry an offset.
+* Exit 0 when fine, 1 for a runtime failure, 2 for a usage, input or config
+  error, always with a one-line message on stderr; ``--debug`` (or
+  ``SLAKIT_DEBUG=1``) shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+from slakit.errors import (
+    DuplicateHandoffError,
+    InvalidTransitionError,
+    SlakitError,
+    UnknownAdapterError,
+    UnknownCalendarError,
+    UnknownHandoffError,
+    UnknownPolicyError,
+    ValidationError,
+)
+from slakit.plugins import PluginError
+
+if TYPE_CHECKING:
+    from slakit.engine import Engine
+
+USAGE_ERRORS: tuple[type[Exception], ...] = (
+    ValidationError,
+    UnknownPolicyError,
+    UnknownCalendarError,
+    UnknownAdapterError,
+    UnknownHandoffError,
+    InvalidTransitionError,
+    DuplicateHandoffError,
+    PluginError,
+)
+
+
+def debug_enabled() -> bool:
+    """Whether tracebacks should be shown (``--debug`` or ``SLAKIT_DEBUG``)."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        root = ctx.find_root()
+        if root.params.get("debug"):
+            return True
+    return os.environ.get("SLAKIT_DEBUG", "") not in ("", "0")
+
+
+def fail(message: str, code: int) -> NoReturn:
+    """Print ``Error: message`` on one line to stderr and exit with ``code``."""
+    click.echo(f"Error: {' '.join(message.split())}", err=True)
+    raise click.exceptions.Exit(code)
+
+
+class Command(click.Command):
+    """A command whose errors are one line on stderr: 2 for usage/input/config, 1 otherwise."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            fail(exc.format_message(), 2)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, KeyboardInterrupt):
+            raise
+        except click.UsageError as exc:
+            if debug_enabled():
+                raise
+            fail(exc.format_message(), 2)
+        except USAGE_ERRORS as exc:
+            if debug_enabled():
+                raise
+            fail(str(exc), 2)
+        except SlakitError as exc:
+            if debug_enabled():
+                raise
+            fail(str(exc), 1)
+        except OSError as exc:
+            if debug_enabled():
+                raise
+            fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), 1)
+
+
+class Group(click.Group):
+    """The ``slakit`` group: usage errors are one line too."""
+
+    command_class = Command
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            fail(exc.format_message(), 2)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as exc:
+            fail(exc.format_message(), 2)
+
+
+def parse_iso(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    """Click callback: an ISO-8601 timestamp that carries an offset (``Z`` allowed)."""
+    if value is None:
+        return None
+    from slakit._time import from_iso
+
+    try:
+        return from_iso(f"--{param.name}", value)
+    except ValidationError:
+        raise click.BadParameter(
+            f"{value!r} is not an ISO-8601 timestamp with an offset "
+            "(e.g. 2026-11-23T09:00:00-05:00 or 2026-11-23T14:00:00Z)",
+            ctx=ctx,
+            param=param,
+        ) from None
+
+
+config_option = click.option(
+    "--config",
+    "config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Config file (default: $SLAKIT_CONFIG, else ./slakit.toml).",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+def at_option(help_text: str = "When it happened (ISO-8601 with offset; default: now).") -> Any:
+    """``--at ISO`` option."""
+    return click.option(
+        "--at", callback=parse_iso, metavar="ISO-8601", default=None, help=help_text
+    )
+
+
+now_option = click.option(
+    "--now",
+    callback=parse_iso,
+    metavar="ISO-8601",
+    default=None,
+    help="Act as if it were this instant (default: now).",
+)
+
+
+@contextmanager
+def open_engine(config: Path | None) -> Iterator[Engine]:
+    """The engine of the config file, set up, closed afterwards."""
+    from slakit.config import build_engine, find_config
+
+    engine = build_engine(find_config(config))
+    try:
+        yield engine.setup()
+    finally:
+        engine.close()
+
+
+def print_json(data: Any) -> None:
+    """Pretty JSON to stdout."""
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def console(stderr: bool = False) -> Any:
+    """A rich console on stdout (or stderr); fixed width when not a terminal."""
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else 160
+    return Console(file=stream, width=width, soft_wrap=False, highlight=False)
