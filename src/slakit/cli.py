@@ -107,6 +107,7 @@ calendar = "sales-east"
 basis = "business"
 stop = "completion"
 sla_minutes = 480
+backup_owner = "sales-lead"
 steps = [
   {{ at = "75%", do = ["notify:owner"] }},
   {{ at = "1x", do = ["notify:owner", "notify:backup"] }},
@@ -687,3 +688,7 @@ def _mount() -> None:
 
 
 _mount()
+
+
+if __name__ == "__main__":
+    main()

@@ -260,6 +260,7 @@ def simulate_week(
     steps = Counter(e.step for e in escalations if e.outcome == "applied")
     breaches = sum(1 for h in engine.store.iter_handoffs() if h.breached)
     report = hit_rate(engine.store, since=start, until=end, by=("channel",), now=end)
+    report.excluded_ids  # noqa: B018 - the ids load lazily; read them before the store closes
     engine.close()
     return DemoResult(
         directory=directory,

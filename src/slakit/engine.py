@@ -190,6 +190,7 @@ class Engine:
         self.outbox_lease = outbox_lease
         self._rng = rng or random.Random()
         self._stop = threading.Event()
+        self._running = False
         self._wake = threading.Event()
         self._setup_done = False
         self.config_path: Path | None = None
@@ -772,7 +773,12 @@ class Engine:
             if not batch:
                 break
             progressed = False
-            for h in batch:
+            for i, h in enumerate(batch):
+                if self._stopping():
+                    # Stopping: finish the transaction in flight, hand back the rest.
+                    for rest in batch[i:]:
+                        self.store.release(rest.id, self.worker_id)
+                    break
                 try:
                     steps, lost_one = self._advance(h, when)
                 except SlakitError as exc:
@@ -782,7 +788,7 @@ class Engine:
                 applied.extend(steps)
                 lost += lost_one
                 progressed = progressed or bool(steps) or bool(lost_one)
-            if not progressed:
+            if not progressed or self._stopping():
                 break
         return CheckResult(now=when, applied=tuple(applied), lost=lost, errors=tuple(errors))
 
@@ -990,6 +996,8 @@ class Engine:
             if not items:
                 break
             for item in items:
+                if self._stopping():
+                    break  # unclaimed rows come back when their lease runs out
                 outcome = self._deliver_one(item, when)
                 if outcome == OutboxState.SENT:
                     sent += 1
@@ -999,6 +1007,8 @@ class Engine:
                     retried += 1
                 else:
                     lost += 1
+            if self._stopping():
+                break
         return DeliveryResult(now=when, sent=sent, retried=retried, dead=dead, lost=lost)
 
     def _deliver_one(self, item: OutboxItem, now: datetime) -> str:
@@ -1076,6 +1086,9 @@ class Engine:
         """Wake a sleeping :meth:`run` loop early (e.g. on a database notification)."""
         self._wake.set()
 
+    def _stopping(self) -> bool:
+        return self._running and self._stop.is_set()
+
     def stop(self) -> None:
         """Ask :meth:`run` to return after the current tick."""
         self._stop.set()
@@ -1096,22 +1109,26 @@ class Engine:
         :returns: the number of ticks run.
         """
         self.setup()
-        self._stop.clear()
         ticks = 0
-        while not self._stop.is_set():
-            result = self.tick()
-            ticks += 1
-            if on_tick is not None:
-                on_tick(*result)
-            if max_ticks is not None and ticks >= max_ticks:
-                break
-            wait = interval
-            nxt = self.store.next_wakeup()
-            if nxt is not None:
-                wait = min(interval, max(0.0, (nxt - self._now(None)).total_seconds()))
-            self._wake.clear()
-            if not self._stop.is_set():
-                self._wake.wait(max(wait, 0.01))
+        self._running = True
+        try:
+            while not self._stop.is_set():
+                result = self.tick()
+                ticks += 1
+                if on_tick is not None:
+                    on_tick(*result)
+                if max_ticks is not None and ticks >= max_ticks:
+                    break
+                wait = interval
+                nxt = self.store.next_wakeup()
+                if nxt is not None:
+                    wait = min(interval, max(0.0, (nxt - self._now(None)).total_seconds()))
+                self._wake.clear()
+                if not self._stop.is_set():
+                    self._wake.wait(max(wait, 0.01))
+        finally:
+            self._running = False
+            self._stop.clear()
         return ticks
 
 

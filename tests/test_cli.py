@@ -1,0 +1,418 @@
+"""The `slakit` command line, through its real entry point."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+import slakit
+from slakit.cli import cli
+
+T0 = "2026-11-23T14:00:00+00:00"  # Monday 09:00 in New York
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A directory with the `slakit init` config and database, as the working directory."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SLAKIT_CONFIG", raising=False)
+    result = CliRunner().invoke(cli, ["init"])
+    assert result.exit_code == 0, result.output
+    return tmp_path
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def one_line_error(result: Result, code: int = 2) -> str:
+    assert result.exit_code == code, result.output
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: ")
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+def count_rows(project: Path, table: str = "handoffs") -> int:
+    with sqlite3.connect(project / "slakit.db") as con:
+        (n,) = con.execute(f"SELECT count(*) FROM {table}").fetchone()
+    return int(n)
+
+
+class TestBasics:
+    def test_version(self) -> None:
+        """--version prints the package version."""
+        result = run("--version")
+        assert result.exit_code == 0
+        assert slakit.__version__ in result.output
+
+    def test_help_lists_every_command(self) -> None:
+        """The top-level help lists the whole command set."""
+        out = run("--help").output
+        for name in (
+            "init",
+            "start",
+            "respond",
+            "complete",
+            "cancel",
+            "pause",
+            "resume",
+            "tag",
+            "show",
+            "check",
+            "deliver",
+            "run",
+            "import",
+            "export",
+            "demo",
+            "calendar",
+            "report",
+            "review",
+            "runbook",
+            "preflight",
+            "simulate",
+        ):
+            assert f"  {name} " in out or f"  {name}\n" in out, name
+
+    def test_unknown_command_is_one_line_exit_2(self) -> None:
+        """A typo'd command is a one-line usage error."""
+        one_line_error(CliRunner().invoke(cli, ["strat"]))
+
+    def test_init_writes_a_config_that_passes_preflight(self, project: Path) -> None:
+        """`slakit init` writes slakit.toml and the database; preflight finds no gaps."""
+        assert (project / "slakit.toml").is_file()
+        assert (project / "slakit.db").is_file()
+        result = run("preflight")
+        assert result.exit_code == 0, result.output
+
+    def test_init_refuses_to_overwrite(self, project: Path) -> None:
+        """A second init without --force changes nothing and exits 2."""
+        before = (project / "slakit.toml").read_text()
+        one_line_error(CliRunner().invoke(cli, ["init"]))
+        assert (project / "slakit.toml").read_text() == before
+
+
+class TestEvents:
+    def test_lifecycle_through_the_cli(self, project: Path) -> None:
+        """start, check, deliver, respond and show work end to end on SQLite."""
+        out = run(
+            "start",
+            "L-1",
+            "--policy",
+            "speed-to-lead",
+            "--owner",
+            "alice",
+            "--started-at",
+            T0,
+            "--attr",
+            "email=a@example.com",
+            "--json",
+        )
+        assert out.exit_code == 0, out.output
+        h = json.loads(out.output)
+        assert h["deadline_at"] == "2026-11-23T14:30:00+00:00"
+        assert h["attributes"] == {"email": "a@example.com"}
+        checked = run("check", "--now", "2026-11-23T14:30:00Z", "--json")
+        assert json.loads(checked.output)["applied"][0]["step"] == "1x"
+        delivered = run("deliver", "--now", "2026-11-23T14:30:00Z")
+        assert "→ alice:" in delivered.output
+        assert "1 sent" in delivered.output
+        assert run("respond", "L-1", "--at", "2026-11-23T14:40:00Z", "--by", "alice").exit_code == 0
+        shown = json.loads(run("show", "L-1", "--json").output)
+        assert shown["handoff"]["status"] == "stopped"
+        assert [t["rule"] for t in shown["trace"]][:2] == ["start", "step:1x"]
+        assert shown["outbox"][0]["state"] == "sent"
+        human = run("show", "L-1")
+        assert "step:1x" in human.output
+
+    def test_pause_resume_cancel_complete_tag(self, project: Path) -> None:
+        """Every event command changes the record and prints it."""
+        run("start", "L-2", "--policy", "speed-to-lead", "--owner", "a", "--started-at", T0)
+        assert "paused" in run("pause", "L-2", "--at", "2026-11-23T14:05:00Z").output
+        assert "open" in run("resume", "L-2", "--at", "2026-11-23T14:15:00Z").output
+        assert "stopped" in run("complete", "L-2", "--at", "2026-11-23T15:00:00Z").output
+        tagged = json.loads(run("tag", "L-2", "routing_error", "--json").output)
+        assert tagged["breach_reason"] == "routing_error"
+        run("start", "L-3", "--policy", "speed-to-lead", "--owner", "a", "--started-at", T0)
+        assert "cancelled" in run("cancel", "L-3", "--reason", "spam").output
+
+    def test_missing_config(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Without a config file, commands say so on one line and exit 2."""
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.delenv("SLAKIT_CONFIG", raising=False)
+        line = one_line_error(CliRunner().invoke(cli, ["check"]))
+        assert "slakit.toml" in line
+        assert "slakit init" in line
+
+    def test_config_from_environment(self, project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """SLAKIT_CONFIG points commands at a config elsewhere."""
+        other = project / "elsewhere"
+        other.mkdir()
+        monkeypatch.chdir(other)
+        monkeypatch.setenv("SLAKIT_CONFIG", str(project / "slakit.toml"))
+        assert run("check").exit_code == 0
+
+    def test_unknown_policy_writes_nothing(self, project: Path) -> None:
+        """An unknown policy is a one-line error naming it, and writes nothing."""
+        line = one_line_error(
+            CliRunner().invoke(cli, ["start", "L-9", "--policy", "nope", "--owner", "a"])
+        )
+        assert "'nope'" in line
+        assert count_rows(project) == 0
+
+    def test_naive_timestamp_is_rejected(self, project: Path) -> None:
+        """A timestamp without an offset is a one-line error, and writes nothing."""
+        line = one_line_error(
+            CliRunner().invoke(
+                cli,
+                ["start", "L-9", "--policy", "speed-to-lead", "--started-at", "2026-11-23T09:00"],
+            )
+        )
+        assert "2026-11-23T09:00" in line
+        assert count_rows(project) == 0
+
+    def test_unknown_handoff(self, project: Path) -> None:
+        """Events on an unknown id are one-line errors naming the id."""
+        for cmd in ("respond", "complete", "cancel", "pause", "resume", "show"):
+            line = one_line_error(CliRunner().invoke(cli, [cmd, "ghost"]))
+            assert "'ghost'" in line
+        assert count_rows(project, "traces") == 0
+
+    def test_bad_sla(self, project: Path) -> None:
+        """A non-positive SLA is a one-line error naming sla_minutes."""
+        line = one_line_error(
+            CliRunner().invoke(
+                cli, ["start", "L", "--policy", "speed-to-lead", "--sla-minutes", "-5"]
+            )
+        )
+        assert "sla_minutes" in line
+
+    def test_debug_shows_traceback(self, project: Path) -> None:
+        """--debug lets the exception through."""
+        result = CliRunner().invoke(cli, ["--debug", "respond", "ghost"])
+        assert isinstance(result.exception, slakit.SlakitError)
+
+
+CSV_OK = """id,owner,channel,started_at,first_response_at,company
+A1,alice,web,2026-11-23T14:00:00+00:00,2026-11-23T14:10:00+00:00,Acme
+A2,bob,chat,2026-11-23T15:00:00+00:00,,Globex
+A3,carol,web,2026-11-23T16:00:00+00:00,2026-11-23T18:00:00+00:00,Initech
+"""
+
+CSV_BAD = """id,owner,started_at,sla_minutes
+B1,alice,2026-11-23T14:00:00+00:00,30
+B2,bob,2026-11-23T15:00:00,30
+B3,carol,2026-11-23T16:00:00+00:00,-1
+B4,dan,2026-11-23T16:00:00+00:00,45
+"""
+
+
+class TestImportExport:
+    def test_import_backfills_history(self, project: Path) -> None:
+        """A CSV export becomes handoffs with their history; extra columns are attributes."""
+        (project / "leads.csv").write_text(CSV_OK)
+        result = run("import", "leads.csv", "--policy", "speed-to-lead", "--json")
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output)["imported"] == 3
+        a1 = json.loads(run("show", "A1", "--json").output)["handoff"]
+        assert a1["status"] == "stopped"
+        assert a1["attributes"] == {"company": "Acme"}
+        assert a1["channel"] == "web"
+
+    def test_malformed_rows_are_reported_by_line_and_nothing_is_written(
+        self, project: Path
+    ) -> None:
+        """Any invalid row: each reported with its line number, exit 2, no row written."""
+        (project / "bad.csv").write_text(CSV_BAD)
+        result = CliRunner().invoke(cli, ["import", "bad.csv", "--policy", "speed-to-lead"])
+        assert result.exit_code == 2
+        errors = result.stderr.splitlines()
+        assert any(e.startswith("Error: bad.csv:3: ") and "started_at" in e for e in errors)
+        assert any(e.startswith("Error: bad.csv:4: ") and "sla_minutes" in e for e in errors)
+        assert count_rows(project) == 0
+
+    def test_skip_invalid_keeps_valid_rows(self, project: Path) -> None:
+        """--skip-invalid imports the valid rows, reports the others, exits 1."""
+        (project / "bad.csv").write_text(CSV_BAD)
+        result = CliRunner().invoke(
+            cli, ["import", "bad.csv", "--policy", "speed-to-lead", "--skip-invalid"]
+        )
+        assert result.exit_code == 1
+        assert "imported 2" in result.stdout
+        assert count_rows(project) == 2
+
+    def test_tz_option_reads_naive_timestamps(self, project: Path) -> None:
+        """--tz gives naive timestamps a zone."""
+        (project / "naive.csv").write_text("id,owner,started_at\nN1,a,2026-11-23T09:00:00\n")
+        result = run("import", "naive.csv", "--policy", "speed-to-lead", "--tz", "America/New_York")
+        assert result.exit_code == 0, result.output
+        h = json.loads(run("show", "N1", "--json").output)["handoff"]
+        assert h["started_at"] == "2026-11-23T14:00:00+00:00"
+
+    def test_column_mapping(self, project: Path) -> None:
+        """--map renames CSV columns to handoff fields."""
+        (project / "crm.csv").write_text("Lead ID,Rep,Created\nM1,alice,2026-11-23T14:00:00Z\n")
+        result = run(
+            "import",
+            "crm.csv",
+            "--policy",
+            "speed-to-lead",
+            "--map",
+            "Lead ID=id",
+            "--map",
+            "Rep=owner",
+            "--map",
+            "Created=started_at",
+        )
+        assert result.exit_code == 0, result.output
+        assert json.loads(run("show", "M1", "--json").output)["handoff"]["owner"] == "alice"
+
+    def test_export_round_trips(self, project: Path) -> None:
+        """export writes every handoff as JSON lines or CSV."""
+        (project / "leads.csv").write_text(CSV_OK)
+        run("import", "leads.csv", "--policy", "speed-to-lead")
+        lines = run("export").output.splitlines()
+        assert [json.loads(ln)["id"] for ln in lines] == ["A1", "A2", "A3"]
+        csv_out = run("export", "--format", "csv", "--since", "2026-11-23T14:30:00Z").output
+        assert csv_out.splitlines()[0].startswith("id,policy,started_at")
+        assert len(csv_out.splitlines()) == 3
+
+
+class TestDemo:
+    def test_demo_runs_a_week_and_reports(self, tmp_path: Path) -> None:
+        """The demo simulates a week: alerts, reassignments, breaches and the hit rate."""
+        keep = tmp_path / "demo"
+        result = run("demo", "--keep", str(keep), "--json")
+        assert result.exit_code == 0, result.output
+        data = json.loads(result.output)
+        assert data["leads"] == 120
+        assert data["alerts"] > 0
+        assert data["reassignments"] > 0
+        assert data["breaches"] == data["reassignments"]
+        total = data["hit_rate"]["total"]
+        assert 0 < total["wall"]["rate"] < total["business"]["rate"] < 1
+        assert (keep / "slakit.db").is_file()
+        assert (keep / "ops-log.jsonl").stat().st_size > 0
+        report = run(
+            "report",
+            "--config",
+            str(keep / "slakit.toml"),
+            "--json",
+            "--since",
+            "2026-11-23T05:00:00Z",
+            "--until",
+            "2026-11-30T05:00:00Z",
+            "--now",
+            "2026-11-30T05:00:00Z",
+        )
+        assert report.exit_code == 0, report.output
+        assert json.loads(report.output)["total"]["rate"] == total["business"]["rate"]
+
+    def test_demo_is_deterministic_per_seed(self) -> None:
+        """The same seed gives the same week; another seed another."""
+        a = json.loads(run("demo", "--json", "--seed", "3").output)
+        b = json.loads(run("demo", "--json", "--seed", "3").output)
+        c = json.loads(run("demo", "--json", "--seed", "4").output)
+        keys = ("alerts", "reassignments", "breaches", "cancelled")
+        assert [a[k] for k in keys] == [b[k] for k in keys]
+        assert [a[k] for k in keys] != [c[k] for k in keys]
+
+    def test_demo_prints_notifications_and_summary(self) -> None:
+        """Without --json the demo shows notifications as they fire, then the table."""
+        out = run("demo", "--leads", "30").output
+        assert "!! @" in out
+        assert "-> @" in out
+        assert "business-hours adjusted" in out
+
+
+def _wait_for(path: Path, needle: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and needle in path.read_text():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{needle!r} never appeared in {path}: {path.read_text()!r}")
+
+
+@pytest.fixture
+def run_proc(project: Path) -> Iterator[tuple[list[subprocess.Popen[bytes]], Path]]:
+    procs: list[subprocess.Popen[bytes]] = []
+    yield procs, project
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+@pytest.mark.slow
+class TestRunProcess:
+    def _start(self, procs: list[subprocess.Popen[bytes]], project: Path) -> Path:
+        log = project / "run.log"
+        fh = log.open("wb")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "slakit.cli", "run", "--interval", "30"],
+                cwd=project,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        )
+        return log
+
+    def test_sigterm_while_idle_stops_within_a_second(
+        self, run_proc: tuple[list[subprocess.Popen[bytes]], Path]
+    ) -> None:
+        """An idle `slakit run` exits 0 within one second of SIGTERM."""
+        procs, project = run_proc
+        log = self._start(procs, project)
+        _wait_for(log, "tick:")
+        t = time.monotonic()
+        procs[0].send_signal(signal.SIGTERM)
+        assert procs[0].wait(timeout=5) == 0
+        assert time.monotonic() - t < 1.0
+        assert "stopped after" in log.read_text()
+
+    def test_sigterm_while_busy_finishes_the_transaction_in_flight(
+        self, run_proc: tuple[list[subprocess.Popen[bytes]], Path]
+    ) -> None:
+        """A busy `slakit run` stops between transactions: every step is whole."""
+        procs, project = run_proc
+        engine = slakit.Engine.from_config(project / "slakit.toml")
+        engine.start_many(
+            {
+                "id": f"B{i}",
+                "policy": "speed-to-lead",
+                "owner": "a",
+                "started_at": slakit.ManualClock().now().replace(year=2025),
+            }
+            for i in range(6000)
+        )
+        engine.close()
+        log = self._start(procs, project)
+        _wait_for(log, "slakit run: worker")
+        time.sleep(0.3)
+        procs[0].send_signal(signal.SIGTERM)
+        assert procs[0].wait(timeout=30) == 0
+        with sqlite3.connect(project / "slakit.db") as con:
+            stages = dict(con.execute("SELECT id, stage FROM handoffs").fetchall())
+            esc = con.execute("SELECT handoff_id, count(*) FROM escalations GROUP BY 1").fetchall()
+            outbox = con.execute("SELECT count(*) FROM outbox").fetchone()[0]
+        assert esc, "nothing was applied before the signal"
+        for hid, n in esc:
+            assert stages[hid] == n
+        # Every applied 1x step wrote its notification; 2x steps wrote two.
+        applied = sum(n for _, n in esc)
+        assert outbox >= applied
