@@ -1,0 +1,5 @@
+"""``python -m slakit``: the command line."""
+
+from slakit.cli import main
+
+main()
