@@ -97,8 +97,12 @@ class TestSlackWithEngine:
         assert engine.deliver(now).retried == 1
         [row] = engine.store.outbox()
         assert row.next_attempt_at is not None
-        # backoff(2) is 30-60 s; Retry-After (45 s) is a floor.
-        assert now + timedelta(seconds=45) <= row.next_attempt_at <= now + timedelta(seconds=60)
+        # backoff(2) is 30-60 s; Retry-After (45 s) is a floor. A twin engine
+        # with the same seed draws the same jitter.
+        twin = Engine(backoff_base=30.0, rng=random.Random(7))
+        _, second = twin.backoff(1, 45), twin.backoff(2, 45)
+        assert 45 <= second <= 60
+        assert row.next_attempt_at == now + timedelta(seconds=second)
 
         assert engine.deliver(row.next_attempt_at).sent == 1
         [row] = engine.store.outbox()

@@ -85,16 +85,18 @@ class TestWebhookWithEngine:
         now = clock.advance(minutes=30)
         engine.check(now)
         receiver.script(Answer(503), Answer(503), Answer(503))
+        # An engine with the same seed draws the same jitter: the exact waits.
+        twin = Engine(backoff_base=30.0, rng=random.Random(3))
+        expected = [twin.backoff(attempt) for attempt in (1, 2, 3)]
 
         for attempt in (1, 2, 3):
             assert engine.deliver(now).retried == 1
             [row] = engine.store.outbox()
             assert row.attempts == attempt
-            assert row.next_attempt_at is not None
+            assert row.next_attempt_at == now + timedelta(seconds=expected[attempt - 1])
             # Equal jitter: between half and all of base * 2**(attempt - 1).
             full = 30.0 * 2 ** (attempt - 1)
-            wait = (row.next_attempt_at - now).total_seconds()
-            assert full / 2 <= wait <= full
+            assert full / 2 <= expected[attempt - 1] <= full
             # Not a moment early.
             assert engine.deliver(row.next_attempt_at - timedelta(seconds=1)).retried == 0
             now = row.next_attempt_at
