@@ -18,6 +18,7 @@ from slack_api_peer import TOKEN, SlackAPIPeer
 from slack_helpers import DANA, LEE
 from slakit.adapters.memory import MemoryStore
 from slakit.plugins import Plugins
+from slakit.preflight import preflight_engine
 
 EXAMPLE = Path(__file__).parents[3] / "examples" / "speed-to-lead-slack-n8n" / "slakit.toml"
 
@@ -75,6 +76,7 @@ class TestSpeedToLeadExample:
                 trace_sinks=[],
             )
             assert [n.name for n in engine.notifiers] == ["slack", "n8n"]
+            assert preflight_engine(engine).lines() == []
             engine.start("lead-42", owner="dana")
 
             engine.check(start + timedelta(minutes=30))
