@@ -891,7 +891,8 @@ class Engine:
         rule = f"step:{st.step.at}"
         late = (now - st.due_at).total_seconds()
         notifications: list[Notification] = []
-        payload = h.to_dict()
+        # Receivers see the record as the step leaves it (breached, reassigned).
+        payload = attrs.evolve(new, version=h.version + 1).to_dict()
         for action in st.step.actions:
             raw = action.raw
             detail = ctx.detail.get(raw, {})
