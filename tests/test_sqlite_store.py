@@ -2,13 +2,38 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import attrs
 import pytest
 
-from slakit.adapters.sqlite import SQLiteStore
-from slakit.testing.store_contract import StoreContract
+import slakit
+import slakit.adapters.sqlite as sqlite_module
+from slakit import Engine, ManualClock, Policy
+from slakit.adapters.sqlite import (
+    CLAIM_DUE_SQL,
+    HANDOFF_COLUMNS,
+    SCHEMA_VERSION,
+    SQLiteStore,
+)
+from slakit.errors import (
+    ConfigError,
+    DuplicateHandoffError,
+    SchemaVersionError,
+    StoreError,
+    UnknownHandoffError,
+    ValidationError,
+)
+from slakit.handoff import Handoff
+from slakit.metrics import classify
+from slakit.testing import capture_notifications
+from slakit.testing.store_contract import T0, StoreContract, make_handoff, make_trace
 
 
 class TestSQLiteStoreContract(StoreContract):
@@ -18,3 +43,423 @@ class TestSQLiteStoreContract(StoreContract):
         s.setup()
         yield s
         s.close()
+
+
+class TestSQLiteMemoryStoreContract(StoreContract):
+    @pytest.fixture
+    def store(self) -> Iterator[SQLiteStore]:
+        s = SQLiteStore(":memory:")
+        s.setup()
+        yield s
+        s.close()
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "slakit.db"
+
+
+@pytest.fixture
+def store(db: Path) -> Iterator[SQLiteStore]:
+    s = SQLiteStore(db)
+    s.setup()
+    yield s
+    s.close()
+
+
+def _raw(db: Path) -> sqlite3.Connection:
+    return sqlite3.connect(db, isolation_level=None)
+
+
+class TestSchema:
+    def test_setup_writes_the_current_version_in_wal_mode(
+        self, db: Path, store: SQLiteStore
+    ) -> None:
+        """A new database gets PRAGMA user_version = SCHEMA_VERSION and the WAL journal."""
+        conn = _raw(db)
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert store.schema_version() == SCHEMA_VERSION
+
+    def test_every_handoff_field_has_its_own_column(self, db: Path, store: SQLiteStore) -> None:
+        """Each Handoff field is one column; the lease columns come on top."""
+        fields = [a.name for a in attrs.fields(Handoff)]
+        assert list(HANDOFF_COLUMNS) == fields
+        cols = [r[1] for r in _raw(db).execute("PRAGMA table_info(handoffs)")]
+        assert cols == [*fields, "lease_owner", "lease_until"]
+
+    def test_due_index_is_partial(self, db: Path, store: SQLiteStore) -> None:
+        """The due index covers only rows with a next_due_at."""
+        (sql,) = (
+            _raw(db).execute("SELECT sql FROM sqlite_master WHERE name = 'handoffs_due'").fetchone()
+        )
+        assert "WHERE next_due_at IS NOT NULL" in sql
+
+    def test_setup_is_idempotent(self, db: Path, store: SQLiteStore) -> None:
+        """Opening the same database again changes nothing and keeps the rows."""
+        store.insert(make_handoff("h1"))
+        again = SQLiteStore(db)
+        again.setup()
+        again.setup()
+        assert again.get("h1") == store.get("h1")
+        assert again.schema_version() == SCHEMA_VERSION
+        again.close()
+
+    def test_newer_schema_raises_naming_the_version(self, db: Path) -> None:
+        """A database written by a newer slakit is refused, naming its version."""
+        conn = _raw(db)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 7}")
+        conn.close()
+        s = SQLiteStore(db)
+        with pytest.raises(SchemaVersionError, match=f"schema version {SCHEMA_VERSION + 7}") as e:
+            s.setup()
+        assert e.value.value == SCHEMA_VERSION + 7
+        with pytest.raises(SchemaVersionError):
+            s.get("h1")  # every use opens (and checks) first
+        s.close()
+
+    def test_forward_migrations_run_in_order(
+        self, db: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Opening an older database applies each later step once and keeps the data."""
+        old = SQLiteStore(db)
+        old.insert(make_handoff("h1"))
+        old.close()
+        step = ("ALTER TABLE handoffs ADD COLUMN region TEXT", "CREATE TABLE extra (x INTEGER)")
+        monkeypatch.setattr(sqlite_module, "MIGRATIONS", [*sqlite_module.MIGRATIONS, step])
+        new = SQLiteStore(db)
+        new.setup()
+        assert new.schema_version() == SCHEMA_VERSION + 1
+        assert new.get("h1").id == "h1"
+        cols = [r[0] for r in new.query("SELECT name FROM pragma_table_info('handoffs')")]
+        assert "region" in cols
+        new.close()
+
+    def test_failed_migration_leaves_the_old_version(
+        self, db: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A migration step that fails rolls back whole; the version stays."""
+        SQLiteStore(db).setup()
+        step = ("CREATE TABLE half (x INTEGER)", "THIS IS NOT SQL")
+        monkeypatch.setattr(sqlite_module, "MIGRATIONS", [*sqlite_module.MIGRATIONS, step])
+        with pytest.raises(StoreError, match="setup"):
+            SQLiteStore(db).setup()
+        conn = _raw(db)
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert (
+            conn.execute("SELECT count(*) FROM sqlite_master WHERE name='half'").fetchone()[0] == 0
+        )
+
+
+class TestQueryPlans:
+    def test_due_claim_uses_the_partial_index(self, db: Path, store: SQLiteStore) -> None:
+        """EXPLAIN QUERY PLAN of the due claim searches handoffs_due, never scans the table."""
+        store.insert_many(
+            [
+                make_handoff(f"h{i}", next_due_at=None if i % 3 else T0 + timedelta(seconds=i))
+                for i in range(3000)
+            ]
+        )
+        _raw(db).execute("ANALYZE")
+        plan = store.query("EXPLAIN QUERY PLAN " + CLAIM_DUE_SQL, ("w", 0, 0, 0, 10))
+        details = [str(row[-1]) for row in plan]
+        assert any("USING INDEX handoffs_due" in d for d in details), details
+        assert not any(d.startswith("SCAN handoffs") for d in details), details
+
+    def test_outbox_claim_uses_its_partial_index(self, store: SQLiteStore) -> None:
+        """The outbox claim searches the pending-rows index."""
+        plan = store.query("EXPLAIN QUERY PLAN " + sqlite_module._CLAIM_OUTBOX, ("t", 0, 0, 0, 10))
+        assert any("USING INDEX outbox_due" in str(row[-1]) for row in plan), plan
+
+
+class TestStorage:
+    def test_times_are_integer_microseconds(self, db: Path, store: SQLiteStore) -> None:
+        """Datetimes are stored as INTEGER µs since the epoch, UTC, and keep microseconds."""
+        at = datetime(2026, 3, 2, 14, 0, 0, 123457, tzinfo=UTC)
+        store.insert(make_handoff("h1", started_at=at, next_due_at=at + timedelta(microseconds=1)))
+        row = (
+            _raw(db)
+            .execute("SELECT started_at, typeof(started_at), next_due_at FROM handoffs")
+            .fetchone()
+        )
+        assert row[1] == "integer"
+        assert (
+            row[0] == int((at - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds()) * 10**6 + 123457
+        )
+        assert row[2] == row[0] + 1
+        got = store.get("h1")
+        assert got.started_at == at
+        assert got.started_at.tzinfo is UTC
+
+    def test_times_before_the_epoch_round_trip(self, store: SQLiteStore) -> None:
+        """Old history (before 1970) is stored and read back exactly."""
+        at = datetime(1969, 7, 20, 20, 17, 40, 1, tzinfo=UTC)
+        store.insert(make_handoff("moon", started_at=at, next_due_at=None, ingested_at=at))
+        assert store.get("moon").started_at == at
+
+    def test_attributes_must_be_json(self, store: SQLiteStore) -> None:
+        """An attribute JSON cannot hold is refused, naming it; nothing is written."""
+        h = make_handoff("h1", attributes={"ok": 1, "when": datetime(2026, 1, 1, tzinfo=UTC)})
+        with pytest.raises(ValidationError, match=r"attributes\['when'\]") as e:
+            store.insert(h)
+        assert e.value.field == "attributes.when"
+        with pytest.raises(UnknownHandoffError):
+            store.get("h1")
+
+    def test_trace_details_that_json_cannot_hold_are_kept_as_text(self, store: SQLiteStore) -> None:
+        """A trace line is never lost to its detail: odd values become text."""
+        at = datetime(2026, 1, 1, tzinfo=UTC)
+        store.add_traces([make_trace("h1", detail={"at": at, "tags": ("a",)})])
+        (t,) = store.traces("h1")
+        assert dict(t.detail) == {"at": at.isoformat(), "tags": ["a"]}
+
+    def test_insert_many_names_the_duplicate(self, store: SQLiteStore) -> None:
+        """insert_many names the id that exists, or that repeats within the batch."""
+        store.insert(make_handoff("taken"))
+        with pytest.raises(DuplicateHandoffError, match="'taken'"):
+            store.insert_many([make_handoff("a"), make_handoff("taken")])
+        with pytest.raises(DuplicateHandoffError, match="'twice'"):
+            store.insert_many([make_handoff("twice"), make_handoff("twice")])
+        assert store.count() == 1
+
+    def test_iter_handoffs_pages_through_equal_start_times(self, store: SQLiteStore) -> None:
+        """Paging keeps every row once, in (started_at, id) order, across page bounds."""
+        ids = [f"h{i:05d}" for i in range(2500)]
+        store.insert_many([make_handoff(i) for i in reversed(ids)])
+        assert [h.id for h in store.iter_handoffs()] == ids
+        assert [h.id for h in store.iter_handoffs(since=T0, until=T0)] == []
+
+    def test_release_only_drops_the_workers_own_lease(self, store: SQLiteStore) -> None:
+        """Another worker's release leaves the lease in place."""
+        store.insert(make_handoff("h1", next_due_at=T0))
+        store.claim_due(T0, 10, "w1", 300)
+        store.release("h1", "w2")
+        assert store.claim_due(T0, 10, "w2", 300) == []
+        store.release("h1", "w1")
+        assert [h.id for h in store.claim_due(T0, 10, "w2", 300)] == ["h1"]
+
+    def test_query_is_read_only(self, store: SQLiteStore) -> None:
+        """query() runs reads and refuses writes."""
+        store.insert(make_handoff("h1"))
+        assert store.query("SELECT id FROM handoffs WHERE owner = ?", ("alice",)) == [("h1",)]
+        with pytest.raises(StoreError, match="query failed"):
+            store.query("DELETE FROM handoffs")
+        assert store.count() == 1
+
+    def test_closed_store_refuses_work(self, store: SQLiteStore) -> None:
+        """A closed store raises StoreError naming itself."""
+        store.close()
+        with pytest.raises(StoreError, match="closed"):
+            store.get("h1")
+
+
+class TestOptions:
+    @pytest.mark.parametrize(
+        ("option", "value"),
+        [
+            ("busy_timeout", -1),
+            ("busy_timeout", "5s"),
+            ("journal_mode", "wall"),
+            ("synchronous", "sometimes"),
+            ("lock_retries", True),
+            ("wal_autocheckpoint", 1.5),
+        ],
+    )
+    def test_bad_option_names_the_field(self, option: str, value: Any) -> None:
+        """A bad store option raises ConfigError naming store.<option>."""
+        with pytest.raises(ConfigError, match=f"store.{option}") as e:
+            SQLiteStore(":memory:", **{option: value})
+        assert e.value.field == f"store.{option}"
+
+    def test_config_builds_a_sqlite_store(self, tmp_path: Path) -> None:
+        """[store] adapter = "sqlite" builds this store with its options, path relative
+        to the config file."""
+        (tmp_path / "slakit.toml").write_text(
+            '[store]\nadapter = "sqlite"\npath = "data.db"\nbusy_timeout = 250\n'
+            "[policies.default]\nbasis = 'wall'\n"
+        )
+        engine = Engine.from_config(tmp_path / "slakit.toml")
+        assert isinstance(engine.store, SQLiteStore)
+        assert engine.store.busy_timeout == 250
+        assert Path(engine.store.path) == tmp_path / "data.db"
+        engine.close()
+
+    def test_other_journal_modes_work(self, db: Path) -> None:
+        """journal_mode = DELETE is honoured."""
+        s = SQLiteStore(db, journal_mode="delete")
+        s.insert(make_handoff("h1"))
+        assert _raw(db).execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+        s.close()
+
+
+class TestLocking:
+    def test_persistent_lock_raises_store_error(self, db: Path, store: SQLiteStore) -> None:
+        """A write lock held past every retry gives a StoreError that says so."""
+        impatient = SQLiteStore(db, busy_timeout=20, lock_retries=2)
+        holder = _raw(db)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(StoreError, match="locked after 3 attempts"):
+                impatient.insert(make_handoff("h1"))
+        finally:
+            holder.execute("ROLLBACK")
+        impatient.insert(make_handoff("h1"))
+        assert store.get("h1").id == "h1"
+        impatient.close()
+
+    def test_a_lock_released_meanwhile_is_retried(self, db: Path, store: SQLiteStore) -> None:
+        """A writer that finds the database locked waits and succeeds once it is free."""
+        impatient = SQLiteStore(db, busy_timeout=10, lock_retries=8)
+        impatient.setup()
+        holder = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+        holder.execute("BEGIN IMMEDIATE")
+        timer = threading.Timer(0.1, lambda: holder.execute("ROLLBACK"))
+        timer.start()
+        t = time.monotonic()
+        impatient.insert(make_handoff("h1"))
+        assert time.monotonic() - t >= 0.05
+        timer.join()
+        assert store.get("h1").id == "h1"
+        impatient.close()
+
+    def test_threads_share_one_store(self, store: SQLiteStore) -> None:
+        """Engines in several threads on one store apply every step once."""
+        engine = Engine(
+            store=store,
+            policies=[Policy.default(basis="wall")],
+            clock=ManualClock(T0),
+            batch_size=7,
+        )
+        engine.start_many(
+            [
+                {"id": f"h{i}", "owner": "a", "backup_owner": "b", "started_at": T0}
+                for i in range(60)
+            ]
+        )
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                engine.check(T0 + timedelta(hours=2))
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert len(store.escalations()) == 120
+        assert len(store.outbox()) == 180
+
+
+class TestEngineOnSQLite:
+    def test_start_check_deliver_respond(self, store: SQLiteStore) -> None:
+        """The engine runs end to end on SQLite; a response before the 2x claim cancels it."""
+        clock = ManualClock(T0)
+        engine = Engine(store=store, policies=[Policy.default(basis="wall")], clock=clock)
+        engine.start("a", owner="alice", backup_owner="bob")
+        engine.start("b", owner="carol", backup_owner="dave")
+        assert engine.check(T0 + timedelta(minutes=31)).count == 2
+        engine.respond("a", at=T0 + timedelta(minutes=40), by="alice")
+        with capture_notifications() as sent:
+            engine.deliver(T0 + timedelta(minutes=41))
+            assert engine.check(T0 + timedelta(minutes=61)).count == 1
+            engine.deliver(T0 + timedelta(minutes=62))
+        assert [(n.handoff_id, n.stage, n.recipient) for n in sent] == [
+            ("a", 0, "alice"),
+            ("b", 0, "carol"),
+            ("b", 1, "dave"),
+            ("b", 1, "carol"),
+        ]
+        assert store.get("a").stopped_at == T0 + timedelta(minutes=40)
+        assert store.get("b").breached is True
+        assert store.next_wakeup() is None
+
+
+def _hit_rate_fixture(store: SQLiteStore) -> list[Handoff]:
+    clock = ManualClock(T0)
+    engine = Engine(store=store, policies=[Policy.default(basis="wall")], clock=clock)
+    rows: list[Handoff] = []
+    for i in range(40):
+        hid = f"h{i}"
+        engine.start(
+            hid,
+            owner="alice",
+            started_at=T0 + timedelta(minutes=i),
+            channel=("web", "phone", None)[i % 3],
+            segment="ICP" if i % 2 else None,
+        )
+        kind = i % 5
+        if kind == 0:
+            engine.respond(hid, at=T0 + timedelta(minutes=i + 10))
+        elif kind == 1:
+            engine.respond(hid, at=T0 + timedelta(minutes=i + 45))
+        elif kind == 2:
+            engine.cancel(hid, at=T0 + timedelta(minutes=i + 1))
+        elif kind == 3:
+            engine.pause(hid, at=T0 + timedelta(minutes=i + 5))
+        rows.append(store.get(hid))
+    return rows
+
+
+class TestAggregateHitRate:
+    def test_counts_agree_with_classify(self, store: SQLiteStore) -> None:
+        """SQL counts per group equal slakit.metrics.classify on every handoff."""
+        rows = _hit_rate_fixture(store)
+        now = T0 + timedelta(minutes=55)
+        since, until = T0 + timedelta(minutes=3), T0 + timedelta(minutes=33)
+        got = store.aggregate_hit_rate(since=since, until=until, by=["channel", "segment"], now=now)
+        assert got is not None
+        expected: dict[tuple[Any, ...], dict[str, int]] = {}
+        for h in rows:
+            if not since <= h.started_at < until:
+                continue
+            slot = expected.setdefault(
+                (h.channel, h.segment),
+                {f"{b}_{o}": 0 for b in ("wall", "business") for o in ("met", "missed", "pending")}
+                | {"excluded": 0},
+            )
+            for basis in ("wall", "business"):
+                outcome = classify(h, basis, now)
+                if outcome == "excluded":
+                    continue
+                slot[f"{basis}_{outcome}"] += 1
+            if h.cancelled_at is not None:
+                slot["excluded"] += 1
+        assert {
+            (g["channel"], g["segment"]): {
+                k: v for k, v in g.items() if k not in ("channel", "segment")
+            }
+            for g in got
+        } == expected
+        assert sum(g["wall_missed"] for g in got) > 0
+        assert sum(g["wall_pending"] for g in got) > 0
+
+    def test_no_groups_and_booleans(self, store: SQLiteStore) -> None:
+        """Without keys it gives one total; boolean columns come back as bools."""
+        _hit_rate_fixture(store)
+        now = T0 + timedelta(days=1)
+        (total,) = store.aggregate_hit_rate(since=None, until=None, by=(), now=now) or []
+        assert total["excluded"] == 8
+        assert total["wall_met"] + total["wall_missed"] + total["wall_pending"] == 32
+        groups = store.aggregate_hit_rate(
+            since=None, until=None, by=["within_business_hours"], now=now
+        )
+        assert groups is not None
+        assert {g["within_business_hours"] for g in groups} <= {True, False, None}
+
+    def test_empty_window_and_unknown_keys(self, store: SQLiteStore) -> None:
+        """An empty window gives no groups; keys that are not columns go to Python."""
+        assert store.aggregate_hit_rate(since=T0, until=T0, by=(), now=T0) == []
+        assert (
+            store.aggregate_hit_rate(since=None, until=None, by=["attributes.tier"], now=T0) is None
+        )
+        assert store.aggregate_hit_rate(since=None, until=None, by=["id; DROP"], now=T0) is None
+
+    def test_hit_rate_uses_the_store(self, store: SQLiteStore) -> None:
+        """slakit.hit_rate on this store is computed in SQL."""
+        _hit_rate_fixture(store)
+        report = slakit.hit_rate(store, by=("channel",), basis="wall", now=T0 + timedelta(days=1))
+        assert report.computed_by == "store"

@@ -808,15 +808,18 @@ class SQLiteStore(RecordStore):
         trace_rows = [_trace_values(t) for t in traces]
 
         def tx(conn: sqlite3.Connection) -> int:
-            try:
-                conn.executemany(_INSERT_HANDOFF, rows)
-            except sqlite3.IntegrityError as exc:
-                raise self._integrity(exc, _first_existing(conn, [r[0] for r in rows])) from None
+            conn.executemany(_INSERT_HANDOFF, rows)
             if trace_rows:
                 conn.executemany(_INSERT_TRACE, trace_rows)
             return len(rows)
 
-        return self._write("insert_many", tx)
+        try:
+            return self._write("insert_many", tx)
+        except sqlite3.IntegrityError as exc:
+            # Rolled back by now, so what exists is what was there before the batch.
+            ids = [r[0] for r in rows]
+            existing = self._read("insert_many", partial(_first_existing, ids))
+            raise self._integrity(exc, existing) from None
 
     def _integrity(self, exc: sqlite3.IntegrityError, handoff_id: str | None) -> Exception:
         if "handoffs.id" in str(exc) or "PRIMARY KEY" in str(exc):
@@ -1225,7 +1228,7 @@ def _user_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
-def _first_existing(conn: sqlite3.Connection, ids: Sequence[str]) -> str | None:
+def _first_existing(ids: Sequence[str], conn: sqlite3.Connection) -> str | None:
     for i in range(0, len(ids), 500):
         chunk = ids[i : i + 500]
         marks = ", ".join("?" for _ in chunk)
