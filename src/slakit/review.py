@@ -516,7 +516,7 @@ class WeeklyReview:
             if self.untagged:
                 out.append(
                     f"Untagged: {len(self.untagged)} breach(es) have no reason; "
-                    "tag them with `Engine.tag_breach(id, reason)`."
+                    "tag them with `slakit tag ID REASON`."
                 )
             out += ["", "| reason | breaches | owners | description |", "|---|---|---|---|"]
             for r in self.reasons:
