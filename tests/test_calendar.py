@@ -867,6 +867,42 @@ class TestBatch:
         for s, e, g in zip(starts, ends, el.tolist(), strict=True):
             assert g == utc_us_td(cal.elapsed(as_datetime(s), as_datetime(e)))
 
+    @settings(max_examples=200, deadline=None)
+    @given(
+        arr=st.lists(st.integers(-(10**6), 10**6), max_size=40),
+        keys=st.lists(st.integers(-(2 * 10**6), 2 * 10**6), min_size=1, max_size=40),
+        side=st.sampled_from(["left", "right"]),
+    )
+    def test_bucketed_search_equals_searchsorted(
+        self, arr: list[int], keys: list[int], side: str
+    ) -> None:
+        """The bucketed search used by the batch API gives np.searchsorted's answers."""
+        np = pytest.importorskip("numpy")
+        from slakit.calendar import _Searcher
+
+        a = np.array(sorted(arr), dtype=np.int64)
+        k = np.array(keys, dtype=np.int64)
+        got = _Searcher(np, a, side)(k)
+        assert got.tolist() == np.searchsorted(a, k, side=side).tolist()
+
+    def test_bucketed_search_on_a_real_table(self) -> None:
+        """On a real calendar table the buckets are used, and agree with np.searchsorted."""
+        np = pytest.importorskip("numpy")
+        from slakit.calendar import _Searcher
+
+        cal = nine_to_five(holidays="US")
+        cal.is_open(datetime(2026, 6, 1, tzinfo=UTC))
+        table = cal._table
+        assert table is not None
+        rng = np.random.default_rng(7)
+        for values, side in ((table.starts, "right"), (table.cum1, "left")):
+            a = np.array(values, dtype=np.int64)
+            keys = rng.integers(int(a[0]) - 10**9, int(a[-1]) + 10**9, 10_000)
+            keys[:200] = a[:200]  # exact hits
+            searcher = _Searcher(np, a, side)
+            assert searcher._first is not None
+            assert searcher(keys).tolist() == np.searchsorted(a, keys, side=side).tolist()
+
     def test_datetime64_and_timedelta64_inputs(self) -> None:
         """datetime64/timedelta64 arrays are read as UTC microseconds; scalars broadcast."""
         np = pytest.importorskip("numpy")
@@ -972,8 +1008,11 @@ class TestDocs:
     def test_python_blocks_run(self) -> None:
         """Every ```python block of docs/calendar.md runs, in order, in one namespace."""
         text = (ROOT / "docs" / "calendar.md").read_text(encoding="utf-8")
-        blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+        blocks = list(re.finditer(r"```python\n(.*?)```", text, flags=re.S))
         assert len(blocks) >= 10
         namespace: dict[str, Any] = {}
         for block in blocks:
-            exec(compile(block, "docs/calendar.md", "exec"), namespace)
+            # Pad with blank lines so that a failure points at the right line of the page.
+            line = text.count("\n", 0, block.start(1))
+            code = "\n" * line + block.group(1)
+            exec(compile(code, "docs/calendar.md", "exec"), namespace)

@@ -50,6 +50,7 @@ __all__ = ["BusinessCalendar", "resolve_wall_time"]
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _NAIVE_EPOCH: Final = datetime(1970, 1, 1)
+_FLOAT_EXACT_US: Final = 2**32 * 1_000_000
 _US: Final = timedelta(microseconds=1)
 _ONE_DAY: Final = timedelta(days=1)
 _DAY_US: Final = 86_400_000_000
@@ -117,6 +118,10 @@ def _wall(us: int, tz: ZoneInfo) -> datetime:
 
 
 def _from_us(us: int, tz: ZoneInfo) -> datetime:
+    if 0 <= us < _FLOAT_EXACT_US:
+        # Fast and still exact: below 2**32 s the float's error stays under half a
+        # microsecond, and fromtimestamp rounds to the nearest one (and sets fold).
+        return datetime.fromtimestamp(us / 1e6, tz)
     return (_EPOCH + timedelta(microseconds=us)).astimezone(tz)
 
 
@@ -189,7 +194,10 @@ class _Table:
         return self.cum0[i] + min(t, self.ends[i]) - self.starts[i]
 
     def arrays(self) -> tuple[Any, ...]:
-        """numpy views of the table, built once per snapshot (a race only builds it twice)."""
+        """numpy views and searchers of the table, built once per snapshot.
+
+        A race between two threads only builds them twice; both results are equal.
+        """
         if self._arrays is None:
             import numpy as np
 
@@ -197,20 +205,79 @@ class _Table:
             ends = np.asarray(self.ends, dtype=np.int64)
             cum0 = np.asarray(self.cum0, dtype=np.int64)
             cum1 = np.asarray(self.cum1, dtype=np.int64)
-            # Boundaries interleaved (start, end, start, ...) behind a -inf sentinel, so
-            # one searchsorted gives the open time before any instant.
+            # Boundaries interleaved (start, end, start, ...) behind a sentinel just
+            # below the covered range, so one search gives the open time before any
+            # covered instant: cum + slope * (t - boundary).
             bounds = np.empty(2 * len(starts) + 1, dtype=np.int64)
-            bounds[0] = np.iinfo(np.int64).min
+            bounds[0] = self.lo_us - 1
             bounds[1::2] = starts
             bounds[2::2] = ends
-            bcum = np.empty_like(bounds)
-            bcum[0] = 0
+            bcum = np.zeros_like(bounds)
             bcum[1::2] = cum0
             bcum[2::2] = cum1
             slope = np.zeros_like(bounds)
             slope[1::2] = 1
-            self._arrays = (starts, ends, cum0, cum1, bounds, bcum, slope)
+            self._arrays = (
+                starts,
+                ends,
+                cum0,
+                cum1,
+                bounds,
+                bcum,
+                slope,
+                _Searcher(np, bounds, "right"),
+                _Searcher(np, cum0, "right"),
+                _Searcher(np, cum1, "left"),
+            )
         return self._arrays
+
+
+class _Searcher:
+    """``np.searchsorted(arr, keys, side)`` in constant time per key.
+
+    Keys are bucketed by value into buckets about one array gap wide; each
+    bucket knows the answer at its left edge, and a few vectorised steps finish
+    the count. Random keys defeat a binary search's caches, this does not. When
+    some bucket holds too many elements it falls back to ``np.searchsorted``.
+    """
+
+    _MAX_STEPS = 6
+
+    def __init__(self, np: Any, arr: Any, side: str) -> None:
+        self._np = np
+        self._arr = arr
+        self._side = side
+        self._first: Any = None
+        if len(arr) < 2:
+            return
+        self._base = int(arr[0]) - 1  # below every element, so bucket 0 starts empty
+        span = int(arr[-1]) - self._base
+        self._width = max(1, span // len(arr))
+        nbuckets = span // self._width + 2
+        edges = self._base + np.arange(nbuckets, dtype=np.int64) * self._width
+        first = np.searchsorted(arr, edges, side=side)
+        steps = int(np.diff(first).max())
+        if steps > self._MAX_STEPS:
+            return
+        self._steps = steps
+        self._first = first
+        self._last_bucket = nbuckets - 1
+        self._padded = np.append(arr, np.iinfo(np.int64).max)
+
+    def __call__(self, keys: Any) -> Any:
+        np = self._np
+        if self._first is None:
+            return np.searchsorted(self._arr, keys, side=self._side)
+        bucket = np.clip((keys - self._base) // self._width, 0, self._last_bucket)
+        k = self._first[bucket]
+        padded = self._padded
+        if self._side == "right":
+            for _ in range(self._steps):
+                k += padded[k] <= keys
+        else:
+            for _ in range(self._steps):
+                k += padded[k] < keys
+        return k
 
 
 class _Spec:
@@ -263,6 +330,8 @@ class BusinessCalendar:
         self._config = copy.deepcopy(dict(config))
         self._lock = threading.Lock()
         self._table: _Table | None = None
+        # The current table's lists in one tuple, for the inlined fast paths.
+        self._fast: tuple[int, int, list[int], list[int], list[int], list[int]] | None = None
         # python-holidays tables, filled year by year; touched only under the lock.
         self._holiday_tables: list[Any] | None = None
 
@@ -376,30 +445,47 @@ class BusinessCalendar:
         :raises NaiveDatetimeError: if ``start`` is naive.
         :raises CalendarClosedError: if no open time is found within the horizon.
         """
-        t = _to_us(start, "start")
-        d = _delta_us(delta)
+        try:
+            t = (start - _EPOCH) // _US
+            d = delta // _US
+        except TypeError:
+            t = _to_us(start, "start")
+            d = _delta_us(delta)
+        fast = self._fast
+        if fast is not None and d > 0:
+            # The common case, inlined: one snapshot, two bisections, no table growth.
+            lo, hi, starts, ends, cum0, cum1 = fast
+            if lo <= t < hi:
+                i = bisect_right(starts, t) - 1
+                if i >= 0:
+                    end = ends[i]
+                    target = cum0[i] + (t if t < end else end) - starts[i] + d
+                else:
+                    target = d
+                if target <= cum1[-1]:
+                    j = bisect_left(cum1, target)
+                    us = ends[j] - cum1[j] + target
+                    if 0 <= us < _FLOAT_EXACT_US:  # see _from_us
+                        return datetime.fromtimestamp(us / 1e6, self._tz)
+                    return _from_us(us, self._tz)
+        tab = self._table
         if d == 0:
             return start.astimezone(self._tz)
-        tab = self._table
         if tab is None or not tab.lo_us <= t < tab.hi_us:
             tab = self._cover(t, t)
         while True:
-            c = tab.cum_at(t)
-            target = c + d
+            target = tab.cum_at(t) + d
             if d > 0:
                 cum1 = tab.cum1
                 if cum1 and target <= cum1[-1]:
                     j = bisect_left(cum1, target)
-                    us = tab.ends[j] - (cum1[j] - target)
-                    break
+                    return _from_us(tab.ends[j] - (cum1[j] - target), self._tz)
             else:
                 cum0 = tab.cum0
                 if cum0 and target >= 0:
                     j = bisect_right(cum0, target) - 1
-                    us = tab.starts[j] + (target - cum0[j])
-                    break
+                    return _from_us(tab.starts[j] + (target - cum0[j]), self._tz)
             tab = self._grow(tab, forward=d > 0, t=t)
-        return (_EPOCH + timedelta(microseconds=us)).astimezone(self._tz)
 
     def elapsed(self, start: datetime, end: datetime) -> timedelta:
         """Return the open time in ``[start, end)``; negative when ``end < start``.
@@ -409,13 +495,25 @@ class BusinessCalendar:
         :returns: the open time, exact to the microsecond.
         :raises NaiveDatetimeError: if either argument is naive.
         """
-        s = _to_us(start, "start")
-        e = _to_us(end, "end")
+        try:
+            s = (start - _EPOCH) // _US
+            e = (end - _EPOCH) // _US
+        except TypeError:
+            s = _to_us(start, "start")
+            e = _to_us(end, "end")
         lo, hi = (s, e) if s <= e else (e, s)
-        tab = self._table
-        if tab is None or not (tab.lo_us <= lo and hi < tab.hi_us):
+        fast = self._fast
+        if fast is not None and fast[0] <= lo and hi < fast[1]:
+            starts, ends, cum0 = fast[2], fast[3], fast[4]
+        else:
             tab = self._cover(lo, hi)
-        return timedelta(microseconds=tab.cum_at(e) - tab.cum_at(s))
+            starts, ends, cum0 = tab.starts, tab.ends, tab.cum0
+        # Open time before each instant (cum_at, inlined for speed).
+        i = bisect_right(starts, s) - 1
+        cs = cum0[i] + (s if s < ends[i] else ends[i]) - starts[i] if i >= 0 else 0
+        i = bisect_right(starts, e) - 1
+        ce = cum0[i] + (e if e < ends[i] else ends[i]) - starts[i] if i >= 0 else 0
+        return _US * (ce - cs)
 
     def is_open(self, t: datetime) -> bool:
         """Return whether the calendar is open at ``t`` (intervals are ``[open, close)``).
@@ -497,14 +595,14 @@ class BusinessCalendar:
             return cast("_I64Array", np.empty(t.shape, dtype=np.int64))
         t_lo, t_hi = int(t.min()), int(t.max())
         tab = self._cover(t_lo, t_hi)
+        fwd = d > 0
+        back = d < 0
+        any_fwd = bool(fwd.any())
+        any_back = bool(back.any())
         while True:
-            _, ends, cum0, cum1, bounds, bcum, slope = tab.arrays()
-            c = _np_cum_at(np, t, bounds, bcum, slope)
-            target = c + d
-            fwd = d > 0
-            back = d < 0
-            any_fwd = bool(fwd.any())
-            any_back = bool(back.any())
+            arrays = tab.arrays()
+            cum0, cum1 = arrays[2], arrays[3]
+            target = _np_cum_at(t, arrays) + d
             if any_fwd and (len(cum1) == 0 or int(target[fwd].max()) > int(cum1[-1])):
                 tab = self._grow(tab, forward=True, t=t_hi)
                 continue
@@ -512,15 +610,18 @@ class BusinessCalendar:
                 tab = self._grow(tab, forward=False, t=t_lo)
                 continue
             break
-        starts_arr = tab.arrays()[0]
-        out = t.copy()
+        starts_arr, ends_arr = arrays[0], arrays[1]
+        out = t
         if any_fwd:
-            j = np.searchsorted(cum1, target, side="left")
-            j = np.minimum(j, len(cum1) - 1)  # lanes that do not go forward may overshoot
-            out = np.where(fwd, ends[j] - (cum1[j] - target), out)
+            # Lanes that do not go forward may point one past the end: clamp them.
+            j = np.minimum(arrays[9](target), len(cum1) - 1)
+            res = ends_arr[j] - (cum1[j] - target)
+            out = res if bool(fwd.all()) else np.where(fwd, res, out)
         if any_back:
-            j = np.maximum(np.searchsorted(cum0, target, side="right") - 1, 0)
+            j = np.maximum(arrays[8](target) - 1, 0)
             out = np.where(back, starts_arr[j] + (target - cum0[j]), out)
+        if out is t:
+            out = t.copy()
         return cast("_I64Array", np.asarray(out, dtype=np.int64))
 
     def elapsed_many(self, starts: Any, ends: Any) -> npt.NDArray[np.int64]:
@@ -540,9 +641,8 @@ class BusinessCalendar:
             return cast("_I64Array", np.empty(s.shape, dtype=np.int64))
         lo = min(int(s.min()), int(e.min()))
         hi = max(int(s.max()), int(e.max()))
-        tab = self._cover(lo, hi)
-        bounds, bcum, slope = tab.arrays()[4:]
-        diff = _np_cum_at(np, e, bounds, bcum, slope) - _np_cum_at(np, s, bounds, bcum, slope)
+        arrays = self._cover(lo, hi).arrays()
+        diff = _np_cum_at(e, arrays) - _np_cum_at(s, arrays)
         return cast("_I64Array", np.asarray(diff, dtype=np.int64))
 
     # -- the lazy table -------------------------------------------------------------
@@ -612,7 +712,11 @@ class BusinessCalendar:
             before = self._build(lo_year, cur.lo_year - 1) if lo_year < cur.lo_year else []
             after = self._build(cur.hi_year + 1, hi_year) if hi_year > cur.hi_year else []
             tab = _Table(lo_year, hi_year, _merge_touching(before + cur.intervals() + after))
-        self._table = tab  # one reference assignment: readers see the old or the new snapshot
+        # Reference assignments: readers see the old or the new snapshot, never a mix.
+        self._table = tab
+        self._fast = (
+            (tab.lo_us, tab.hi_us, tab.starts, tab.ends, tab.cum0, tab.cum1) if tab.starts else None
+        )
         return tab
 
     def _build(self, y0: int, y1: int) -> list[tuple[int, int]]:
@@ -734,8 +838,10 @@ def _us_array(values: Any, field: str) -> Any:
     )
 
 
-def _np_cum_at(np: Any, t: Any, bounds: Any, bcum: Any, slope: Any) -> Any:
-    k = np.searchsorted(bounds, t, side="right") - 1
+def _np_cum_at(t: Any, arrays: tuple[Any, ...]) -> Any:
+    """Open time before each covered instant, counted from the table's first interval."""
+    bounds, bcum, slope, search = arrays[4:8]
+    k = search(t) - 1
     return bcum[k] + slope[k] * (t - bounds[k])
 
 
