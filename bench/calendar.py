@@ -205,6 +205,19 @@ def agreement(ours: Sequence[datetime], theirs: Sequence[datetime]) -> int:
     return sum(a.astimezone(UTC) != b.astimezone(UTC) for a, b in zip(ours, theirs, strict=True))
 
 
+def closing_rolls(
+    cal: BusinessCalendar, ours: Sequence[datetime], theirs: Sequence[datetime]
+) -> int:
+    """Disagreements where slakit says exactly 17:00 and the peer says the next opening."""
+    count = 0
+    for a, b in zip(ours, theirs, strict=True):
+        if a.astimezone(UTC) == b.astimezone(UTC) or (a.hour, a.minute, a.second) != (17, 0, 0):
+            continue
+        if cal.next_open(a + timedelta(microseconds=1)).astimezone(UTC) == b.astimezone(UTC):
+            count += 1
+    return count
+
+
 def fmt(x: float | None, digits: int = 2) -> str:
     return "n/a" if x is None else f"{x:,.{digits}f}"
 
@@ -255,9 +268,12 @@ def main() -> None:
         "no business-time difference, so its `elapsed` is n/a.",
     ]
     if "results" in pandas:
+        differ = agreement(our_results, pandas["results"])
+        rolls = closing_rolls(cal, our_results, pandas["results"])
         notes.append(
-            f"pandas CBH disagreed with slakit on {agreement(our_results, pandas['results'])} "
-            f"of {peer_n} `add` results (a deadline at exactly 17:00 rolls to the next morning)."
+            f"pandas CBH disagreed with slakit on {differ} of {peer_n} `add` results; "
+            f"{rolls} of those are a deadline at exactly 17:00 that pandas moves to the "
+            "next opening."
         )
     if "results" in btd:
         notes.append(
