@@ -215,11 +215,15 @@ class TestReport:
     def test_progress_on_large_data(
         self, group: click.Group, project: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """Over the threshold the report runs under a progress display and still prints."""
+        """Over the threshold the commands run under a progress display and still print."""
         monkeypatch.setattr(cli_report, "PROGRESS_THRESHOLD", 1)
         r = invoke(group, "report", "--config", str(project), "--by", "attributes.x", "--json")
         assert r.exit_code == 0, r.output
         assert json.loads(r.stdout)["computed_by"] == "python"
+        for args in (["review"], ["preflight"], ["simulate", "--policy", "lead"]):
+            r = invoke(group, *args, "--config", str(project), "--json", "--now", NOW)
+            assert r.exit_code in (0, 1), r.output
+            json.loads(r.stdout)
 
 
 class TestReview:

@@ -132,13 +132,27 @@ def _pct(value: float | None) -> str:
 # -- report ------------------------------------------------------------------------
 
 
+def _store_size(engine: Engine) -> int:
+    try:
+        return engine.store.count()
+    except SlakitError:
+        return 0
+
+
+@contextmanager
+def _spinner(engine: Engine, text: str) -> Iterator[None]:
+    """A spinner on stderr while a long operation runs over a large store."""
+    if _store_size(engine) < PROGRESS_THRESHOLD:
+        yield
+        return
+    with _console(stderr=True).status(text):
+        yield
+
+
 def _report_with_progress(
     engine: Engine, run: Callable[[Callable[[int], None] | None], HitRateReport]
 ) -> HitRateReport:
-    try:
-        size = engine.store.count()
-    except SlakitError:
-        size = 0
+    size = _store_size(engine)
     if size < PROGRESS_THRESHOLD:
         return run(None)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
@@ -288,7 +302,7 @@ def review(
 
     if week is not None:
         parse_week(week)
-    with _engine(config) as engine:
+    with _engine(config) as engine, _spinner(engine, "building the weekly review"):
         sheet = review_from_engine(engine, week=week, now=now, weeks=weeks)
     if html_file is not None:
         html_file.write_text(sheet.to_html(), encoding="utf-8")
@@ -330,7 +344,7 @@ def preflight(as_json: bool, config: Path | None, now: datetime | None) -> None:
     """Check every policy answers the five decisions and can run; exit 1 on any gap."""
     from slakit.preflight import preflight_engine
 
-    with _engine(config) as engine:
+    with _engine(config) as engine, _spinner(engine, "checking policies and stored handoffs"):
         result = preflight_engine(engine, now=now)
     if as_json:
         _print_json(result.to_dict())
@@ -378,7 +392,7 @@ def simulate(
     """Replay stored history under a changed SLA or calendar; predicted next to actual."""
     from slakit.simulate import simulate_engine
 
-    with _engine(config) as engine:
+    with _engine(config) as engine, _spinner(engine, "replaying stored history"):
         result = simulate_engine(
             engine,
             policy,
