@@ -32,8 +32,15 @@ from slakit.errors import (
 )
 from slakit.handoff import Handoff
 from slakit.metrics import classify
+from slakit.records import Escalation, StepApplication
 from slakit.testing import capture_notifications
-from slakit.testing.store_contract import T0, StoreContract, make_handoff, make_trace
+from slakit.testing.store_contract import (
+    T0,
+    StoreContract,
+    make_handoff,
+    make_notification,
+    make_trace,
+)
 
 
 class TestSQLiteStoreContract(StoreContract):
@@ -246,11 +253,64 @@ class TestStorage:
             store.query("DELETE FROM handoffs")
         assert store.count() == 1
 
+    def test_a_file_that_is_not_a_database_raises_store_error(self, db: Path) -> None:
+        """Opening a file that is not SQLite raises StoreError naming the path."""
+        db.write_bytes(b"not a database, just text" * 100)
+        with pytest.raises(StoreError, match=r"slakit\.db"):
+            SQLiteStore(db).setup()
+
     def test_closed_store_refuses_work(self, store: SQLiteStore) -> None:
         """A closed store raises StoreError naming itself."""
         store.close()
         with pytest.raises(StoreError, match="closed"):
             store.get("h1")
+
+
+def _first_step(h: Handoff) -> StepApplication:
+    return StepApplication(
+        handoff=attrs.evolve(h, stage=1, next_due_at=h.started_at + timedelta(hours=1)),
+        expected_version=h.version,
+        expected_stage=0,
+        escalations=(
+            Escalation(
+                handoff_id=h.id,
+                stage=0,
+                step="1x",
+                applied_at=T0 + timedelta(minutes=30),
+                outcome="applied",
+                actions=("notify:owner",),
+            ),
+        ),
+        notifications=(make_notification(h.id),),
+        traces=(make_trace(h.id, rule="step:1x"),),
+    )
+
+
+class TestApplySteps:
+    def test_each_step_stands_alone_in_one_commit(self, store: SQLiteStore) -> None:
+        """A batch writes every winning step whole and nothing of a losing one."""
+        hs = [store.insert(make_handoff(f"h{i}")) for i in range(4)]
+        stale = _first_step(hs[1])
+        store.update(attrs.evolve(hs[1], owner="carol"), hs[1].version)
+        done = store.apply_step(_first_step(hs[3]))
+        assert done is True
+        flags = store.apply_steps(
+            [_first_step(hs[0]), stale, _first_step(hs[2]), _first_step(hs[3])]
+        )
+        assert flags == [True, False, True, False]
+        assert [e.handoff_id for e in store.escalations()] == ["h0", "h2", "h3"]
+        assert [i.notification.handoff_id for i in store.outbox()] == ["h3", "h0", "h2"]
+        assert store.traces("h1") == []
+        assert len(store.traces("h3")) == 1
+        assert store.get("h1").stage == 0
+
+    def test_unknown_handoff_writes_nothing(self, store: SQLiteStore) -> None:
+        """A batch naming a missing handoff raises and writes none of its steps."""
+        h = store.insert(make_handoff("h1"))
+        with pytest.raises(UnknownHandoffError, match="ghost"):
+            store.apply_steps([_first_step(h), _first_step(make_handoff("ghost"))])
+        assert store.escalations() == []
+        assert store.get("h1").stage == 0
 
 
 class TestOptions:

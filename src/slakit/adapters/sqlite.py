@@ -239,6 +239,7 @@ CLAIM_DUE_SQL = (
 )
 
 _HOLDS_LEASE = "SELECT 1 FROM handoffs WHERE id = ? AND lease_owner = ?"
+_EXISTS = "SELECT 1 FROM handoffs WHERE id = ?"
 _INSERT_ESCALATION = (
     "INSERT INTO escalations (handoff_id, stage, step, applied_at, outcome, actions) "
     "VALUES (?, ?, ?, ?, ?, ?)"
@@ -529,6 +530,66 @@ def _is_busy(exc: sqlite3.Error) -> bool:
     return "locked" in text or "busy" in text
 
 
+@attrs.frozen
+class _PreparedStep:
+    """A step application as statement parameters, built before the transaction opens."""
+
+    handoff_id: str
+    step_params: tuple[Any, ...]
+    full_params: tuple[Any, ...]
+    escalations: list[tuple[Any, ...]]
+    outbox: list[tuple[Any, ...]]
+    traces: list[tuple[Any, ...]]
+
+    @classmethod
+    def of(cls, application: StepApplication) -> _PreparedStep:
+        h = application.handoff
+        expected = application.expected_version
+        stage = application.expected_stage
+        values = _handoff_values(h)
+        return cls(
+            handoff_id=h.id,
+            step_params=(values[1], *values[3:-1], expected + 1, h.id, expected, stage, values[2]),
+            full_params=(*values[1:-1], expected + 1, h.id, expected, stage),
+            escalations=[
+                (
+                    e.handoff_id,
+                    e.stage,
+                    e.step,
+                    to_us(e.applied_at),
+                    e.outcome,
+                    _strict_json(list(e.actions)),
+                )
+                for e in application.escalations
+            ],
+            outbox=[_outbox_values(n) for n in application.notifications],
+            traces=[_trace_values(t) for t in application.traces],
+        )
+
+    def write(self, conn: sqlite3.Connection) -> bool:
+        """Write the step in the open transaction; ``False`` when another writer won.
+
+        On ``False`` the caller rolls back what this may have written.
+        """
+        if (
+            conn.execute(_APPLY_STEP, self.step_params).rowcount != 1
+            and conn.execute(_APPLY_HANDOFF, self.full_params).rowcount != 1
+        ):
+            if conn.execute(_EXISTS, (self.handoff_id,)).fetchone() is None:
+                raise UnknownHandoffError(self.handoff_id)
+            return False
+        try:
+            conn.executemany(_INSERT_ESCALATION, self.escalations)
+            if self.outbox:
+                conn.executemany(_INSERT_OUTBOX, self.outbox)
+        except sqlite3.IntegrityError:
+            # Another writer already made this (handoff, stage) or notification happen.
+            return False
+        if self.traces:
+            conn.executemany(_INSERT_TRACE, self.traces)
+        return True
+
+
 # -- the store -----------------------------------------------------------------
 
 
@@ -666,6 +727,14 @@ class SQLiteStore(RecordStore):
                         value=self.path,
                     ) from exc
                 last = exc
+            except sqlite3.IntegrityError:
+                raise  # the caller turns a broken constraint into its own error
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(
+                    f"sqlite store {self.path!r}: {what} failed: {exc}",
+                    field="path",
+                    value=self.path,
+                ) from exc
             time.sleep(delay / 2 + random.uniform(0, delay / 2))
             delay = min(delay * 2, 1.0)
         raise StoreError(
@@ -883,46 +952,42 @@ class SQLiteStore(RecordStore):
         return [_handoff_from_row(r) for r in rows]
 
     def apply_step(self, application: StepApplication) -> bool:
-        h = application.handoff
-        expected = application.expected_version
-        values = _handoff_values(h)
-        stage = application.expected_stage
-        params = (*values[1:-1], expected + 1, h.id, expected, stage)
-        step_params = (values[1], *values[3:-1], expected + 1, h.id, expected, stage, values[2])
-        escalations = [
-            (
-                e.handoff_id,
-                e.stage,
-                e.step,
-                to_us(e.applied_at),
-                e.outcome,
-                _strict_json(list(e.actions)),
-            )
-            for e in application.escalations
-        ]
-        outbox = [_outbox_values(n) for n in application.notifications]
-        trace_rows = [_trace_values(t) for t in application.traces]
+        step = _PreparedStep.of(application)
 
         def tx(conn: sqlite3.Connection) -> bool:
-            if (
-                conn.execute(_APPLY_STEP, step_params).rowcount != 1
-                and conn.execute(_APPLY_HANDOFF, params).rowcount != 1
-            ):
-                if conn.execute("SELECT 1 FROM handoffs WHERE id = ?", (h.id,)).fetchone() is None:
-                    raise UnknownHandoffError(h.id)
+            if not step.write(conn):
                 raise _Abort(False)
-            try:
-                conn.executemany(_INSERT_ESCALATION, escalations)
-                if outbox:
-                    conn.executemany(_INSERT_OUTBOX, outbox)
-            except sqlite3.IntegrityError:
-                # Another writer already made this (handoff, stage) or notification happen.
-                raise _Abort(False) from None
-            if trace_rows:
-                conn.executemany(_INSERT_TRACE, trace_rows)
             return True
 
         return self._write("apply_step", tx)
+
+    def apply_steps(self, applications: Sequence[StepApplication]) -> list[bool]:
+        """Commit many steps in one transaction, each on its own terms.
+
+        Each application is written whole or not at all, exactly as by
+        :meth:`apply_step` (a savepoint per step), and all of them commit
+        together: one write lock and one commit for the batch. Not part of
+        :class:`~slakit.abc.RecordStore`; it is here for an engine that plans
+        a batch of due steps before writing them.
+
+        :returns: one flag per application, ``True`` when written.
+        :raises UnknownHandoffError: when one names a missing handoff; then
+            nothing of the batch is written.
+        """
+        steps = [_PreparedStep.of(a) for a in applications]
+
+        def tx(conn: sqlite3.Connection) -> list[bool]:
+            done: list[bool] = []
+            for step in steps:
+                conn.execute("SAVEPOINT step")
+                ok = step.write(conn)
+                if not ok:
+                    conn.execute("ROLLBACK TO step")
+                conn.execute("RELEASE step")
+                done.append(ok)
+            return done
+
+        return self._write("apply_steps", tx)
 
     def release(self, handoff_id: str, worker: str) -> None:
         # Only this worker can make the lease its own, so a lease not held now
@@ -966,7 +1031,9 @@ class SQLiteStore(RecordStore):
             f"SELECT {_COLS} FROM handoffs WHERE {' AND '.join(where)} "
             f"ORDER BY started_at, id LIMIT {_PAGE}"
         )
-        after: tuple[int, str] = (-(2**63), "")
+        # Ids are never empty, so (started_at, id) > (t, "") means started_at >= t:
+        # the first page starts its index range at `since`, not at the beginning.
+        after: tuple[int, str] = (-(2**63) if since is None else to_us(since), "")
         while True:
             rows = self._read("iter_handoffs", partial(_fetch, sql, (*after, *fixed)))
             for r in rows:

@@ -1,0 +1,541 @@
+"""The engine on the SQLite store: tick cost against open handoffs, steps/s, ingest/s.
+
+Usage::
+
+    python bench/engine.py                   # everything (about 2-3 minutes)
+    python bench/engine.py --open 200000     # a smaller "large" database
+    python bench/engine.py --markdown        # also write the "## Engine (SQLite)"
+                                             # section of docs/benchmarks.md
+
+Three measurements, each in one process on a file database in WAL mode:
+
+(a) **Tick cost against table size.** Two databases, one with 10,000 open
+    handoffs and one with ``--open`` (default 1,000,000); in each, three sets
+    of 1,000 handoffs come due at three instants. A tick is ``Engine.check``
+    plus ``Engine.deliver`` at that instant: 1,000 steps, 1,000 outbox rows.
+    The policy has one step (``1x``: notify the owner) so a set, once
+    checked, never comes due again. Reported: the median tick of each, and
+    their ratio (large / small).
+(b) **Steps per second.** ``--steps`` handoffs (default 10,000) with the
+    playbook's default policy, both steps due: ``Engine.check`` applies 1x
+    (notify owner) and 2x (mark breached, reassign, notify both) — each step
+    one transaction with its escalation, outbox and trace rows. The time
+    spent inside store methods is measured separately, and the same step
+    applications are replayed on a fresh database to give the store's own
+    ceiling, one transaction per step (``apply_step``) and 500 per transaction
+    (``apply_steps``). A profile shows where the engine spends its share.
+(c) **Bulk ingest.** ``Engine.start_many`` in batches of 10,000 records
+    (``--ingest``, default 50,000), and ``SQLiteStore.insert_many`` of
+    ready-made handoffs (the store's ceiling).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Scripts in this folder shadow standard modules (bench/calendar.py): drop the
+# folder from sys.path so that `import calendar` anywhere gets the standard library.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if not p or Path(p).resolve() != _HERE]
+
+import argparse  # noqa: E402
+import cProfile  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import pstats  # noqa: E402
+import re  # noqa: E402
+import sqlite3  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from datetime import UTC, datetime, timedelta  # noqa: E402
+from typing import Any  # noqa: E402
+
+import attrs  # noqa: E402
+
+import slakit  # noqa: E402
+from slakit import Engine, ManualClock, Notifier, Policy  # noqa: E402
+from slakit.adapters.sqlite import CLAIM_DUE_SQL, SQLiteStore  # noqa: E402
+from slakit.handoff import Handoff  # noqa: E402
+from slakit.records import Notification, StepApplication, TraceRecord  # noqa: E402
+
+ROOT = _HERE.parent
+DOCS = ROOT / "docs" / "benchmarks.md"
+SECTION = "## Engine (SQLite)"
+T0 = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
+SLA = timedelta(minutes=30)
+
+
+class NullNotifier(Notifier):
+    """Accepts every notification at once (the bench measures slakit, not a network)."""
+
+    def __init__(self) -> None:
+        self.name = "null"
+        self.sent = 0
+
+    def send(self, notification: Notification) -> None:
+        self.sent += 1
+
+
+def one_step_policy() -> Policy:
+    return Policy.from_config(
+        {"basis": "wall", "sla_minutes": 30, "steps": [{"at": "1x", "do": ["notify:owner"]}]},
+        name="default",
+    )
+
+
+def engine_for(store: SQLiteStore, policy: Policy, **kw: Any) -> Engine:
+    return Engine(
+        store=store,
+        policies=[policy],
+        notifiers=[NullNotifier()],
+        clock=ManualClock(T0),
+        worker_id="bench",
+        **kw,
+    )
+
+
+def fresh_db(folder: Path, name: str) -> Path:
+    path = folder / name
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return path
+
+
+# -- data ---------------------------------------------------------------------------
+
+
+def open_handoff(template: Handoff, hid: str, started_at: datetime) -> Handoff:
+    due = started_at + SLA
+    return attrs.evolve(
+        template,
+        id=hid,
+        started_at=started_at,
+        next_due_at=due,
+        deadline_at=due,
+        wall_deadline_at=due,
+        business_deadline_at=due,
+        ingested_at=started_at,
+    )
+
+
+def start_trace(h: Handoff) -> TraceRecord:
+    return TraceRecord(
+        trace_id=h.trace_id,
+        handoff_id=h.id,
+        policy=h.policy,
+        rule="start",
+        action="start",
+        actor="engine",
+        at=h.started_at,
+        outcome="ok",
+        detail={"owner": h.owner},
+    )
+
+
+def populate(store: SQLiteStore, total: int, due_sets: list[datetime], batch: int = 50_000) -> None:
+    """``total`` open handoffs: 1,000 due at each instant of ``due_sets``, the rest later."""
+    template = Handoff(
+        id="template",
+        policy="default",
+        started_at=T0,
+        owner="alice",
+        backup_owner="bob",
+        sla_minutes=30.0,
+        within_business_hours=True,
+        trace_id="0af7651916cd43dd8448eb211c80319c",
+        channel="web",
+        version=1,
+    )
+
+    def rows() -> Iterator[Handoff]:
+        for k, now in enumerate(due_sets):
+            for i in range(1000):
+                # Due 15 minutes before its set's instant.
+                yield open_handoff(template, f"due{k}-{i:04d}", now - SLA - timedelta(minutes=15))
+        later = T0 + timedelta(days=30)
+        for i in range(total - 1000 * len(due_sets)):
+            yield open_handoff(template, f"open-{i:07d}", later + timedelta(seconds=i))
+
+    chunk: list[Handoff] = []
+    for h in rows():
+        chunk.append(h)
+        if len(chunk) == batch:
+            store.insert_many(chunk, [start_trace(x) for x in chunk])
+            chunk = []
+    if chunk:
+        store.insert_many(chunk, [start_trace(x) for x in chunk])
+
+
+# -- timing helpers -----------------------------------------------------------------
+
+
+class StoreTimer:
+    """Wraps a store's methods to add up the time spent inside them."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self.seconds = 0.0
+        self.calls: dict[str, int] = {}
+        for name in ("claim_due", "apply_step", "release", "update", "get", "insert_many"):
+            self._wrap(store, name)
+
+    def _wrap(self, store: SQLiteStore, name: str) -> None:
+        inner = getattr(store, name)
+
+        def timed(*args: Any, **kw: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return inner(*args, **kw)
+            finally:
+                self.seconds += time.perf_counter() - t
+                self.calls[name] = self.calls.get(name, 0) + 1
+
+        setattr(store, name, timed)
+
+
+@contextmanager
+def stopwatch() -> Iterator[list[float]]:
+    box = [0.0]
+    t = time.perf_counter()
+    yield box
+    box[0] = time.perf_counter() - t
+
+
+def load() -> str:
+    try:
+        return ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+# -- (a) tick cost ------------------------------------------------------------------
+
+
+def tick_cost(folder: Path, total: int, trials: int = 3) -> dict[str, Any]:
+    nows = [T0 + timedelta(hours=k) for k in range(trials)]
+    path = fresh_db(folder, f"tick-{total}.db")
+    store = SQLiteStore(path)
+    with stopwatch() as build:
+        populate(store, total, nows)
+    engine = engine_for(store, one_step_policy())
+    checks: list[float] = []
+    delivers: list[float] = []
+    for now in nows:
+        t = time.perf_counter()
+        checked = engine.check(now)
+        t1 = time.perf_counter()
+        delivered = engine.deliver(now)
+        t2 = time.perf_counter()
+        assert checked.count == 1000, checked.count
+        assert delivered.sent == 1000, delivered
+        checks.append(t1 - t)
+        delivers.append(t2 - t1)
+    plan = [
+        str(row[-1])
+        for row in store.query("EXPLAIN QUERY PLAN " + CLAIM_DUE_SQL, ("w", 0, 0, 0, 1000))
+        if "handoffs_due" in str(row[-1])
+    ]
+    engine.close()
+    size_mb = path.stat().st_size / 1e6
+    return {
+        "open": total,
+        "build_s": build[0],
+        "size_mb": size_mb,
+        "check_s": statistics.median(checks),
+        "deliver_s": statistics.median(delivers),
+        "tick_s": statistics.median(c + d for c, d in zip(checks, delivers, strict=True)),
+        "plan": "; ".join(plan),
+    }
+
+
+# -- (b) steps per second -----------------------------------------------------------
+
+
+def records(n: int, prefix: str = "h") -> list[dict[str, Any]]:
+    return [
+        {
+            "id": f"{prefix}{i:07d}",
+            "owner": f"owner{i % 50}",
+            "backup_owner": f"backup{i % 20}",
+            "started_at": T0,
+            "channel": "web",
+        }
+        for i in range(n)
+    ]
+
+
+def steps_per_second(folder: Path, n: int) -> dict[str, Any]:
+    store = SQLiteStore(fresh_db(folder, "steps.db"))
+    engine = engine_for(store, Policy.default(basis="wall"))
+    for lo in range(0, n, 10_000):
+        engine.start_many(records(min(10_000, n - lo), prefix=f"h{lo}-"))
+    recorded: list[StepApplication] = []
+    apply = store.apply_step
+
+    def recording(app: StepApplication) -> bool:
+        recorded.append(app)
+        return apply(app)
+
+    store.apply_step = recording  # type: ignore[method-assign, assignment]
+    timer = StoreTimer(store)
+    now = T0 + timedelta(hours=2)
+    with stopwatch() as check:
+        result = engine.check(now)
+    assert result.count == 2 * n, result
+    with stopwatch() as deliver:
+        delivered = engine.deliver(now)
+    outbox_rows = delivered.sent
+    traces = sum(len(a.traces) for a in recorded)
+    engine.close()
+
+    # The store alone: the same applications on a fresh copy of the starting data.
+    replay = SQLiteStore(fresh_db(folder, "replay.db"))
+    replay_engine = engine_for(replay, Policy.default(basis="wall"))
+    for lo in range(0, n, 10_000):
+        replay_engine.start_many(records(min(10_000, n - lo), prefix=f"h{lo}-"))
+    with stopwatch() as store_only:
+        for app in recorded:
+            assert replay.apply_step(app)
+    replay_engine.close()
+
+    out = {
+        "steps": result.count,
+        "check_s": check[0],
+        "steps_per_s": result.count / check[0],
+        "store_s": timer.seconds,
+        "engine_s": check[0] - timer.seconds,
+        "calls": dict(timer.calls),
+        "outbox_rows": outbox_rows,
+        "trace_rows": traces,
+        "deliver_per_s": outbox_rows / deliver[0],
+        "replay_per_s": len(recorded) / store_only[0],
+        "batched_per_s": batched(folder, n, recorded),
+        "profile": profile_engine(folder, min(n, 2000)),
+    }
+    return out
+
+
+#: (label, file suffix, function) of the spots the profile reports, engine first.
+HOT_SPOTS = (
+    ("Engine._plan: build one step's rows", "engine.py", "_plan"),
+    ("  run_actions: the step's actions", "policy.py", "run_actions"),
+    ("    Policy.message_for: notification text", "policy.py", "message_for"),
+    ("    template_values: names for templates", "policy.py", "template_values"),
+    ("  Handoff.to_dict: notification payload", "handoff.py", "to_dict"),
+    ("  Policy.schedule: step due times", "policy.py", "schedule"),
+    ("attrs.evolve (all callers)", "_make.py", "evolve"),
+    ("Handoff.__init__ (validators; all callers)", "Handoff>", "__init__"),
+    ("plugins.step_applied: observer hook", "plugins.py", "step_applied"),
+    ("SQLiteStore.apply_step", "sqlite.py", "apply_step"),
+    ("SQLiteStore.claim_due", "sqlite.py", "claim_due"),
+    ("SQLiteStore.release", "sqlite.py", "release"),
+)
+
+
+def batched(folder: Path, n: int, recorded: list[StepApplication], size: int = 500) -> float:
+    """Steps/s of ``SQLiteStore.apply_steps``: the same applications, ``size`` per transaction.
+
+    Stage-0 steps go before stage-1 steps, as an engine batching a claim would send them.
+    """
+    store = SQLiteStore(fresh_db(folder, "batched.db"))
+    engine = engine_for(store, Policy.default(basis="wall"))
+    for lo in range(0, n, 10_000):
+        engine.start_many(records(min(10_000, n - lo), prefix=f"h{lo}-"))
+    ordered = sorted(recorded, key=lambda a: a.expected_stage)
+    with stopwatch() as took:
+        for lo in range(0, len(ordered), size):
+            assert all(store.apply_steps(ordered[lo : lo + size]))
+    engine.close()
+    return len(ordered) / took[0]
+
+
+def profile_engine(folder: Path, n: int) -> list[tuple[str, int, float]]:
+    """cProfile of a check on ``n`` handoffs: calls and share of the check's time per spot."""
+    store = SQLiteStore(fresh_db(folder, "profile.db"))
+    engine = engine_for(store, Policy.default(basis="wall"))
+    engine.start_many(records(n))
+    prof = cProfile.Profile()
+    prof.enable()
+    engine.check(T0 + timedelta(hours=2))
+    prof.disable()
+    engine.close()
+    stats: dict[tuple[str, int, str], tuple[Any, ...]] = pstats.Stats(prof).stats  # type: ignore[attr-defined]
+    total = max(v[3] for k, v in stats.items() if k[2] == "check")
+    out = []
+    for label, suffix, func in HOT_SPOTS:
+        calls = cumulative = 0.0
+        for (file, _line, name), (_cc, nc, _tt, ct, _callers) in stats.items():
+            if name == func and file.endswith(suffix):
+                calls += nc
+                cumulative += ct
+        out.append((label, int(calls), cumulative / total))
+    return out
+
+
+# -- (c) bulk ingest ----------------------------------------------------------------
+
+
+def ingest(folder: Path, n: int) -> dict[str, Any]:
+    store = SQLiteStore(fresh_db(folder, "ingest.db"))
+    engine = engine_for(store, Policy.default(basis="wall"))
+    engine.setup()
+    batches = [records(min(10_000, n - lo), prefix=f"i{lo}-") for lo in range(0, n, 10_000)]
+    with stopwatch() as through_engine:
+        for batch in batches:
+            engine.start_many(batch)
+    engine.close()
+
+    store = SQLiteStore(fresh_db(folder, "insert.db"))
+    store.setup()
+    template = Handoff(
+        id="t",
+        policy="default",
+        started_at=T0,
+        owner="alice",
+        sla_minutes=30.0,
+        trace_id="0af7651916cd43dd8448eb211c80319c",
+        version=1,
+    )
+    ready = [open_handoff(template, f"r{i:07d}", T0) for i in range(n)]
+    ready_traces = [start_trace(h) for h in ready]
+    with stopwatch() as store_only:
+        for lo in range(0, n, 10_000):
+            store.insert_many(ready[lo : lo + 10_000], ready_traces[lo : lo + 10_000])
+    store.close()
+    return {
+        "n": n,
+        "engine_per_s": n / through_engine[0],
+        "store_per_s": n / store_only[0],
+    }
+
+
+# -- output -------------------------------------------------------------------------
+
+
+def markdown(a: list[dict[str, Any]], b: dict[str, Any], c: dict[str, Any], cmd: str) -> str:
+    small, large = a
+    ratio = large["tick_s"] / small["tick_s"]
+    lines = [
+        SECTION,
+        "",
+        f"Command: `{cmd}`",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"SQLite {sqlite3.sqlite_version}, slakit {slakit.__version__}; load average at start "
+        f"{load()} (a shared machine: other work ran alongside, so absolute numbers are noisy; "
+        "the ratios are the point). File database, WAL, `synchronous=NORMAL`.",
+        "",
+        "**(a) Tick cost against open handoffs** — 1,000 due among many open; a tick is "
+        "`check` (1,000 steps) plus `deliver` (1,000 notifications); median of 3.",
+        "",
+        "| open handoffs | db size | check | deliver | tick | due-claim plan |",
+        "|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in a:
+        lines.append(
+            f"| {r['open']:,} | {r['size_mb']:.0f} MB | {r['check_s'] * 1000:.0f} ms | "
+            f"{r['deliver_s'] * 1000:.0f} ms | {r['tick_s'] * 1000:.0f} ms | `{r['plan']}` |"
+        )
+    lines += [
+        "",
+        f"Ratio {large['open']:,} / {small['open']:,}: **{ratio:.2f}** (target ≤ 1.3).",
+        "",
+        "**(b) Escalation steps per second** (one process; each step one transaction with its "
+        "escalation, outbox and trace rows):",
+        "",
+        "| measure | value |",
+        "|---|---:|",
+        f"| steps applied by `Engine.check` | {b['steps']:,} in {b['check_s']:.2f} s = "
+        f"**{b['steps_per_s']:,.0f} steps/s** |",
+        f"| rows written with them | {b['outbox_rows']:,} outbox, {b['trace_rows']:,} trace |",
+        f"| time inside store methods | {b['store_s']:.2f} s ({b['store_s'] / b['check_s']:.0%}) |",
+        f"| time in the engine itself | {b['engine_s']:.2f} s "
+        f"({b['engine_s'] / b['check_s']:.0%}) |",
+        f"| store alone (`apply_step` replayed) | **{b['replay_per_s']:,.0f} steps/s** |",
+        f"| store alone, 500 steps per transaction (`apply_steps`) | "
+        f"**{b['batched_per_s']:,.0f} steps/s** |",
+        f"| `Engine.deliver` | {b['deliver_per_s']:,.0f} notifications/s |",
+        "",
+        "Where a check's time goes (cProfile of a check on 2,000 handoffs, 4,000 steps; "
+        "cumulative time, so nested rows overlap; profiling inflates Python-heavy rows):",
+        "",
+        "| spot | calls | share of `check` |",
+        "|---|---:|---:|",
+        *(f"| {label.strip()} | {calls:,} | {share:.0%} |" for label, calls, share in b["profile"]),
+        "",
+        "**(c) Bulk ingest**:",
+        "",
+        "| path | starts/s |",
+        "|---|---:|",
+        f"| `Engine.start_many` ({c['n']:,} in batches of 10,000) | **{c['engine_per_s']:,.0f}** |",
+        f"| `SQLiteStore.insert_many` of ready handoffs + start traces | {c['store_per_s']:,.0f} |",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_section(section: str) -> None:
+    """Replace the ``## Engine (SQLite)`` section of docs/benchmarks.md, or append it."""
+    text = DOCS.read_text(encoding="utf-8") if DOCS.exists() else "# Benchmarks\n\n"
+    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.M | re.S)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section + "\n", text, count=1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    DOCS.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--open", type=int, default=1_000_000, help="open handoffs, large db")
+    parser.add_argument("--steps", type=int, default=10_000, help="handoffs with 2 due steps")
+    parser.add_argument("--ingest", type=int, default=50_000, help="records to start")
+    parser.add_argument("--markdown", action="store_true", help="write docs/benchmarks.md")
+    parser.add_argument("--dir", help="folder for the databases (default: a temporary one)")
+    args = parser.parse_args(argv)
+    say: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    say(f"load average {load()}")
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        folder = Path(tmp)
+        a = []
+        for total in (10_000, args.open):
+            r = tick_cost(folder, total)
+            say(
+                f"(a) {total:>9,} open: built in {r['build_s']:.1f} s ({r['size_mb']:.0f} MB); "
+                f"check {r['check_s'] * 1000:.0f} ms, deliver {r['deliver_s'] * 1000:.0f} ms, "
+                f"tick {r['tick_s'] * 1000:.0f} ms; plan: {r['plan']}"
+            )
+            a.append(r)
+            for p in folder.glob(f"tick-{total}.db*"):
+                p.unlink()
+        say(f"(a) ratio {a[1]['tick_s'] / a[0]['tick_s']:.2f}")
+        b = steps_per_second(folder, args.steps)
+        say(
+            f"(b) {b['steps']:,} steps in {b['check_s']:.2f} s = {b['steps_per_s']:,.0f}/s "
+            f"(store {b['store_s']:.2f} s, engine {b['engine_s']:.2f} s; calls {b['calls']}); "
+            f"store alone {b['replay_per_s']:,.0f}/s, batched {b['batched_per_s']:,.0f}/s; "
+            f"deliver {b['deliver_per_s']:,.0f}/s"
+        )
+        for label, calls, share in b["profile"]:
+            say(f"    {label:<46} {calls:>7,} calls {share:6.1%}")
+        c = ingest(folder, args.ingest)
+        say(
+            f"(c) start_many {c['engine_per_s']:,.0f}/s; "
+            f"insert_many alone {c['store_per_s']:,.0f}/s"
+        )
+    cmd = "python bench/engine.py" + (" --markdown" if args.markdown else "")
+    if args.open != 1_000_000:
+        cmd += f" --open {args.open}"
+    section = markdown(a, b, c, cmd)
+    print(section)
+    if args.markdown:
+        write_section(section)
+        say(f"wrote the {SECTION!r} section of {DOCS.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
