@@ -11,23 +11,24 @@ They are mounted into the main ``slakit`` group (see :mod:`slakit.cli`) from
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from slakit.errors import (
-    SlakitError,
-    UnknownAdapterError,
-    UnknownCalendarError,
-    UnknownPolicyError,
-    ValidationError,
+from slakit._cliutil import (
+    Command,
+    config_option,
+    console,
+    json_option,
+    open_engine,
+    parse_iso,
+    print_json,
 )
+from slakit.errors import SlakitError
 
 if TYPE_CHECKING:
     from slakit.engine import Engine
@@ -38,91 +39,13 @@ __all__ = ["commands", "preflight", "report", "review", "runbook", "simulate"]
 #: Above this many stored handoffs, ``report`` shows progress on stderr.
 PROGRESS_THRESHOLD = 100_000
 
-_USAGE_ERRORS = (ValidationError, UnknownPolicyError, UnknownCalendarError, UnknownAdapterError)
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"Error: {message}", err=True)
-    raise click.exceptions.Exit(code)
-
-
-class _Command(click.Command):
-    """A command whose errors are one line on stderr: 2 for usage/config, 1 otherwise."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except click.UsageError as exc:
-            _fail(exc.format_message().replace("\n", " "), 2)
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except _USAGE_ERRORS as exc:
-            _fail(str(exc).replace("\n", " "), 2)
-        except SlakitError as exc:
-            _fail(str(exc).replace("\n", " "), 1)
-        except click.UsageError as exc:
-            _fail(exc.format_message().replace("\n", " "), 2)
-        except OSError as exc:
-            _fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), 1)
-
-
-def _iso(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
-    """Parse an ISO-8601 option value that must carry an offset."""
-    if value is None:
-        return None
-    from slakit._time import from_iso
-
-    try:
-        return from_iso(f"--{param.name}", value)
-    except ValidationError:
-        raise click.BadParameter(
-            f"{value!r} is not an ISO-8601 timestamp with an offset "
-            "(e.g. 2026-11-23T09:00:00+00:00)",
-            ctx=ctx,
-            param=param,
-        ) from None
-
-
-_config_option = click.option(
-    "--config",
-    "config",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Config file (default: $SLAKIT_CONFIG, else ./slakit.toml).",
-)
 _now_option = click.option(
     "--now",
-    callback=_iso,
+    callback=parse_iso,
     metavar="ISO-8601",
     default=None,
     help="Judge open handoffs at this instant (default: now).",
 )
-_json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-
-
-@contextmanager
-def _engine(config: Path | None) -> Iterator[Engine]:
-    from slakit.config import build_engine, find_config
-
-    engine = build_engine(find_config(config))
-    try:
-        yield engine.setup()
-    finally:
-        engine.close()
-
-
-def _print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
-
-
-def _console(stderr: bool = False) -> Any:
-    from rich.console import Console
-
-    stream = sys.stderr if stderr else sys.stdout
-    width = None if stream.isatty() else 160
-    return Console(file=stream, width=width, soft_wrap=False)
 
 
 def _pct(value: float | None) -> str:
@@ -145,7 +68,7 @@ def _spinner(engine: Engine, text: str) -> Iterator[None]:
     if _store_size(engine) < PROGRESS_THRESHOLD:
         yield
         return
-    with _console(stderr=True).status(text):
+    with console(stderr=True).status(text):
         yield
 
 
@@ -162,23 +85,23 @@ def _report_with_progress(
         TextColumn("computing hit rate"),
         BarColumn(),
         MofNCompleteColumn(),
-        console=_console(stderr=True),
+        console=console(stderr=True),
         transient=True,
     ) as bar:
         task = bar.add_task("hit rate", total=size)
         return run(lambda n: bar.update(task, completed=n))
 
 
-@click.command(cls=_Command)
+@click.command(cls=Command)
 @click.option(
     "--since",
-    callback=_iso,
+    callback=parse_iso,
     metavar="ISO-8601",
     default=None,
     help="Window start (inclusive), by started_at.",
 )
 @click.option(
-    "--until", callback=_iso, metavar="ISO-8601", default=None, help="Window end (exclusive)."
+    "--until", callback=parse_iso, metavar="ISO-8601", default=None, help="Window end (exclusive)."
 )
 @click.option(
     "--by",
@@ -193,8 +116,8 @@ def _report_with_progress(
     show_default=True,
     help="business = adjusted for business hours, wall = absolute.",
 )
-@_json_option
-@_config_option
+@json_option
+@config_option
 @_now_option
 def report(
     since: datetime | None,
@@ -209,7 +132,7 @@ def report(
     from slakit.metrics import hit_rate, normalize_by
 
     keys = normalize_by(by)
-    with _engine(config) as engine:
+    with open_engine(config) as engine:
         result = _report_with_progress(
             engine,
             lambda progress: hit_rate(
@@ -223,7 +146,7 @@ def report(
             ),
         )
         if as_json:
-            _print_json(result.to_dict())
+            print_json(result.to_dict())
             return
         _print_report(result)
 
@@ -265,13 +188,13 @@ def _print_report(result: HitRateReport) -> None:
         table.add_section()
     label = ["total", *[""] * (len(result.by) - 1)] if result.by else []
     table.add_row(*row(label, result.total), style="bold")
-    _console().print(table)
+    console().print(table)
 
 
 # -- review ------------------------------------------------------------------------
 
 
-@click.command(cls=_Command)
+@click.command(cls=Command)
 @click.option("--week", default=None, help="ISO week, e.g. 2026-W48 (default: the current one).")
 @click.option(
     "--weeks",
@@ -279,7 +202,7 @@ def _print_report(result: HitRateReport) -> None:
     default=None,
     help="Weeks of history and of the never-fired check (default: [review] weeks, else 4).",
 )
-@_json_option
+@json_option
 @click.option(
     "--html",
     "html_file",
@@ -287,7 +210,7 @@ def _print_report(result: HitRateReport) -> None:
     default=None,
     help="Also write a self-contained HTML page with a chart.",
 )
-@_config_option
+@config_option
 @_now_option
 def review(
     week: str | None,
@@ -302,13 +225,13 @@ def review(
 
     if week is not None:
         parse_week(week)
-    with _engine(config) as engine, _spinner(engine, "building the weekly review"):
+    with open_engine(config) as engine, _spinner(engine, "building the weekly review"):
         sheet = review_from_engine(engine, week=week, now=now, weeks=weeks)
     if html_file is not None:
         html_file.write_text(sheet.to_html(), encoding="utf-8")
         click.echo(f"wrote {html_file}", err=True)
     if as_json:
-        _print_json(sheet.to_dict())
+        print_json(sheet.to_dict())
     else:
         click.echo(sheet.to_markdown(), nl=False)
 
@@ -316,14 +239,14 @@ def review(
 # -- runbook -----------------------------------------------------------------------
 
 
-@click.command(cls=_Command)
+@click.command(cls=Command)
 @click.argument("policy", required=False)
-@_config_option
+@config_option
 def runbook(policy: str | None, config: Path | None) -> None:
     """The one-page runbook of POLICY (all policies when none is named), as Markdown."""
     from slakit.review import render_runbook
 
-    with _engine(config) as engine:
+    with open_engine(config) as engine:
         text = render_runbook(
             engine.policies,
             policy,
@@ -336,18 +259,18 @@ def runbook(policy: str | None, config: Path | None) -> None:
 # -- preflight ---------------------------------------------------------------------
 
 
-@click.command(cls=_Command)
-@_json_option
-@_config_option
+@click.command(cls=Command)
+@json_option
+@config_option
 @_now_option
 def preflight(as_json: bool, config: Path | None, now: datetime | None) -> None:
     """Check every policy answers the five decisions and can run; exit 1 on any gap."""
     from slakit.preflight import preflight_engine
 
-    with _engine(config) as engine, _spinner(engine, "checking policies and stored handoffs"):
+    with open_engine(config) as engine, _spinner(engine, "checking policies and stored handoffs"):
         result = preflight_engine(engine, now=now)
     if as_json:
-        _print_json(result.to_dict())
+        print_json(result.to_dict())
     elif result.ok:
         click.echo(f"ok: {len(result.policies)} policies pass preflight")
     else:
@@ -360,7 +283,7 @@ def preflight(as_json: bool, config: Path | None, now: datetime | None) -> None:
 # -- simulate ----------------------------------------------------------------------
 
 
-@click.command(cls=_Command)
+@click.command(cls=Command)
 @click.option("--policy", "policy", required=True, help="The policy whose history is replayed.")
 @click.option(
     "--sla-minutes", type=float, default=None, help="What-if SLA (replaces each record's)."
@@ -368,16 +291,16 @@ def preflight(as_json: bool, config: Path | None, now: datetime | None) -> None:
 @click.option("--calendar", default=None, help="What-if calendar: a [calendars.NAME] name.")
 @click.option(
     "--since",
-    callback=_iso,
+    callback=parse_iso,
     metavar="ISO-8601",
     default=None,
     help="Replay handoffs started at or after this.",
 )
 @click.option(
-    "--until", callback=_iso, metavar="ISO-8601", default=None, help="... and before this."
+    "--until", callback=parse_iso, metavar="ISO-8601", default=None, help="... and before this."
 )
-@_json_option
-@_config_option
+@json_option
+@config_option
 @_now_option
 def simulate(
     policy: str,
@@ -392,7 +315,7 @@ def simulate(
     """Replay stored history under a changed SLA or calendar; predicted next to actual."""
     from slakit.simulate import simulate_engine
 
-    with _engine(config) as engine, _spinner(engine, "replaying stored history"):
+    with open_engine(config) as engine, _spinner(engine, "replaying stored history"):
         result = simulate_engine(
             engine,
             policy,
@@ -403,7 +326,7 @@ def simulate(
             now=now,
         )
     if as_json:
-        _print_json(result.to_dict())
+        print_json(result.to_dict())
         return
     from rich.table import Table
 
@@ -421,7 +344,7 @@ def simulate(
     table.add_column("predicted", justify="right")
     for measure, actual, predicted in result.rows():
         table.add_row(measure, actual, predicted)
-    _console().print(table)
+    console().print(table)
 
 
 #: The commands :mod:`slakit.cli` mounts into the ``slakit`` group.

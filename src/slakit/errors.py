@@ -16,6 +16,7 @@ __all__ = [
     "ConcurrentUpdateError",
     "ConfigError",
     "DuplicateHandoffError",
+    "InvalidGroupKeyError",
     "InvalidHoursError",
     "InvalidRRuleError",
     "InvalidSLAError",
@@ -134,6 +135,10 @@ class UnknownHandoffError(SlakitError, LookupError):
 
     def __init__(self, handoff_id: str) -> None:
         super().__init__(f"unknown handoff id {handoff_id!r}", field="id", value=handoff_id)
+
+
+class InvalidGroupKeyError(ValidationError):
+    """A report's ``by`` key is neither a known handoff field nor ``attributes.NAME``."""
 
 
 class UnknownBreachReasonError(ValidationError):

@@ -26,7 +26,7 @@ import attrs
 
 from slakit._time import ensure_aware, optional_aware, to_iso
 from slakit.abc import RecordStore
-from slakit.errors import ValidationError
+from slakit.errors import InvalidGroupKeyError, ValidationError
 from slakit.handoff import Handoff
 
 __all__ = [
@@ -47,10 +47,6 @@ BASES: Final = ("business", "wall")
 GROUP_KEYS: Final = ("channel", "segment", "policy", "owner", "within_business_hours")
 _ATTR_PREFIX: Final = "attributes."
 _PROGRESS_EVERY: Final = 50_000
-
-
-class InvalidGroupKeyError(ValidationError):
-    """A ``by`` key is neither a known handoff field nor ``attributes.NAME``."""
 
 
 class Outcome:
