@@ -790,6 +790,24 @@ class TestLazyTable:
         monday = datetime(1901, 3, 4, 10, tzinfo=NY)
         assert cal.add(monday, 8 * H) == datetime(1901, 3, 5, 10, tzinfo=NY)
 
+    def test_microseconds_are_exact_before_1970_and_after_2106(self) -> None:
+        """Results keep every microsecond outside the float-safe range too."""
+        cal = BusinessCalendar.always_open("Europe/London")
+        late = datetime(2200, 10, 26, 0, 59, 59, 999999, tzinfo=UTC)
+        assert cal.add(late, timedelta(hours=2, microseconds=3)) == datetime(
+            2200, 10, 26, 3, 0, 0, 2, tzinfo=UTC
+        )
+        early = datetime(1950, 6, 1, 0, 0, 0, 1, tzinfo=UTC)
+        assert cal.add(early, timedelta(days=1, microseconds=5)) == datetime(
+            1950, 6, 2, 0, 0, 0, 6, tzinfo=UTC
+        )
+
+    def test_a_skipped_day_resolves_to_the_next(self) -> None:
+        """Samoa skipped 30 December 2011; any wall time that day resolves to 31 December 00:00."""
+        apia = ZoneInfo("Pacific/Apia")
+        got = resolve_wall_time(datetime(2011, 12, 30, 10), apia)
+        assert got == datetime(2011, 12, 31, tzinfo=apia)
+
     def test_elapsed_across_years(self) -> None:
         """Ten years of 24/7 is ten years of real time."""
         cal = BusinessCalendar.always_open("Australia/Lord_Howe")
