@@ -146,16 +146,11 @@ def build_calendars(data: Mapping[str, Any]) -> dict[str, CalendarLike]:
                 value=table,
             )
         try:
-            cal = BusinessCalendar.from_config(table)
+            out[name] = BusinessCalendar.from_config(table, name=name)
         except SlakitError as exc:
             exc.message = f"calendars.{name}: {exc.message}"
             exc.args = (exc.message,)
             raise
-        try:
-            cal.name = name
-        except AttributeError:
-            pass
-        out[name] = cal
     return out
 
 
