@@ -14,6 +14,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 import slakit
 from slakit.adapters.memory import MemoryStore
+from slakit.calendar import BusinessCalendar
 from slakit.errors import InvalidTransitionError
 from slakit.testing import capture_notifications, capture_traces
 
@@ -45,6 +46,19 @@ POLICIES = [
         },
         name="completion",
     ),
+    slakit.Policy(
+        name="business",
+        calendar=BusinessCalendar.from_config(
+            {
+                "timezone": "America/New_York",
+                "hours": {d: ["09:00-12:00", "13:00-17:00"] for d in ("mon", "tue", "wed", "thu")}
+                | {"fri": ["22:00-06:00"]},
+                "holidays": {"country": "US"},
+            }
+        ),
+        basis="business",
+        sla_minutes=45,
+    ),
 ]
 
 
@@ -57,6 +71,7 @@ class ModelHandoff:
     cancelled_at: datetime | None = None
     paused_at: datetime | None = None
     paused: timedelta = timedelta(0)
+    paused_business: timedelta = timedelta(0)
     responded: bool = False
     completed: bool = False
 
@@ -66,6 +81,9 @@ class ModelHandoff:
 
     def due_times(self) -> list[datetime]:
         offsets = sorted(s.offset_for(self.sla) for s in self.policy.steps)
+        if self.policy.basis == "business":
+            cal = self.policy.calendar
+            return [cal.add(self.started_at, o + self.paused_business) for o in offsets]
         return [self.started_at + o + self.paused for o in offsets]
 
 
@@ -177,6 +195,7 @@ class EngineMachine(RuleBasedStateMachine):
             return
         self.engine.resume(hid)
         m.paused += self.now() - m.paused_at
+        m.paused_business += m.policy.calendar.elapsed(m.paused_at, self.now())
         m.paused_at = None
 
     @rule(minutes=st.integers(0, 240), seconds=st.integers(0, 59))
