@@ -84,7 +84,7 @@ class Fleet:
                 return time.monotonic() - started
             dead = [r for r, p in self.procs.items() if p.poll() not in (None, -signal.SIGKILL)]
             assert not dead, f"worker {dead[0]} failed:\n{self.stderr(dead[0])}"
-            time.sleep(0.2)
+            time.sleep(0.5)
         raise AssertionError(f"not done after {timeout}s: progress {self.progress()} of {n}")
 
     def stderr(self, run: str) -> str:

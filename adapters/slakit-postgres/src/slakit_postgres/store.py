@@ -1061,7 +1061,7 @@ class PostgresStore(RecordStore):
                         if received.is_set():
                             received.clear()
                             call_wake()
-            except psycopg.Error as exc:
+            except (psycopg.Error, OSError) as exc:
                 log.warning(
                     "LISTEN %s on %s failed (%s); retrying in %.1fs",
                     self.notify_channel,
