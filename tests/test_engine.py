@@ -215,11 +215,12 @@ class TestSteps:
         engine.start("L1", owner="a")
         clock.advance(minutes=31)
         (claimed,) = engine.store.claim_due(clock.now(), 10, "w", 60)
+        plan = engine._plan_next(claimed, clock.now())
+        assert plan is not None
         engine.respond("L1")
-        steps, lost = engine._advance(claimed, clock.now())
-        assert steps == []
-        assert lost == 1
+        assert engine.store.apply_steps([plan.app]) == [False]
         assert engine.store.escalations() == []
+        assert engine.check().count == 0
 
     def test_overdue_steps_fire_in_order_after_downtime(self) -> None:
         """After downtime, each overdue step fires in order, each once."""

@@ -117,6 +117,17 @@ class RecordStore(ABC):
             (then nothing is written).
         """
 
+    def apply_steps(self, applications: Sequence[StepApplication]) -> list[bool]:
+        """Commit many steps, each exactly as :meth:`apply_step` would, in order.
+
+        A store may write the whole batch in one transaction (SQL stores do,
+        with a savepoint per step) as long as each step stays all-or-nothing on
+        its own terms. The default calls :meth:`apply_step` for each.
+
+        :returns: one flag per application, ``True`` when written.
+        """
+        return [self.apply_step(a) for a in applications]
+
     @abstractmethod
     def release(self, handoff_id: str, worker: str) -> None:
         """Drop ``worker``'s claim lease on a handoff (after deciding not to act)."""

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import attrs
@@ -34,7 +35,7 @@ from slakit.errors import (
 )
 from slakit.handoff import Handoff, new_trace_id
 from slakit.plugins import Plugins, get_plugins
-from slakit.policy import Policy, StepContext, run_actions, template_values
+from slakit.policy import Policy, ScheduledStep, Step, StepContext, run_actions
 from slakit.records import (
     Escalation,
     Notification,
@@ -94,6 +95,16 @@ class CheckResult:
     def count(self) -> int:
         """Steps applied (skips not counted)."""
         return sum(1 for a in self.applied if a.outcome == "applied")
+
+
+@attrs.frozen
+class _Plan:
+    """One planned step: what to write, and what to report once it is written."""
+
+    app: StepApplication
+    records: list[AppliedStep]
+    stage: int
+    step: Step
 
 
 @attrs.frozen
@@ -339,13 +350,15 @@ class Engine:
         if sla_minutes is not None:
             sla_minutes = validate_sla("sla_minutes", sla_minutes)
         start = self._now(started_at, "started_at") if started_at is not None else now
-        h = Handoff(
+        sla = sla_minutes if sla_minutes is not None else pol.sla_minutes
+        deadline, wall, business, first_due = pol.initial_timers(start, sla)
+        return Handoff(
             id=id,
             policy=pol.name,
             started_at=start,
             owner=owner,
             backup_owner=backup_owner if backup_owner is not None else pol.backup_owner,
-            sla_minutes=sla_minutes if sla_minutes is not None else pol.sla_minutes,
+            sla_minutes=sla,
             trace_id=trace_id or new_trace_id(),
             channel=channel,
             segment=segment,
@@ -353,8 +366,11 @@ class Engine:
             ingested_at=now,
             attributes=attributes,
             version=1,
+            deadline_at=deadline,
+            wall_deadline_at=wall,
+            business_deadline_at=business,
+            next_due_at=first_due,
         )
-        return self._timers(pol, h)
 
     def start(
         self,
@@ -759,100 +775,113 @@ class Engine:
         """Apply every step that is due at ``now`` (default: the clock's now).
 
         Each (handoff, stage) is applied exactly once across any number of
-        engines sharing the store. Overdue steps fire in order, each in its own
-        transaction, unless the policy coalesces them (then the earlier ones
-        are traced as skipped and only the latest runs).
+        engines sharing the store. Due handoffs are claimed in batches; each
+        round plans one step per claimed handoff and hands the batch to the
+        store, which writes every step in its own all-or-nothing unit. Overdue
+        steps of one handoff fire in order, one per round, unless the policy
+        coalesces them (then the earlier ones are traced as skipped and only
+        the latest runs).
         """
         self.setup()
         when = self._now(now, "now")
         applied: list[AppliedStep] = []
         errors: list[str] = []
         lost = 0
-        while True:
+        while not self._stopping():
             batch = self.store.claim_due(when, self.batch_size, self.worker_id, self.claim_lease)
             if not batch:
                 break
+            plans: list[_Plan] = []
             progressed = False
             for i, h in enumerate(batch):
                 if self._stopping():
-                    # Stopping: finish the transaction in flight, hand back the rest.
+                    # Stopping: hand back what this round has not planned yet.
                     for rest in batch[i:]:
                         self.store.release(rest.id, self.worker_id)
                     break
                 try:
-                    steps, lost_one = self._advance(h, when)
+                    plan = self._plan_next(h, when)
+                except ConcurrentUpdateError:
+                    lost += 1
+                    continue
                 except SlakitError as exc:
+                    # The claim stays leased, so this round does not spin on it.
                     errors.append(f"{h.id}: {exc}")
                     log.warning("handoff %r not processed: %s", h.id, exc)
                     continue
-                applied.extend(steps)
-                lost += lost_one
-                progressed = progressed or bool(steps) or bool(lost_one)
-            if not progressed or self._stopping():
+                if plan is None:
+                    progressed = True
+                else:
+                    plans.append(plan)
+            if plans:
+                results = self.store.apply_steps([p.app for p in plans])
+                done = [p for p, ok in zip(plans, results, strict=True) if ok]
+                lost += len(plans) - len(done)
+                self._emit([t for p in done for t in p.app.traces])
+                for p in done:
+                    applied.extend(p.records)
+                    self._observe(p, when)
+                progressed = progressed or bool(done)
+            if not progressed:
                 break
         return CheckResult(now=when, applied=tuple(applied), lost=lost, errors=tuple(errors))
 
-    def _advance(self, h: Handoff, now: datetime) -> tuple[list[AppliedStep], int]:
-        done: list[AppliedStep] = []
+    def _observe(self, plan: _Plan, now: datetime) -> None:
+        step = plan.step
+        try:
+            self.plugins.step_applied(
+                plan.app.handoff,
+                plan.stage,
+                step.at,
+                [a.raw for a in step.actions],
+                now,
+                self,
+            )
+        except Exception:
+            log.exception("slakit_step_applied observer failed")
+
+    def _plan_next(self, h: Handoff, now: datetime) -> _Plan | None:
+        """The next step to apply to a claimed handoff, or ``None`` after tidying its timer.
+
+        :raises ConcurrentUpdateError: when tidying lost to another writer.
+        """
         pol = self.policy(h.policy)
-        while True:
-            if not h.is_active or h.paused_at is not None or h.next_due_at is None:
+        if not h.is_active or h.paused_at is not None or h.next_due_at is None:
+            if h.next_due_at is not None:
+                self.store.update(attrs.evolve(h, next_due_at=None), h.version)
+            else:
                 self.store.release(h.id, self.worker_id)
-                return done, 0
-            schedule = pol.schedule(h)
-            if h.stage >= len(schedule):
-                # The policy lost steps since this record was scheduled: stop the timer.
-                try:
-                    self.store.update(attrs.evolve(h, next_due_at=None), h.version)
-                except ConcurrentUpdateError:
-                    return done, 1
-                return done, 0
-            if schedule[h.stage].due_at > now:
-                if h.next_due_at != schedule[h.stage].due_at.astimezone(UTC):
-                    try:
-                        self.store.update(
-                            attrs.evolve(h, next_due_at=schedule[h.stage].due_at), h.version
-                        )
-                    except ConcurrentUpdateError:
-                        return done, 1
-                else:
-                    self.store.release(h.id, self.worker_id)
-                return done, 0
-            due = [k for k in range(h.stage, len(schedule)) if schedule[k].due_at <= now]
-            target = due[-1] if pol.coalesce else due[0]
-            app, records = self._plan(pol, h, schedule, target, now)
-            if not self.store.apply_step(app):
-                return done, 1
-            stored = attrs.evolve(app.handoff, version=app.expected_version + 1)
-            self._emit(app.traces)
-            done.extend(records)
-            target_step = schedule[target]
-            try:
-                self.plugins.step_applied(
-                    stored,
-                    target,
-                    target_step.step.at,
-                    [a.raw for a in target_step.step.actions],
-                    now,
-                    self,
-                )
-            except Exception:
-                log.exception("slakit_step_applied observer failed")
-            h = stored
+            return None
+        schedule = pol.schedule(h)
+        if h.stage >= len(schedule):
+            # The policy lost steps since this record was scheduled: stop the timer.
+            self.store.update(attrs.evolve(h, next_due_at=None), h.version)
+            return None
+        first = schedule[h.stage].due_at
+        if first > now:
+            # The policy or calendar changed since the record was scheduled.
+            self.store.update(attrs.evolve(h, next_due_at=first.astimezone(UTC)), h.version)
+            return None
+        target = h.stage
+        if pol.coalesce:
+            while target + 1 < len(schedule) and schedule[target + 1].due_at <= now:
+                target += 1
+        return self._plan(pol, h, schedule, target, now)
 
     def _plan(
         self,
         pol: Policy,
         h: Handoff,
-        schedule: list[Any],
+        schedule: list[ScheduledStep],
         target: int,
         now: datetime,
-    ) -> tuple[StepApplication, list[AppliedStep]]:
+    ) -> _Plan:
         traces: list[TraceRecord] = []
         escalations: list[Escalation] = []
         records: list[AppliedStep] = []
         for k in range(h.stage, target):
             sk = schedule[k]
+            actions = tuple(a.raw for a in sk.step.actions)
             traces.append(
                 self._trace(
                     h,
@@ -872,69 +901,70 @@ class Engine:
                     step=sk.step.at,
                     applied_at=now,
                     outcome="skipped",
-                    actions=tuple(a.raw for a in sk.step.actions),
+                    actions=actions,
                 )
             )
-            records.append(
-                AppliedStep(
-                    h.id, k, sk.step.at, tuple(a.raw for a in sk.step.actions), "skipped", sk.due_at
-                )
-            )
+            records.append(AppliedStep(h.id, k, sk.step.at, actions, "skipped", sk.due_at))
         st = schedule[target]
         ctx = StepContext(handoff=h, policy=pol, step=st.step, stage=target, now=now)
         run_actions(ctx, self.plugins.actions())
-        new = attrs.evolve(ctx.handoff, stage=target + 1)
-        if target + 1 < len(schedule):
-            new = attrs.evolve(new, next_due_at=schedule[target + 1].due_at.astimezone(UTC))
-        else:
-            new = attrs.evolve(new, next_due_at=None)
+        next_due = (
+            schedule[target + 1].due_at.astimezone(UTC) if target + 1 < len(schedule) else None
+        )
+        # One copy for the whole step; the version is the one the store will write.
+        new = ctx.handoff._replace(stage=target + 1, next_due_at=next_due, version=h.version + 1)
         rule = f"step:{st.step.at}"
+        due_iso = st.due_at.astimezone(UTC).isoformat()
         late = (now - st.due_at).total_seconds()
-        notifications: list[Notification] = []
-        # Receivers see the record as the step leaves it (breached, reassigned).
-        payload = attrs.evolve(new, version=h.version + 1).to_dict()
-        for action in st.step.actions:
-            raw = action.raw
+        late_seconds = round(late, 3) if late > 0 else None
+        actions = tuple(a.raw for a in st.step.actions)
+        for raw in actions:
             detail = ctx.detail.get(raw, {})
-            outcome = "skipped" if "skipped" in detail else "ok"
             traces.append(
                 self._trace(
                     new,
                     rule,
                     raw,
                     now,
-                    outcome=outcome,
+                    outcome="skipped" if "skipped" in detail else "ok",
                     stage=target,
-                    due_at=st.due_at.astimezone(UTC).isoformat(),
-                    late_seconds=round(late, 3) if late > 0 else None,
+                    due_at=due_iso,
+                    late_seconds=late_seconds,
                     **detail,
                 )
             )
-        for action_raw, recipient, text in ctx.notifications:
-            for notifier_name in self._notifier_by_name:
+        notifications: list[Notification] = []
+        if ctx.notifications:
+            # Receivers see the record as the step leaves it (breached, reassigned).
+            payload = MappingProxyType(
+                {
+                    "handoff": new.to_dict(),
+                    "step": st.step.at,
+                    "stage": target,
+                    "link": ctx.values.get("link", ""),
+                }
+            )
+            subject = f"[{pol.name}] {h.id}: step {st.step.at}"
+            for action_raw, recipient, text in ctx.notifications:
                 key = f"{h.id}:{target}:{action_raw}:{recipient}"
-                notifications.append(
-                    Notification(
-                        idempotency_key=key,
-                        notifier=notifier_name,
-                        recipient=recipient,
-                        handoff_id=h.id,
-                        stage=target,
-                        step=st.step.at,
-                        action=action_raw,
-                        subject=f"[{pol.name}] {h.id}: step {st.step.at}",
-                        text=text,
-                        trace_id=h.trace_id,
-                        policy=h.policy,
-                        created_at=now,
-                        payload={
-                            "handoff": payload,
-                            "step": st.step.at,
-                            "stage": target,
-                            "link": template_values(pol, h)["link"],
-                        },
+                for notifier_name in self._notifier_by_name:
+                    notifications.append(
+                        Notification(
+                            idempotency_key=key,
+                            notifier=notifier_name,
+                            recipient=recipient,
+                            handoff_id=h.id,
+                            stage=target,
+                            step=st.step.at,
+                            action=action_raw,
+                            subject=subject,
+                            text=text,
+                            trace_id=h.trace_id,
+                            policy=h.policy,
+                            created_at=now,
+                            payload=payload,
+                        )
                     )
-                )
         escalations.append(
             Escalation(
                 handoff_id=h.id,
@@ -942,19 +972,10 @@ class Engine:
                 step=st.step.at,
                 applied_at=now,
                 outcome="applied",
-                actions=tuple(a.raw for a in st.step.actions),
+                actions=actions,
             )
         )
-        records.append(
-            AppliedStep(
-                h.id,
-                target,
-                st.step.at,
-                tuple(a.raw for a in st.step.actions),
-                "applied",
-                st.due_at,
-            )
-        )
+        records.append(AppliedStep(h.id, target, st.step.at, actions, "applied", st.due_at))
         app = StepApplication(
             handoff=new,
             expected_version=h.version,
@@ -963,7 +984,7 @@ class Engine:
             notifications=_dedupe(notifications),
             traces=tuple(traces),
         )
-        return app, records
+        return _Plan(app=app, records=records, stage=target, step=st.step)
 
     # -- deliver ---------------------------------------------------------------
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
 import attrs
 
-from slakit._time import from_iso, optional_aware, to_iso, validate_sla
+from slakit._time import from_iso, optional_aware, validate_sla
 from slakit.errors import InvalidTimestampError, ValidationError
 
 __all__ = ["Handoff", "Status", "new_trace_id", "is_w3c_trace_id"]
@@ -47,6 +47,9 @@ class Status:
 
 
 def _aware(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    # The common cases first, cheaply: None, or a datetime with a working offset.
+    if value is None or (type(value) is datetime and value.utcoffset() is not None):
+        return
     optional_aware(attribute.name, value)
 
 
@@ -72,8 +75,12 @@ def _sla(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
 
 
 def _freeze_attributes(value: Any) -> Mapping[str, Any]:
+    if type(value) is MappingProxyType:
+        return value  # already frozen (evolve passes it through)
     if value is None:
         return MappingProxyType({})
+    if type(value) is dict:
+        return MappingProxyType(value.copy())
     if not isinstance(value, Mapping):
         raise ValidationError(
             f"attributes must be a mapping, got {value!r}", field="attributes", value=value
@@ -214,16 +221,41 @@ class Handoff:
             return False
         return dict(self.attributes) == dict(other.attributes)
 
+    def _replace(self, **changes: Any) -> Handoff:
+        """A copy with ``changes``, *without* validation: for values the engine computed.
+
+        Input from outside (events, config, plugin actions) goes through
+        :func:`attrs.evolve` and the validators instead.
+        """
+        new = object.__new__(Handoff)
+        setattr_ = object.__setattr__
+        for name in _FIELD_NAMES:
+            setattr_(new, name, changes[name] if name in changes else getattr(self, name))
+        return new
+
+    @classmethod
+    def _trusted(cls, **values: Any) -> Handoff:
+        """Build from values a store wrote itself (already validated once), skipping validators.
+
+        Every field must be given; ``attributes`` must already be read-only.
+        """
+        new = object.__new__(cls)
+        setattr_ = object.__setattr__
+        for name in _FIELD_NAMES:
+            setattr_(new, name, values[name])
+        return new
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready mapping: datetimes as ISO-8601 UTC text."""
         out: dict[str, Any] = {}
-        for a in attrs.fields(Handoff):
-            value = getattr(self, a.name)
-            if a.name in _DATETIME_FIELDS:
-                value = to_iso(value)
-            elif a.name == "attributes":
-                value = dict(value)
-            out[a.name] = value
+        for name in _FIELD_NAMES:
+            value = getattr(self, name)
+            if value is not None and name in _DATETIME_SET:
+                if value.tzinfo is not UTC:
+                    value = value.astimezone(UTC)
+                value = value.isoformat()
+            out[name] = value
+        out["attributes"] = dict(self.attributes)
         out["status"] = self.status
         return out
 
@@ -239,3 +271,7 @@ class Handoff:
                 value = from_iso(key, value)
             kwargs[key] = value
         return cls(**kwargs)
+
+
+_FIELD_NAMES = tuple(a.name for a in attrs.fields(Handoff))
+_DATETIME_SET = frozenset(_DATETIME_FIELDS)

@@ -11,7 +11,7 @@ import math
 import re
 import string
 from collections.abc import Callable, Mapping, Sequence
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
@@ -335,8 +335,8 @@ class _SafeMap(dict[str, Any]):
 def render(template: str, values: Mapping[str, Any]) -> str:
     """Fill a message template; unknown names are left as written."""
     try:
-        return string.Formatter().vformat(template, (), _SafeMap(values))
-    except (KeyError, IndexError, AttributeError, ValueError):
+        return template.format_map(_SafeMap(values))
+    except (KeyError, IndexError, AttributeError, ValueError, TypeError):
         return template
 
 
@@ -369,16 +369,28 @@ class StepContext:
     notifications: list[tuple[str, str, str]] = attrs.Factory(list)
     detail: dict[str, Any] = attrs.Factory(dict)
     current_action: str = ""
+    _values: dict[str, Any] | None = attrs.field(default=None, alias="_values")
+    _values_of: Handoff | None = attrs.field(default=None, alias="_values_of")
 
     def evolve(self, **changes: Any) -> Handoff:
         """Change the handoff (the change is written with the step)."""
         self.handoff = attrs.evolve(self.handoff, **changes)
         return self.handoff
 
+    @property
+    def values(self) -> dict[str, Any]:
+        """The template names for the handoff as it is now (computed once per change)."""
+        if self._values is None or self._values_of is not self.handoff:
+            self._values = template_values(self.policy, self.handoff, step=self.step.at)
+            self._values_of = self.handoff
+        return self._values
+
     def notify(self, recipient: str, text: str | None = None) -> None:
         """Ask for a notification to ``recipient`` through every configured notifier."""
         if text is None:
-            text = self.policy.message_for(self.step, self.handoff, recipient=recipient)
+            text = self.policy.message_for(
+                self.step, self.handoff, recipient=recipient, values=self.values
+            )
         self.notifications.append((self.current_action, recipient, text))
 
 
@@ -409,12 +421,12 @@ def _reassign(ctx: StepContext, arg: str | None) -> None:
         ctx.detail[ctx.current_action] = {"skipped": "handoff has no backup_owner"}
         return
     # The previous owner becomes the backup, so a later notify:backup still reaches them.
-    ctx.evolve(owner=new_owner, backup_owner=h.owner)
+    ctx.handoff = h._replace(owner=new_owner, backup_owner=h.owner)
     ctx.detail[ctx.current_action] = {"from": h.owner, "to": new_owner}
 
 
 def _mark_breached(ctx: StepContext, arg: str | None) -> None:
-    ctx.evolve(breached=True)
+    ctx.handoff = ctx.handoff._replace(breached=True)
 
 
 _BUILTIN_IMPLS: dict[str, Action] = {
@@ -494,6 +506,9 @@ class Policy:
     preflight: Mapping[str, str] = attrs.field(factory=dict, hash=False)
     #: Runbook fields: description, owner, failure_modes, rollback, workflow, last_reviewed.
     runbook: Mapping[str, Any] = attrs.field(factory=dict, hash=False)
+    _order_cache: dict[timedelta, tuple[tuple[int, timedelta], ...]] = attrs.field(
+        factory=dict, init=False, eq=False, hash=False, repr=False
+    )
 
     @classmethod
     def default(cls, name: str = "default", *, sla_minutes: float = 30.0, **kw: Any) -> Policy:
@@ -648,34 +663,83 @@ class Policy:
         minutes = handoff.sla_minutes if handoff.sla_minutes is not None else self.sla_minutes
         return timedelta(minutes=minutes)
 
-    def _after(self, handoff: Handoff, offset: timedelta, basis: str) -> datetime:
+    def _after(
+        self,
+        start: datetime,
+        offset: timedelta,
+        basis: str,
+        paused_seconds: float = 0.0,
+        paused_business_seconds: float = 0.0,
+    ) -> datetime:
         if basis == "wall":
-            return handoff.started_at + offset + timedelta(seconds=handoff.paused_seconds)
-        return self.calendar.add(
-            handoff.started_at, offset + timedelta(seconds=handoff.paused_business_seconds)
-        )
+            return start + offset + timedelta(seconds=paused_seconds)
+        return self.calendar.add(start, offset + timedelta(seconds=paused_business_seconds))
 
     def due_after(self, handoff: Handoff, offset: timedelta) -> datetime:
         """The instant ``offset`` of (basis) time after the start, pauses included."""
-        return self._after(handoff, offset, self.basis)
+        return self._after(
+            handoff.started_at,
+            offset,
+            self.basis,
+            handoff.paused_seconds,
+            handoff.paused_business_seconds,
+        )
 
     def deadlines(self, handoff: Handoff) -> tuple[datetime, datetime]:
         """``(wall_deadline, business_deadline)`` of the 1× SLA, pauses included."""
         sla = self.effective_sla(handoff)
-        return self._after(handoff, sla, "wall"), self._after(handoff, sla, "business")
+        args = (handoff.paused_seconds, handoff.paused_business_seconds)
+        return (
+            self._after(handoff.started_at, sla, "wall", *args),
+            self._after(handoff.started_at, sla, "business", *args),
+        )
+
+    def _order(self, sla: timedelta) -> tuple[tuple[int, timedelta], ...]:
+        """Step indexes and offsets in firing order for an SLA (cached per SLA)."""
+        cached = self._order_cache.get(sla)
+        if cached is None:
+            pairs = sorted((self.steps[i].offset_for(sla), i) for i in range(len(self.steps)))
+            cached = tuple((i, offset) for offset, i in pairs)
+            self._order_cache[sla] = cached
+        return cached
 
     def schedule(self, handoff: Handoff) -> list[ScheduledStep]:
         """The handoff's steps in firing order (by offset, then as written)."""
-        sla = self.effective_sla(handoff)
-        order = sorted(range(len(self.steps)), key=lambda i: (self.steps[i].offset_for(sla), i))
         return [
-            ScheduledStep(i, self.steps[i], self.due_after(handoff, self.steps[i].offset_for(sla)))
-            for i in order
+            ScheduledStep(i, self.steps[i], self.due_after(handoff, offset))
+            for i, offset in self._order(self.effective_sla(handoff))
         ]
 
-    def message_for(self, step: Step, handoff: Handoff, *, recipient: str) -> str:
-        """The text of a notification for ``step``."""
-        values = template_values(self, handoff, step=step.at, recipient=recipient)
+    def initial_timers(
+        self, started_at: datetime, sla_minutes: float
+    ) -> tuple[datetime, datetime, datetime, datetime | None]:
+        """``(deadline, wall_deadline, business_deadline, first_due)`` of a new record, in UTC.
+
+        The same values :meth:`deadlines` and :meth:`schedule` give for a fresh
+        handoff, computed without building one (bulk ingest).
+        """
+        sla = timedelta(minutes=sla_minutes)
+        wall = self._after(started_at, sla, "wall").astimezone(UTC)
+        business = self._after(started_at, sla, "business").astimezone(UTC)
+        order = self._order(sla)
+        first = self._after(started_at, order[0][1], self.basis).astimezone(UTC) if order else None
+        return (wall if self.basis == "wall" else business), wall, business, first
+
+    def message_for(
+        self,
+        step: Step,
+        handoff: Handoff,
+        *,
+        recipient: str,
+        values: Mapping[str, Any] | None = None,
+    ) -> str:
+        """The text of a notification for ``step``.
+
+        :param values: precomputed :func:`template_values` of ``handoff`` (an optimisation).
+        """
+        if values is None:
+            values = template_values(self, handoff, step=step.at)
+        values = {**values, "recipient": recipient}
         if step.message is not None:
             return render(step.message, values)
         sla = self.effective_sla(handoff)
@@ -689,11 +753,14 @@ class Policy:
         return render(template, values).rstrip()
 
 
+_HANDOFF_FIELDS = tuple(a.name for a in attrs.fields(Handoff))
+
+
 def template_values(
     policy: Policy, handoff: Handoff, *, step: str = "", recipient: str = ""
 ) -> dict[str, Any]:
     """The names a message or link template can use."""
-    values: dict[str, Any] = {a.name: getattr(handoff, a.name) for a in attrs.fields(Handoff)}
+    values: dict[str, Any] = {name: getattr(handoff, name) for name in _HANDOFF_FIELDS}
     values["attributes"] = dict(handoff.attributes)
     values["sla_minutes"] = (
         handoff.sla_minutes if handoff.sla_minutes is not None else policy.sla_minutes

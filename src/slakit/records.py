@@ -23,6 +23,8 @@ __all__ = [
 
 
 def _frozen_map(value: Any) -> Mapping[str, Any]:
+    if type(value) is MappingProxyType:
+        return value  # already read-only; sharing it saves a copy per row
     return MappingProxyType(dict(value or {}))
 
 

@@ -159,7 +159,9 @@ class MemoryStore(RecordStore):
             keys = [outbox_key(n.idempotency_key, n.notifier) for n in application.notifications]
             if any(k in self._outbox for k in keys) or len(set(keys)) != len(keys):
                 return False
-            self._store(attrs.evolve(h, version=application.expected_version + 1))
+            if h.version != application.expected_version + 1:
+                h = attrs.evolve(h, version=application.expected_version + 1)
+            self._store(h)
             for e in application.escalations:
                 self._escalations[(e.handoff_id, e.stage)] = e
             for key, n in zip(keys, application.notifications, strict=True):
