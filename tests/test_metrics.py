@@ -566,3 +566,32 @@ class TestReportType:
         """``slakit.hit_rate`` and ``slakit.HitRateReport`` are the metrics module's names."""
         assert slakit.hit_rate is hit_rate
         assert slakit.HitRateReport is HitRateReport
+
+
+class TestPausedAroundTheDeadline:
+    def _engine(self, store: object) -> tuple[slakit.Engine, slakit.ManualClock]:
+        t0 = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
+        clock = slakit.ManualClock(t0)
+        return slakit.Engine(
+            store=store,  # type: ignore[arg-type]
+            policies=[slakit.Policy.default(basis="wall")],
+            clock=clock,
+        ), clock
+
+    @pytest.mark.parametrize("store_kind", ["memory", "sqlite"])
+    def test_pause_after_the_deadline_stays_missed(self, store_kind: str, tmp_path: Path) -> None:
+        """A handoff paused after its deadline counts as missed; one paused before is pending."""
+        from slakit.adapters.sqlite import SQLiteStore
+
+        store = MemoryStore() if store_kind == "memory" else SQLiteStore(tmp_path / "p.db")
+        engine, clock = self._engine(store)
+        engine.start("early", owner="a")
+        engine.start("late", owner="a")
+        clock.advance(minutes=10)
+        engine.pause("early")
+        clock.advance(minutes=30)
+        engine.pause("late")
+        clock.advance(hours=5)
+        report = slakit.hit_rate(engine.store, now=clock.now(), basis="wall")
+        assert (report.total.met, report.total.missed, report.total.pending) == (0, 1, 1)
+        engine.close()

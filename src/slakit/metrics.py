@@ -90,7 +90,8 @@ def _code(h: Handoff, deadline: datetime | None, now: datetime) -> int:
         return 2
     if h.stopped_at is not None:
         return 0 if h.stopped_at <= deadline else 1
-    if h.paused_at is None and now > deadline:
+    # A clock paused after its deadline cannot un-miss it; one paused before waits.
+    if now > deadline and (h.paused_at is None or h.paused_at > deadline):
         return 1
     return 2
 

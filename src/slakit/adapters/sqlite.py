@@ -1271,7 +1271,7 @@ class SQLiteStore(RecordStore):
             counts.append(f"sum({live} AND stopped_at <= {d})")
             counts.append(
                 f"sum({live} AND (stopped_at > {d} OR "
-                f"(stopped_at IS NULL AND paused_at IS NULL AND :now > {d})))"
+                f"(stopped_at IS NULL AND :now > {d} AND (paused_at IS NULL OR paused_at > {d}))))"
             )
         sql = f"SELECT {', '.join([*keys, *counts])} FROM handoffs"
         if where:
