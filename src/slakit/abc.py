@@ -210,6 +210,19 @@ class RecordStore(ABC):
 
     # -- reports --------------------------------------------------------
 
+    def excluded_ids(
+        self, *, since: datetime | None = None, until: datetime | None = None
+    ) -> list[str]:
+        """Ids of the cancelled handoffs started in ``[since, until)``, by start time.
+
+        The default walks :meth:`iter_handoffs`; SQL stores answer from an index.
+        """
+        return [
+            h.id
+            for h in self.iter_handoffs(since=since, until=until)
+            if h.cancelled_at is not None
+        ]
+
     def aggregate_hit_rate(
         self,
         *,

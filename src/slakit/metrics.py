@@ -514,11 +514,7 @@ def _from_store_rows(
     acc = {k: v for k, v in acc.items() if any(v)}
 
     def load() -> list[str]:
-        return [
-            h.id
-            for h in store.iter_handoffs(since=since, until=until)
-            if h.cancelled_at is not None
-        ]
+        return store.excluded_ids(since=since, until=until)
 
     lazy = _LazyIds(() if not any(v[6] for v in acc.values()) else None, load)
     return _assemble(acc, keys, basis, since, until, now, "store", lazy)

@@ -204,7 +204,12 @@ _V1: tuple[str, ...] = (
 
 #: Forward migrations: step ``i`` takes ``user_version`` from ``i`` to ``i + 1``.
 #: Append new steps; never edit a released one.
-MIGRATIONS: list[tuple[str, ...]] = [_V1]
+# Version 2: cancelled handoffs by start, for the hit rate's exclusion list.
+_V2: tuple[str, ...] = (
+    "CREATE INDEX handoffs_cancelled ON handoffs (started_at, id) WHERE cancelled_at IS NOT NULL",
+)
+
+MIGRATIONS: list[tuple[str, ...]] = [_V1, _V2]
 
 #: The schema version this code writes.
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -1231,6 +1236,22 @@ class SQLiteStore(RecordStore):
         return [_trace_from_row(r) for r in rows]
 
     # -- reports --------------------------------------------------------
+
+    def excluded_ids(
+        self, *, since: datetime | None = None, until: datetime | None = None
+    ) -> list[str]:
+        """Cancelled handoffs started in ``[since, until)``, from a partial index."""
+        sql = "SELECT id FROM handoffs INDEXED BY handoffs_cancelled WHERE cancelled_at IS NOT NULL"
+        params: list[Any] = []
+        if since is not None:
+            sql += " AND started_at >= ?"
+            params.append(to_us(since))
+        if until is not None:
+            sql += " AND started_at < ?"
+            params.append(to_us(until))
+        sql += " ORDER BY started_at, id"
+        rows = self._read("excluded_ids", partial(_fetch, sql, tuple(params)))
+        return [r[0] for r in rows]
 
     def aggregate_hit_rate(
         self,

@@ -440,6 +440,19 @@ class StoreContract:
         assert [h.id for h in got] == ["h1", "h2", "h3"]
         assert [h.id for h in store.iter_handoffs(policy="a")] == ["h1", "h3"]
 
+    def test_excluded_ids_lists_cancelled_in_window(self, store: RecordStore) -> None:
+        """excluded_ids gives the cancelled handoffs started in [since, until), by start."""
+        for i in range(4):
+            start = T0 + timedelta(days=i)
+            cancelled = start + timedelta(minutes=5) if i != 1 else None
+            store.insert(
+                make_handoff(f"c{i}", started_at=start, cancelled_at=cancelled, next_due_at=None)
+            )
+        assert store.excluded_ids() == ["c0", "c2", "c3"]
+        assert store.excluded_ids(since=T0 + timedelta(days=1), until=T0 + timedelta(days=3)) == [
+            "c2"
+        ]
+
     def test_next_wakeup(self, store: RecordStore) -> None:
         """next_wakeup is the earliest due time, or None when nothing is due."""
         assert store.next_wakeup() is None
