@@ -343,17 +343,15 @@ def run_demo(
 
         table = Table(title="SLA hit rate, speed-to-lead", title_justify="left")
         table.add_column("channel")
-        table.add_column("evaluated", justify="right")
         table.add_column("absolute (wall)", justify="right")
         table.add_column("business-hours adjusted", justify="right")
-        table.add_column("pending", justify="right")
+        table.add_column("pending (adjusted)", justify="right")
         table.add_column("cancelled", justify="right")
         rows = [*report.groups.values(), report.total]
         for g in rows:
             name = "all" if g is report.total else str(g.key[0])
             table.add_row(
                 f"[bold]{name}[/]" if g is report.total else name,
-                str(g.business.evaluated),
                 f"{_pct(g.wall.rate)}  ({g.wall.met}/{g.wall.evaluated})",
                 f"{_pct(g.business.rate)}  ({g.business.met}/{g.business.evaluated})",
                 str(g.business.pending),
@@ -367,8 +365,8 @@ def run_demo(
         )
         con.print(table)
         con.print(
-            "Absolute counts wall-clock minutes (a lead arriving Friday night is 'late' by "
-            "Monday); adjusted counts business minutes only."
+            "Absolute counts wall-clock minutes (a lead arriving Friday night is late by "
+            "Monday); adjusted counts business minutes only. Cells show met/evaluated."
         )
         if keep is not None:
             con.print(f"\nDatabase:  {result.database}")
