@@ -20,6 +20,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any, TextIO
 
 import slakit
@@ -34,7 +35,11 @@ def _die() -> None:
 
 
 class FaultyStore(PostgresStore):
-    """Kills the process inside the ``fault_after``-th step transaction, before commit."""
+    """Kills the process inside the transaction of the ``fault_after``-th step, before commit.
+
+    Engines that write steps one by one go through :meth:`apply_step`, those
+    that batch them through :meth:`apply_steps`; both are covered.
+    """
 
     def __init__(self, *args: Any, fault_after: int, **kw: Any) -> None:
         super().__init__(*args, **kw)
@@ -47,6 +52,15 @@ class FaultyStore(PostgresStore):
             return super().apply_step(application)
         with self._connection() as conn, conn.transaction():
             self._apply_step(conn, application)
+            _die()
+        raise AssertionError("unreachable")
+
+    def apply_steps(self, applications: Sequence[StepApplication]) -> list[bool]:
+        if len(applications) < 2 or self.calls + len(applications) < self.fault_after:
+            self.calls += len(applications) if len(applications) >= 2 else 0
+            return super().apply_steps(applications)
+        with self._connection() as conn, conn.transaction():
+            self._apply_batch(conn, applications)
             _die()
         raise AssertionError("unreachable")
 

@@ -27,8 +27,9 @@ from slakit.errors import (
 )
 from slakit.handoff import Handoff
 from slakit.plugins import Plugins, get_plugin_manager
+from slakit.records import Escalation, Notification, StepApplication
 from slakit.testing import capture_notifications
-from slakit.testing.store_contract import make_handoff, make_trace
+from slakit.testing.store_contract import make_handoff, make_notification, make_trace
 from slakit_postgres import PostgresStore
 from slakit_postgres.schema import LATEST_VERSION
 from slakit_postgres.store import HANDOFF_COLUMNS
@@ -315,6 +316,95 @@ class TestBulkInsert:
         pg_store.insert_many(rows)
         got = [h.id for h in pg_store.iter_handoffs(page_size=8)]
         assert got == [h.id for h in sorted(rows, key=lambda h: (h.started_at, h.id))]
+
+
+def _step(h: Handoff, notifications: tuple[Notification, ...] = ()) -> StepApplication:
+    """Stage 0 → 1 of ``h`` with its escalation row and the given notifications."""
+    return StepApplication(
+        handoff=attrs.evolve(h, stage=1, next_due_at=h.started_at + timedelta(hours=1)),
+        expected_version=h.version,
+        expected_stage=0,
+        escalations=(
+            Escalation(handoff_id=h.id, stage=0, step="1x", applied_at=T0, outcome="applied"),
+        ),
+        notifications=notifications,
+        traces=(make_trace(h.id, rule="step:1x"),),
+    )
+
+
+class TestApplySteps:
+    def _app(self, h: Handoff) -> StepApplication:
+        return _step(h, notifications=(make_notification(h.id),))
+
+    def test_batch_writes_each_step_on_its_own_terms(self, pg_store: PostgresStore) -> None:
+        """A batch applies the valid steps and refuses the others, each all-or-nothing."""
+        hs = [pg_store.insert(make_handoff(f"b{i}")) for i in range(5)]
+        pg_store.update(attrs.evolve(hs[1], owner="carol"), hs[1].version)  # b1 goes stale
+        assert pg_store.apply_step(self._app(hs[2]))
+        rewound = pg_store.get("b2")
+        pg_store.update(attrs.evolve(rewound, stage=0), rewound.version)  # b2: escalation exists
+        twice = make_notification("b3")
+        apps = [
+            self._app(hs[0]),
+            self._app(hs[1]),
+            self._app(pg_store.get("b2")),
+            _step(hs[3], notifications=(twice, twice)),
+            self._app(hs[4]),
+        ]
+        assert pg_store.apply_steps(apps) == [True, False, False, False, True]
+        assert [(e.handoff_id, e.stage) for e in pg_store.escalations()] == [
+            ("b0", 0),
+            ("b2", 0),
+            ("b4", 0),
+        ]
+        assert sorted(i.notification.handoff_id for i in pg_store.outbox()) == ["b0", "b2", "b4"]
+        assert [h.stage for h in pg_store.iter_handoffs()] == [1, 0, 0, 0, 1]
+        assert pg_store.get("b0").version == hs[0].version + 1
+
+    def test_racing_batches_apply_each_step_once(self, pg_store: PostgresStore) -> None:
+        """Threads racing with batches of the same steps apply each exactly once."""
+        hs = [pg_store.insert(make_handoff(f"r{i}", next_due_at=T0)) for i in range(80)]
+        apps = [self._app(h) for h in hs]
+        wins: list[bool] = []
+
+        def race() -> None:
+            wins.extend(pg_store.apply_steps(apps))
+
+        threads = [threading.Thread(target=race) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sum(wins) == 80
+        assert len(pg_store.escalations()) == 80
+        assert len(pg_store.outbox()) == 80
+
+    def test_unique_clash_the_guards_cannot_see_falls_back(self, pg_store: PostgresStore) -> None:
+        """A key written by a concurrent, uncommitted transaction fails only its own step."""
+        hs = [pg_store.insert(make_handoff(f"c{i}")) for i in range(3)]
+        taken = make_notification("c1")
+        with psycopg.connect(pg_store.dsn) as other:
+            other.execute(
+                f"INSERT INTO {pg_store.schema}.outbox (notifier, idempotency_key, recipient,"
+                " handoff_id, stage, step, action, subject, text, trace_id, policy, created_at)"
+                " VALUES (%s, %s, 'x', 'elsewhere', 0, '1x', 'notify:owner', 's', 't', 't',"
+                " 'p', now())".encode(),
+                (taken.notifier, taken.idempotency_key),
+            )
+            timer = threading.Timer(0.5, other.commit)
+            timer.start()
+            try:
+                results = pg_store.apply_steps([self._app(h) for h in hs])
+            finally:
+                timer.join()
+        assert results == [True, False, True]
+        assert [e.handoff_id for e in pg_store.escalations()] == ["c0", "c2"]
+
+    def test_unknown_handoff_raises(self, pg_store: PostgresStore) -> None:
+        """A batch naming a handoff that does not exist raises UnknownHandoffError."""
+        h = pg_store.insert(make_handoff("known"))
+        with pytest.raises(slakit.errors.UnknownHandoffError, match="ghost"):
+            pg_store.apply_steps([self._app(h), self._app(make_handoff("ghost"))])
 
 
 class _Waker:

@@ -167,14 +167,21 @@ RETURNING {_H_COLS}
 """
 
 # One step in one statement: if the compare-and-set matches no row, every
-# insert selects from an empty set and nothing is written; a unique violation
-# on escalations or outbox aborts the whole statement.
+# insert selects from an empty set and nothing is written. The NOT EXISTS
+# guards see existing escalation and outbox rows, so a step that would violate
+# a unique key is refused without an error (and a batch of steps can share one
+# transaction); the unique keys stay the backstop.
 _APPLY = f"""
 WITH upd AS (
     UPDATE handoffs SET {_SET}, version = %(_expected)s + 1,
         claimed_by = NULL, claim_until = NULL
     WHERE id = %(id)s AND version = %(_expected)s AND stage = %(_expected_stage)s
       AND next_due_at <= now()
+      AND NOT EXISTS (SELECT 1 FROM escalations e
+                      WHERE e.handoff_id = %(id)s AND e.stage = ANY(%(_stages)s::integer[]))
+      AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(%(_outbox)s::jsonb) AS k(n)
+                      JOIN outbox o ON o.notifier = n->>'notifier'
+                                   AND o.idempotency_key = n->>'idempotency_key')
     RETURNING id
 ), esc AS (
     INSERT INTO escalations (handoff_id, stage, step, applied_at, outcome, actions)
@@ -707,24 +714,60 @@ class PostgresStore(RecordStore):
         with self._connection() as conn:
             applied = self._apply_step(conn, application)
         if applied:
-            with self._lock:
-                if len(self._unleased) > 10_000:
-                    self._unleased.clear()
-                self._unleased.add(application.handoff.id)
+            self._mark_unleased([application.handoff.id])
         return applied
 
-    def _apply_step(self, conn: psycopg.Connection[Any], application: StepApplication) -> bool:
-        h = application.handoff
-        params = _handoff_params(h)
+    def apply_steps(self, applications: Sequence[StepApplication]) -> list[bool]:
+        """Commit many steps in one transaction, each one all-or-nothing as in :meth:`apply_step`.
+
+        The statements are pipelined (one round trip for the batch) and share
+        one commit. Should a unique key still be hit (a race the guards could
+        not see), the batch is rolled back and retried one step per transaction.
+        """
+        if len(applications) < 2:
+            return [self.apply_step(a) for a in applications]
+        results: list[bool] | None
+        with self._connection() as conn:
+            try:
+                with conn.transaction():
+                    results = self._apply_batch(conn, applications)
+            except pg_errors.UniqueViolation:
+                results = None
+            if results is not None and not all(results):
+                lost = [a.handoff.id for a, ok in zip(applications, results, strict=True) if not ok]
+                rows = conn.execute("SELECT id FROM handoffs WHERE id = ANY(%s)", (lost,))
+                missing = set(lost) - {r[0] for r in rows.fetchall()}
+                if missing:
+                    raise UnknownHandoffError(sorted(missing)[0])
+        if results is None:
+            return [self.apply_step(a) for a in applications]
+        self._mark_unleased(
+            [a.handoff.id for a, ok in zip(applications, results, strict=True) if ok]
+        )
+        return results
+
+    def _step_params(self, application: StepApplication, notify: bool) -> dict[str, Any] | None:
+        keys = [(n.notifier, n.idempotency_key) for n in application.notifications]
+        if len(set(keys)) != len(keys):
+            return None  # the step would clash with itself
+        params = _handoff_params(application.handoff)
         params.update(
             _expected=application.expected_version,
             _expected_stage=application.expected_stage,
+            _stages=[e.stage for e in application.escalations],
             _esc=_jsonb([_escalation_dict(e) for e in application.escalations]),
             _outbox=_jsonb([_notification_dict(n) for n in application.notifications]),
             _traces=_traces_param(application.traces),
             _chan=self.notify_channel,
-            _notify=bool(application.notifications) and self._outbox_notify_due(),
+            _notify=notify,
         )
+        return params
+
+    def _apply_step(self, conn: psycopg.Connection[Any], application: StepApplication) -> bool:
+        notify = bool(application.notifications) and self._outbox_notify_due()
+        params = self._step_params(application, notify)
+        if params is None:
+            return False
         try:
             row = conn.execute(_APPLY, params).fetchone()
         except pg_errors.UniqueViolation:
@@ -732,9 +775,38 @@ class PostgresStore(RecordStore):
         assert row is not None
         if row[0] == 1:
             return True
+        h = application.handoff
         if conn.execute("SELECT 1 FROM handoffs WHERE id = %s", (h.id,)).fetchone() is None:
             raise UnknownHandoffError(h.id)
         return False
+
+    def _apply_batch(
+        self, conn: psycopg.Connection[Any], applications: Sequence[StepApplication]
+    ) -> list[bool]:
+        """Run the step statements of a batch in the caller's transaction, pipelined."""
+        notify = any(a.notifications for a in applications) and self._outbox_notify_due()
+        cursors: list[psycopg.Cursor[Any] | None] = []
+        with conn.pipeline():
+            for app in applications:
+                params = self._step_params(app, notify and bool(app.notifications))
+                if params is None:
+                    cursors.append(None)
+                    continue
+                notify = notify and not app.notifications  # once per batch is enough
+                cur = conn.cursor()
+                cur.execute(_APPLY, params)
+                cursors.append(cur)
+        results = []
+        for done in cursors:
+            row = done.fetchone() if done is not None else None
+            results.append(row is not None and row[0] == 1)
+        return results
+
+    def _mark_unleased(self, ids: Sequence[str]) -> None:
+        with self._lock:
+            if len(self._unleased) > 10_000:
+                self._unleased.clear()
+            self._unleased.update(ids)
 
     def _outbox_notify_due(self) -> bool:
         # PostgreSQL serialises the commits of notifying transactions on one
