@@ -2,6 +2,11 @@
 
 * :func:`capture_notifications`, :func:`capture_traces`: see what engines do.
 * :class:`StoreContract`: the store contract suite (``slakit.testing.store_contract``).
+* :mod:`slakit.testing.notifiers`: a sample notification and engine scaffolding
+  for notifier tests (:func:`sample_notification`, :func:`engine_with`,
+  :class:`CrashAfterSendStore`).
+* :mod:`slakit.testing.peers`: :func:`serve_http`, a local HTTP server for a
+  notifier to talk to.
 * :mod:`slakit.testing.strategies`: hypothesis strategies.
 * :mod:`slakit.testing.plugin`: a pytest plugin (registered under ``pytest11``)
   with fixtures ``slakit_clock`` and ``slakit_engine``.
@@ -9,15 +14,39 @@
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING
+
 from slakit.testing.capture import CapturedNotification, capture_notifications, capture_traces
 
-__all__ = ["CapturedNotification", "capture_notifications", "capture_traces"]
+if TYPE_CHECKING:
+    from slakit.testing.notifiers import CrashAfterSendStore, engine_with, sample_notification
+    from slakit.testing.peers import serve_http
+    from slakit.testing.store_contract import StoreContract as StoreContract
+
+__all__ = [
+    "CapturedNotification",
+    "CrashAfterSendStore",
+    "capture_notifications",
+    "capture_traces",
+    "engine_with",
+    "sample_notification",
+    "serve_http",
+]
+
+# Loaded on first use: ``import slakit.testing`` should cost no more than the
+# captures. StoreContract imports pytest, so it stays out of ``__all__`` too.
+_LAZY = {
+    "StoreContract": "slakit.testing.store_contract",
+    "CrashAfterSendStore": "slakit.testing.notifiers",
+    "engine_with": "slakit.testing.notifiers",
+    "sample_notification": "slakit.testing.notifiers",
+    "serve_http": "slakit.testing.peers",
+}
 
 
 def __getattr__(name: str) -> object:
-    # The contract suite imports pytest; load it only for those who ask.
-    if name == "StoreContract":
-        from slakit.testing.store_contract import StoreContract
-
-        return StoreContract
-    raise AttributeError(f"module 'slakit.testing' has no attribute {name!r}")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'slakit.testing' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
