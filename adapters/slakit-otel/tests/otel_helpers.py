@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from contextlib import ExitStack
 from typing import Any
 
 import attrs
@@ -15,6 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from slakit.abc import Notifier
 from slakit.errors import PermanentNotifyError, TransientNotifyError
 from slakit.records import Notification
+from slakit.testing.peers import PeerRequestHandler, serve_http
 
 
 @attrs.frozen
@@ -80,28 +80,20 @@ class Collector:
         self.api_keys: list[str | None] = []
         collector = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(PeerRequestHandler):
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                collector.bodies.append(body)
+                collector.bodies.append(self.read_body())
                 collector.paths.append(self.path)
                 collector.api_keys.append(self.headers.get("x-api-key"))
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                self.reply(200, headers={"Content-Type": "application/x-protobuf"})
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass  # keep test output quiet
-
-        self._server = HTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._running = ExitStack()
+        self._served = self._running.enter_context(serve_http(Handler))
 
     @property
     def url(self) -> str:
         """The traces endpoint."""
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1/traces"
+        return f"{self._served.url}/v1/traces"
 
     def request(self) -> ExportTraceServiceRequest:
         """Every received export, merged into one request."""
@@ -112,6 +104,4 @@ class Collector:
 
     def stop(self) -> None:
         """Shut the server down."""
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+        self._running.close()

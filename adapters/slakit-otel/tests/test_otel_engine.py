@@ -12,17 +12,18 @@ from otel_helpers import ScriptedNotifier, Spans, attributes, permanent, transie
 from slakit.errors import UnknownAdapterError
 from slakit.plugins import Plugins
 from slakit.records import OutboxState
+from slakit.testing.notifiers import engine_with
 from slakit_otel import OTelTraceSink, otel_trace_id
 
 T0 = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
 
 
-def engine_with(spans: Spans, notifier: ScriptedNotifier) -> slakit.Engine:
-    return slakit.Engine(
-        policies=[slakit.Policy.default(basis="wall")],
-        notifiers=[notifier],
-        trace_sinks=[OTelTraceSink(tracer_provider=spans.provider)],
+def engine_for(spans: Spans, notifier: ScriptedNotifier) -> slakit.Engine:
+    return engine_with(
+        notifier,
+        policy=slakit.Policy.default(basis="wall"),
         clock=slakit.ManualClock(T0),
+        trace_sinks=[OTelTraceSink(tracer_provider=spans.provider)],
         rng=random.Random(11),
     )
 
@@ -77,7 +78,7 @@ class TestOTelTraceSinkInEngine:
     def test_retries_then_sent_are_span_events_in_the_handoffs_trace(self, spans: Spans) -> None:
         """Two transient failures and a success show up as retry, retry, sent events."""
         notifier = ScriptedNotifier([transient(), transient()])
-        engine = engine_with(spans, notifier)
+        engine = engine_for(spans, notifier)
         h = engine.start("lead-1", owner="alice")
         now = T0 + timedelta(minutes=30)
         engine.check(now)
@@ -101,7 +102,7 @@ class TestOTelTraceSinkInEngine:
 
     def test_dead_letter_is_an_error_span_in_the_handoffs_trace(self, spans: Spans) -> None:
         """A permanent failure is one dead event on a span with ERROR status."""
-        engine = engine_with(spans, ScriptedNotifier([permanent()]))
+        engine = engine_for(spans, ScriptedNotifier([permanent()]))
         h = engine.start("lead-1", owner="alice")
         now = T0 + timedelta(minutes=30)
         engine.check(now)
@@ -116,7 +117,7 @@ class TestOTelTraceSinkInEngine:
 
     def test_every_stored_trace_line_is_an_event(self, spans: Spans) -> None:
         """All of a handoff's trace rows (start, steps, deliveries) arrive as span events."""
-        engine = engine_with(spans, ScriptedNotifier([transient()]))
+        engine = engine_for(spans, ScriptedNotifier([transient()]))
         h = engine.start("lead-1", owner="alice", backup_owner="bob")
         now = T0 + timedelta(minutes=30)
         engine.check(now)
@@ -132,7 +133,7 @@ class TestOTelTraceSinkInEngine:
 
     def test_non_w3c_trace_id_from_the_caller(self, spans: Spans) -> None:
         """A caller's own trace id that is not W3C still groups the handoff in one trace."""
-        engine = engine_with(spans, ScriptedNotifier([]))
+        engine = engine_for(spans, ScriptedNotifier([]))
         engine.start("lead-1", owner="alice", trace_id="crm-request-42")
         now = T0 + timedelta(minutes=30)
         engine.check(now)

@@ -13,6 +13,7 @@ import slakit
 from slakit.errors import UnknownAdapterError
 from slakit.plugins import Plugins
 from slakit.records import OutboxState
+from slakit.testing.notifiers import engine_with
 from slakit_smtp import SMTPNotifier, message_id_for
 from smtp_peers import Peer, ScriptedHandler
 
@@ -27,9 +28,9 @@ def engine_for(peer: Peer, **kwargs: Any) -> slakit.Engine:
         default_domain="example.com",
         timeout=5,
     )
-    return slakit.Engine(
-        policies=[slakit.Policy.default(basis="wall")],
-        notifiers=[notifier],
+    return engine_with(
+        notifier,
+        policy=slakit.Policy.default(basis="wall"),
         clock=slakit.ManualClock(T0),
         rng=random.Random(7),
         **kwargs,

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
 
 import pytest
 
 from slakit.errors import ConfigError, PermanentNotifyError, TransientNotifyError
-from slakit.records import Notification
+from slakit.testing.notifiers import sample_notification
 from slakit_smtp import SMTPNotifier, message_id_for
 from smtp_peers import PASSWORD, USER, Certificate, Peer, ScriptedHandler
 
@@ -19,26 +18,6 @@ from smtp_peers import PASSWORD, USER, Certificate, Peer, ScriptedHandler
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 
 SENDER = "SLA desk <sla@example.com>"
-
-
-def notification(**changes: Any) -> Notification:
-    values: dict[str, Any] = {
-        "idempotency_key": "lead-1:0:notify:owner:alice",
-        "notifier": "smtp",
-        "recipient": "alice",
-        "handoff_id": "lead-1",
-        "stage": 0,
-        "step": "1x",
-        "action": "notify:owner",
-        "subject": "[speed-to-lead] lead-1: step 1x",
-        "text": "lead-1 is past its 30 min SLA.",
-        "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
-        "policy": "speed-to-lead",
-        "created_at": datetime(2026, 3, 2, 14, 30, tzinfo=UTC),
-        "payload": {"handoff": {"id": "lead-1"}, "step": "1x", "stage": 0, "link": ""},
-    }
-    values.update(changes)
-    return Notification(**values)
 
 
 def notifier_for(peer: Peer, **options: Any) -> SMTPNotifier:
@@ -174,7 +153,7 @@ class TestBuildMessage:
     def test_html_part_is_escaped(self) -> None:
         """Text with markup appears escaped in the HTML part and verbatim in the plain part."""
         n = SMTPNotifier(sender="sla@example.com", default_domain="example.com")
-        msg = n.build_message(notification(text="<script>alert(1)</script> & more"))
+        msg = n.build_message(sample_notification(text="<script>alert(1)</script> & more"))
         body = parts(msg)
         assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in body["text/html"]
         assert "<script>" not in body["text/html"]
@@ -183,17 +162,19 @@ class TestBuildMessage:
     def test_line_breaks_in_header_values_are_folded(self) -> None:
         """A subject with line breaks cannot inject headers."""
         n = SMTPNotifier(sender="sla@example.com", default_domain="example.com")
-        msg = n.build_message(notification(subject="hi\r\nBcc: victim@example.com"))
+        msg = n.build_message(sample_notification(subject="hi\r\nBcc: victim@example.com"))
         assert msg["Bcc"] is None
         assert msg["Subject"] == "hi Bcc: victim@example.com"
 
     def test_only_web_links_become_anchors(self) -> None:
         """An http(s) link is an anchor; a javascript: link stays escaped text."""
         n = SMTPNotifier(sender="sla@example.com", default_domain="example.com")
-        web = n.build_message(notification(payload={"link": "https://crm.example/l/1?a=1&b=2"}))
+        web = n.build_message(
+            sample_notification(payload={"link": "https://crm.example/l/1?a=1&b=2"})
+        )
         assert '<a href="https://crm.example/l/1?a=1&amp;b=2">' in parts(web)["text/html"]
         assert "Open: https://crm.example/l/1?a=1&b=2" in parts(web)["text/plain"]
-        js = n.build_message(notification(payload={"link": "javascript:alert(1)"}))
+        js = n.build_message(sample_notification(payload={"link": "javascript:alert(1)"}))
         assert "<a " not in parts(js)["text/html"]
 
 
@@ -201,14 +182,14 @@ class TestSMTPNotifierDelivery:
     def test_delivers_a_multipart_message(self, smtp_peer: Callable[..., Peer]) -> None:
         """The server receives one message with the headers and both parts."""
         peer = smtp_peer()
-        n = notification(payload={"link": "https://crm.example/leads/1"})
+        n = sample_notification(payload={"link": "https://crm.example/leads/1"})
         notifier_for(peer, reply_to="desk@example.com").send(n)
         [got] = peer.handler.received
         assert got.mail_from == "sla@example.com"
-        assert got.rcpt_tos == ("alice@example.com",)
+        assert got.rcpt_tos == ("dana@example.com",)
         msg = got.message
         assert msg["From"] == SENDER
-        assert msg["To"] == "alice@example.com"
+        assert msg["To"] == "dana@example.com"
         assert msg["Subject"] == "[speed-to-lead] lead-1: step 1x"
         assert msg["Reply-To"] == "desk@example.com"
         assert msg["Message-ID"] == message_id_for(n.idempotency_key)
@@ -226,8 +207,8 @@ class TestSMTPNotifierDelivery:
         """Sending the same notification twice yields two messages a receiver can dedupe."""
         peer = smtp_peer()
         notifier = notifier_for(peer)
-        notifier.send(notification())
-        notifier.send(notification())
+        notifier.send(sample_notification())
+        notifier.send(sample_notification())
         ids = {r.message["Message-ID"] for r in peer.handler.received}
         assert len(peer.handler.received) == 2
         assert len(ids) == 1
@@ -235,7 +216,7 @@ class TestSMTPNotifierDelivery:
     def test_non_ascii_text_and_subject(self, smtp_peer: Callable[..., Peer]) -> None:
         """Non-ASCII subject and text arrive intact."""
         peer = smtp_peer()
-        notifier_for(peer).send(notification(subject="Relance — Zoë", text="Zoë attend ☎"))
+        notifier_for(peer).send(sample_notification(subject="Relance — Zoë", text="Zoë attend ☎"))
         msg = peer.handler.received[0].message
         assert msg["Subject"] == "Relance — Zoë"
         assert "Zoë attend ☎" in parts(msg)["text/plain"]
@@ -243,7 +224,9 @@ class TestSMTPNotifierDelivery:
     def test_login_succeeds(self, smtp_peer: Callable[..., Peer]) -> None:
         """With the right password the server authenticates the session and takes the mail."""
         peer = smtp_peer(auth=True)
-        notifier_for(peer, security="none", username=USER, password=PASSWORD).send(notification())
+        notifier_for(peer, security="none", username=USER, password=PASSWORD).send(
+            sample_notification()
+        )
         assert len(peer.handler.received) == 1
         assert peer.handler.sessions_authenticated == [True]
 
@@ -252,21 +235,21 @@ class TestSMTPNotifierDelivery:
         peer = smtp_peer(auth=True)
         notifier = notifier_for(peer, security="none", username=USER, password="wrong")
         with pytest.raises(PermanentNotifyError, match="login as 'sla-bot' failed: 535"):
-            notifier.send(notification())
+            notifier.send(sample_notification())
         assert peer.handler.received == []
 
     def test_missing_login_is_permanent(self, smtp_peer: Callable[..., Peer]) -> None:
         """A server that requires a login refuses an anonymous sender with a 5xx."""
         peer = smtp_peer(auth=True)
         with pytest.raises(PermanentNotifyError, match="530"):
-            notifier_for(peer).send(notification())
+            notifier_for(peer).send(sample_notification())
 
     def test_password_is_not_sent_in_clear_by_default(self, smtp_peer: Callable[..., Peer]) -> None:
         """Without security set and without STARTTLS on offer, a login is refused."""
         peer = smtp_peer(auth=True)
         notifier = notifier_for(peer, username=USER, password=PASSWORD)
         with pytest.raises(PermanentNotifyError, match="STARTTLS"):
-            notifier.send(notification())
+            notifier.send(sample_notification())
         assert peer.handler.received == []
 
     def test_starttls_demanded_but_not_offered_is_permanent(
@@ -275,7 +258,7 @@ class TestSMTPNotifierDelivery:
         """security = starttls against a server without STARTTLS fails permanently."""
         peer = smtp_peer()
         with pytest.raises(PermanentNotifyError, match="STARTTLS"):
-            notifier_for(peer, security="starttls").send(notification())
+            notifier_for(peer, security="starttls").send(sample_notification())
 
     @pytest.mark.parametrize(
         ("stage", "reply", "error"),
@@ -297,7 +280,7 @@ class TestSMTPNotifierDelivery:
         handler = ScriptedHandler(**{stage: [reply]})
         peer = smtp_peer(handler)
         with pytest.raises(error, match=reply.split()[0]) as info:
-            notifier_for(peer).send(notification())
+            notifier_for(peer).send(sample_notification())
         assert reply.split(" ", 2)[2] in str(info.value)
         assert peer.handler.received == []
 
@@ -307,7 +290,7 @@ class TestSMTPNotifierDelivery:
             sender="sla@example.com", host="127.0.0.1", port=closed_port, default_domain="x.example"
         )
         with pytest.raises(TransientNotifyError, match="cannot connect"):
-            n.send(notification())
+            n.send(sample_notification())
 
     def test_silent_server_times_out_as_transient(self, silent_peer: int) -> None:
         """A server that never greets raises TransientNotifyError after the timeout."""
@@ -319,13 +302,13 @@ class TestSMTPNotifierDelivery:
             timeout=0.3,
         )
         with pytest.raises(TransientNotifyError, match="timed out"):
-            n.send(notification())
+            n.send(sample_notification())
 
     def test_unknown_recipient_fails_before_connecting(self, closed_port: int) -> None:
         """An unmapped handle is permanent even when the server is unreachable."""
         n = SMTPNotifier(sender="sla@example.com", host="127.0.0.1", port=closed_port)
         with pytest.raises(PermanentNotifyError, match="no e-mail address"):
-            n.send(notification())
+            n.send(sample_notification())
 
 
 class TestSMTPNotifierTLS:
@@ -341,7 +324,7 @@ class TestSMTPNotifierTLS:
             password=PASSWORD,
             ssl_context=certificate.client_context(),
         )
-        notifier.send(notification())
+        notifier.send(sample_notification())
         assert peer.handler.sessions_authenticated == [True]
 
     def test_starttls_is_used_when_offered(
@@ -352,14 +335,14 @@ class TestSMTPNotifierTLS:
         notifier = notifier_for(
             peer, username=USER, password=PASSWORD, ssl_context=certificate.client_context()
         )
-        notifier.send(notification())
+        notifier.send(sample_notification())
         assert len(peer.handler.received) == 1
 
     def test_implicit_tls(self, smtp_peer: Callable[..., Peer], certificate: Certificate) -> None:
         """security = ssl speaks TLS from the first byte."""
         peer = smtp_peer(ssl_context=certificate.server_context())
         notifier_for(peer, security="ssl", ssl_context=certificate.client_context()).send(
-            notification()
+            sample_notification()
         )
         assert len(peer.handler.received) == 1
 
@@ -369,5 +352,5 @@ class TestSMTPNotifierTLS:
         """A certificate the client does not trust fails permanently and sends nothing."""
         peer = smtp_peer(tls_context=certificate.server_context())
         with pytest.raises(PermanentNotifyError, match="certificate"):
-            notifier_for(peer, security="starttls").send(notification())
+            notifier_for(peer, security="starttls").send(sample_notification())
         assert peer.handler.received == []
