@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections import deque
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import attrs
+
+from slakit.testing.peers import PeerRequestHandler, serve_http
 
 TOKEN = "xoxb-test"
 
@@ -56,14 +56,13 @@ class SlackAPIPeer:
         self.dms: dict[str, str] = {}
         self._scripts: dict[str, deque[Scripted]] = {}
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
+        self._base: str | None = None
 
     @property
     def url(self) -> str:
         """The ``base_url`` to give ``WebClient``."""
-        assert self._server is not None
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/api/"
+        assert self._base is not None
+        return f"{self._base}/api/"
 
     def script(self, method: str, *responses: Scripted) -> None:
         """Answer the next calls of ``method`` with ``responses``, in order."""
@@ -142,14 +141,13 @@ class SlackAPIPeer:
         """Serve on 127.0.0.1 (a free port) for the duration of the block."""
         peer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(PeerRequestHandler):
             def do_POST(self) -> None:
                 parts = urlsplit(self.path)
                 if not parts.path.startswith("/api/"):
                     self._reply(Scripted(404, {"ok": False, "error": "unknown_method"}))
                     return
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length).decode("utf-8")
+                raw = self.read_body().decode("utf-8")
                 args: dict[str, Any] = dict(parse_qsl(parts.query))
                 ctype = self.headers.get("Content-Type", "")
                 if ctype.startswith("application/json"):
@@ -160,38 +158,16 @@ class SlackAPIPeer:
                 self._reply(peer.handle(parts.path[len("/api/") :], args, headers))
 
             def _reply(self, response: Scripted) -> None:
-                if response.delay:
-                    time.sleep(response.delay)
-                body = (
-                    response.body if isinstance(response.body, str) else json.dumps(response.body)
-                ).encode()
-                self.send_response(response.status)
-                ctype = "text/html" if isinstance(response.body, str) else "application/json"
-                self.send_header("Content-Type", f"{ctype}; charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
-                for key, value in response.headers.items():
-                    self.send_header(key, value)
-                self.end_headers()
-                try:
-                    self.wfile.write(body)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (a timeout test)
+                if isinstance(response.body, str):
+                    body, ctype = response.body, "text/html"
+                else:
+                    body, ctype = json.dumps(response.body), "application/json"
+                headers = {"Content-Type": f"{ctype}; charset=utf-8", **response.headers}
+                self.reply(response.status, body.encode(), headers, delay=response.delay)
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        # A short poll interval keeps shutdown (one per test) fast.
-        thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-        self._server = server
-        thread.start()
-        try:
+        with serve_http(Handler) as served:
+            self._base = served.url
             yield self
-        finally:
-            server.shutdown()
-            server.server_close()
-            thread.join(timeout=5)
 
 
 def _error(code: str) -> Scripted:

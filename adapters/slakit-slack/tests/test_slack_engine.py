@@ -4,65 +4,21 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
 from slack_api_peer import TOKEN, SlackAPIPeer, api_error, ratelimited
-from slakit import Engine, ManualClock, Policy
+from slakit import Engine, ManualClock
 from slakit.adapters.memory import MemoryStore
-from slakit.records import OutboxItem, OutboxState, TraceRecord
+from slakit.records import OutboxState, TraceRecord
+from slakit.testing.notifiers import SAMPLE_START, CrashAfterSendStore, engine_with
 from slakit_slack.notifier import SlackNotifier
-
-T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-POLICY = {
-    "basis": "wall",
-    "sla_minutes": 30,
-    "link": "https://crm.example.com/leads/{id}",
-    "steps": [{"at": "1x", "do": ["notify:owner"]}],
-}
-
-
-class CrashAfterSendStore(MemoryStore):
-    """A memory store whose first outbox completion dies, as a process would after a send."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.crashes = 1
-
-    def complete_outbox(
-        self,
-        item: OutboxItem,
-        *,
-        state: str,
-        attempts: int,
-        next_attempt_at: datetime | None,
-        error: str | None,
-        traces: Sequence[TraceRecord] = (),
-    ) -> bool:
-        if self.crashes:
-            self.crashes -= 1
-            raise RuntimeError("process killed between send and record")
-        return super().complete_outbox(
-            item,
-            state=state,
-            attempts=attempts,
-            next_attempt_at=next_attempt_at,
-            error=error,
-            traces=traces,
-        )
 
 
 def make_engine(peer: SlackAPIPeer, clock: ManualClock, store: MemoryStore | None = None) -> Engine:
     notifier = SlackNotifier(token=TOKEN, base_url=peer.url, default_domain="example.com")
-    return Engine(
-        store=store or MemoryStore(),
-        policies=[Policy.from_config(POLICY, name="speed-to-lead")],
-        notifiers=[notifier],
-        clock=clock,
-        backoff_base=30.0,
-        rng=random.Random(7),
-    )
+    return engine_with(notifier, clock=clock, store=store, backoff_base=30.0, rng=random.Random(7))
 
 
 def delivery_outcomes(traces: Sequence[TraceRecord]) -> list[str]:
@@ -71,7 +27,7 @@ def delivery_outcomes(traces: Sequence[TraceRecord]) -> list[str]:
 
 @pytest.fixture
 def clock() -> ManualClock:
-    return ManualClock(T0)
+    return ManualClock(SAMPLE_START)
 
 
 class TestSlackWithEngine:

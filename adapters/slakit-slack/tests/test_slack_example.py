@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -19,6 +16,7 @@ from slack_helpers import DANA, LEE
 from slakit.adapters.memory import MemoryStore
 from slakit.plugins import Plugins
 from slakit.preflight import preflight_engine
+from slakit.testing.peers import PeerRequestHandler, serve_http
 
 EXAMPLE = Path(__file__).parents[3] / "examples" / "speed-to-lead-slack-n8n" / "slakit.toml"
 
@@ -28,24 +26,13 @@ def collecting_receiver() -> Iterator[tuple[str, list[tuple[dict[str, str], byte
     """A webhook endpoint on 127.0.0.1 that keeps every request and answers 204."""
     received: list[tuple[dict[str, str], bytes]] = []
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(PeerRequestHandler):
         def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-            self.send_response(204)
-            self.end_headers()
+            received.append(({k.lower(): v for k, v in self.headers.items()}, self.read_body()))
+            self.reply(204)
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/webhook/slakit-speed-to-lead", received
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_http(Handler) as served:
+        yield f"{served.url}/webhook/slakit-speed-to-lead", received
 
 
 class TestSpeedToLeadExample:

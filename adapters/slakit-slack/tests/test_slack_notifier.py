@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from slack_api_peer import TOKEN, Scripted, SlackAPIPeer, api_error, ratelimited
-from slack_helpers import DANA, LEE, make_notification
+from slack_helpers import DANA, LEE
 from slakit.errors import ConfigError, PermanentNotifyError, TransientNotifyError
+from slakit.testing.notifiers import sample_notification
 from slakit_slack.notifier import (
     METADATA_EVENT_TYPE,
     SlackNotifier,
@@ -34,7 +35,7 @@ class TestSlackNotifierSend:
         self, slack_peer: SlackAPIPeer, notifier: SlackNotifier
     ) -> None:
         """A send looks the owner up by e-mail, opens the DM and posts the step there."""
-        n = make_notification()
+        n = sample_notification()
         notifier.send(n)
 
         assert [c.method for c in slack_peer.calls] == [
@@ -57,7 +58,7 @@ class TestSlackNotifierSend:
                 "step": "1x",
                 "action": "notify:owner",
                 "policy": "speed-to-lead",
-                "trace_id": "trace-1",
+                "trace_id": n.trace_id,
             },
         }
         text = _texts(message["blocks"])
@@ -69,8 +70,8 @@ class TestSlackNotifierSend:
         self, slack_peer: SlackAPIPeer, notifier: SlackNotifier
     ) -> None:
         """A second message to the same person costs one API call, not three."""
-        notifier.send(make_notification())
-        notifier.send(make_notification(idempotency_key="lead-2:0:notify:owner:dana"))
+        notifier.send(sample_notification())
+        notifier.send(sample_notification(idempotency_key="lead-2:0:notify:owner:dana"))
         assert len(slack_peer.calls_to("users.lookupByEmail")) == 1
         assert len(slack_peer.calls_to("conversations.open")) == 1
         assert len(slack_peer.messages) == 2
@@ -78,14 +79,14 @@ class TestSlackNotifierSend:
     def test_users_mapping_to_an_id_skips_the_lookup(self, slack_peer: SlackAPIPeer) -> None:
         """A handle mapped to a user id (with or without '@', any case) needs no lookup."""
         n = SlackNotifier(token=TOKEN, base_url=slack_peer.url, users={"@Dana": DANA})
-        n.send(make_notification(recipient="dana"))
+        n.send(sample_notification(recipient="dana"))
         assert slack_peer.calls_to("users.lookupByEmail") == []
         assert slack_peer.messages[0]["channel"] == slack_peer.dms[DANA]
 
     def test_users_mapping_to_an_email_is_looked_up(self, slack_peer: SlackAPIPeer) -> None:
         """A handle mapped to an e-mail address is resolved through users.lookupByEmail."""
         n = SlackNotifier(token=TOKEN, base_url=slack_peer.url, users={"boss": "lee@example.com"})
-        n.send(make_notification(recipient="boss"))
+        n.send(sample_notification(recipient="boss"))
         assert slack_peer.calls_to("users.lookupByEmail")[0].args["email"] == "lee@example.com"
         assert slack_peer.messages[0]["channel"] == slack_peer.dms[LEE]
 
@@ -94,8 +95,8 @@ class TestSlackNotifierSend:
     ) -> None:
         """Without users or default_domain, e-mail addresses and user ids still resolve."""
         n = SlackNotifier(token=TOKEN, base_url=slack_peer.url)
-        n.send(make_notification(recipient="lee@example.com"))
-        n.send(make_notification(recipient=DANA))
+        n.send(sample_notification(recipient="lee@example.com"))
+        n.send(sample_notification(recipient=DANA))
         assert len(slack_peer.calls_to("users.lookupByEmail")) == 1
         assert {m["channel"] for m in slack_peer.messages} == {
             slack_peer.dms[LEE],
@@ -108,18 +109,18 @@ class TestSlackNotifierSend:
         """A bare handle with no mapping and no default_domain can never be delivered."""
         n = SlackNotifier(token=TOKEN, base_url=slack_peer.url)
         with pytest.raises(PermanentNotifyError, match=r"'dana'.*default_domain"):
-            n.send(make_notification())
+            n.send(sample_notification())
         assert slack_peer.calls == []
 
     def test_a_closed_dm_is_reopened_after_a_permanent_failure(
         self, slack_peer: SlackAPIPeer, notifier: SlackNotifier
     ) -> None:
         """The cached DM channel is dropped when posting to it fails for good."""
-        notifier.send(make_notification())
+        notifier.send(sample_notification())
         slack_peer.script("chat.postMessage", api_error("is_archived"))
         with pytest.raises(PermanentNotifyError, match="is_archived"):
-            notifier.send(make_notification())
-        notifier.send(make_notification())
+            notifier.send(sample_notification())
+        notifier.send(sample_notification())
         assert len(slack_peer.calls_to("conversations.open")) == 2
         assert len(slack_peer.messages) == 2
 
@@ -132,7 +133,7 @@ class TestSlackNotifierErrors:
         slack_peer.script("chat.postMessage", ratelimited(30))
         started = time.monotonic()
         with pytest.raises(TransientNotifyError, match="ratelimited") as info:
-            notifier.send(make_notification())
+            notifier.send(sample_notification())
         assert time.monotonic() - started < 5
         assert info.value.retry_after == 30
         assert len(slack_peer.calls_to("chat.postMessage")) == 1
@@ -143,7 +144,7 @@ class TestSlackNotifierErrors:
         """An ``ok: false, error: ratelimited`` body is a rate limit even without a 429."""
         slack_peer.script("users.lookupByEmail", api_error("ratelimited"))
         with pytest.raises(TransientNotifyError) as info:
-            notifier.send(make_notification())
+            notifier.send(sample_notification())
         assert info.value.retry_after is None
 
     @pytest.mark.parametrize(
@@ -164,7 +165,7 @@ class TestSlackNotifierErrors:
         """Errors no retry can fix raise PermanentNotifyError naming the error and recipient."""
         slack_peer.script(method, api_error(error))
         with pytest.raises(PermanentNotifyError, match=rf"{method} for recipient 'dana'.*{error}"):
-            notifier.send(make_notification())
+            notifier.send(sample_notification())
 
     def test_a_wrong_token_is_rejected_by_the_peer_and_permanent(
         self, slack_peer: SlackAPIPeer
@@ -172,14 +173,14 @@ class TestSlackNotifierErrors:
         """The peer checks the bearer token; invalid_auth dead-letters."""
         n = SlackNotifier(token="xoxb-wrong", base_url=slack_peer.url, default_domain="example.com")
         with pytest.raises(PermanentNotifyError, match="invalid_auth"):
-            n.send(make_notification())
+            n.send(sample_notification())
 
     def test_an_unknown_user_is_permanent(
         self, slack_peer: SlackAPIPeer, notifier: SlackNotifier
     ) -> None:
         """A handle the workspace does not know fails with users_not_found."""
         with pytest.raises(PermanentNotifyError, match="users_not_found"):
-            notifier.send(make_notification(recipient="nobody"))
+            notifier.send(sample_notification(recipient="nobody"))
 
     @pytest.mark.parametrize("status", [500, 502, 503])
     def test_server_errors_are_transient(
@@ -191,7 +192,7 @@ class TestSlackNotifierErrors:
             Scripted(status, "<html>upstream failed</html>", {"Retry-After": "12"}),
         )
         with pytest.raises(TransientNotifyError, match=f"HTTP {status}") as info:
-            notifier.send(make_notification())
+            notifier.send(sample_notification())
         assert info.value.retry_after == 12
 
     def test_an_unknown_api_error_is_transient(
@@ -200,7 +201,7 @@ class TestSlackNotifierErrors:
         """An ``ok: false`` code the adapter does not know is retried, not dropped."""
         slack_peer.script("chat.postMessage", api_error("something_new"))
         with pytest.raises(TransientNotifyError, match="something_new"):
-            notifier.send(make_notification())
+            notifier.send(sample_notification())
 
     def test_a_wrong_base_url_is_permanent(self, slack_peer: SlackAPIPeer) -> None:
         """A 404 from a base_url that is not the Web API is a configuration error."""
@@ -208,7 +209,7 @@ class TestSlackNotifierErrors:
             token=TOKEN, base_url=slack_peer.url.replace("/api/", "/nope/"), default_domain="x.io"
         )
         with pytest.raises(PermanentNotifyError, match="HTTP 404"):
-            n.send(make_notification())
+            n.send(sample_notification())
 
     def test_a_refused_connection_is_transient(self) -> None:
         """Nothing listening on the port: TransientNotifyError."""
@@ -219,7 +220,7 @@ class TestSlackNotifierErrors:
             token=TOKEN, base_url=f"http://127.0.0.1:{port}/api/", users={"dana": DANA}
         )
         with pytest.raises(TransientNotifyError, match=r"conversations\.open"):
-            n.send(make_notification())
+            n.send(sample_notification())
 
     def test_a_timeout_is_transient(self, slack_peer: SlackAPIPeer) -> None:
         """A peer slower than ``timeout`` raises TransientNotifyError after ``timeout``."""
@@ -227,7 +228,7 @@ class TestSlackNotifierErrors:
         n = SlackNotifier(token=TOKEN, base_url=slack_peer.url, users={"dana": DANA}, timeout=0.3)
         started = time.monotonic()
         with pytest.raises(TransientNotifyError, match=r"chat\.postMessage"):
-            n.send(make_notification())
+            n.send(sample_notification())
         assert time.monotonic() - started < 1.5
 
 
@@ -237,7 +238,7 @@ class TestSlackNotifierConfig:
     ) -> None:
         """Without ``token``, SLACK_BOT_TOKEN is used."""
         monkeypatch.setenv("SLACK_BOT_TOKEN", TOKEN)
-        SlackNotifier(base_url=slack_peer.url, users={"dana": DANA}).send(make_notification())
+        SlackNotifier(base_url=slack_peer.url, users={"dana": DANA}).send(sample_notification())
         assert len(slack_peer.messages) == 1
 
     def test_token_env_names_another_variable(
@@ -246,7 +247,7 @@ class TestSlackNotifierConfig:
         """``token_env`` reads the token from the variable it names."""
         monkeypatch.setenv("OPS_SLACK_TOKEN", TOKEN)
         n = SlackNotifier(token_env="OPS_SLACK_TOKEN", base_url=slack_peer.url, users={"d": DANA})
-        n.send(make_notification(recipient="d"))
+        n.send(sample_notification(recipient="d"))
         assert len(slack_peer.messages) == 1
 
     def test_a_missing_token_is_a_config_error_naming_the_variable(
@@ -279,33 +280,33 @@ class TestSlackNotifierConfig:
     def test_a_base_url_without_trailing_slash_is_accepted(self, slack_peer: SlackAPIPeer) -> None:
         """``…/api`` works as well as ``…/api/``."""
         n = SlackNotifier(token=TOKEN, base_url=slack_peer.url.rstrip("/"), users={"dana": DANA})
-        n.send(make_notification())
+        n.send(sample_notification())
         assert len(slack_peer.messages) == 1
 
 
 class TestBuildBlocks:
     def test_escapes_mrkdwn_control_characters(self) -> None:
         """'<', '>' and '&' in record text cannot form links or mentions."""
-        n = make_notification(text="lead <!channel> & co", handoff_id="a<b>")
+        n = sample_notification(text="lead <!channel> & co", handoff_id="a<b>")
         text = _texts(build_blocks(n))
         assert "&lt;!channel&gt; &amp; co" in text
         assert "<!channel>" not in text
 
     def test_the_deadline_renders_in_the_readers_time_zone(self) -> None:
         """The deadline is a ``<!date^…>`` token with the ISO text as fallback."""
-        text = _texts(build_blocks(make_notification()))
+        text = _texts(build_blocks(sample_notification()))
         assert "<!date^1772443800^{date_short_pretty} {time}|2026-03-02T09:30:00+00:00>" in text
 
     def test_a_missing_or_non_http_link_shows_the_plain_id(self) -> None:
         """Only http(s) links become mrkdwn links."""
-        n = make_notification(payload={"handoff": {}, "link": "javascript:alert(1)"})
+        n = sample_notification(payload={"handoff": {}, "link": "javascript:alert(1)"})
         text = _texts(build_blocks(n))
         assert "*Record*\nlead-1" in text
         assert "javascript" not in text
 
     def test_long_text_is_cut_to_block_kit_limits(self) -> None:
         """A section's text stays within Slack's 3,000 characters."""
-        blocks = build_blocks(make_notification(text="x" * 5000, subject="s" * 400))
+        blocks = build_blocks(sample_notification(text="x" * 5000, subject="s" * 400))
         assert len(blocks[0]["text"]["text"]) == 150
         assert len(blocks[1]["text"]["text"]) == 3000
 

@@ -4,66 +4,23 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
-from slakit import Engine, ManualClock, Policy
+from slakit import Engine, ManualClock
 from slakit.adapters.memory import MemoryStore
-from slakit.records import OutboxItem, OutboxState, TraceRecord
+from slakit.records import OutboxState, TraceRecord
+from slakit.testing.notifiers import SAMPLE_START, CrashAfterSendStore, engine_with
 from slakit_webhook.notifier import WebhookNotifier
 from webhook_receiver import SECRET, Answer, WebhookReceiver
-
-T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-POLICY = {
-    "basis": "wall",
-    "sla_minutes": 30,
-    "link": "https://crm.example.com/leads/{id}",
-    "steps": [{"at": "1x", "do": ["notify:owner"]}],
-}
-
-
-class CrashAfterSendStore(MemoryStore):
-    """A memory store whose first outbox completion dies, as a process would after a send."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.crashes = 1
-
-    def complete_outbox(
-        self,
-        item: OutboxItem,
-        *,
-        state: str,
-        attempts: int,
-        next_attempt_at: datetime | None,
-        error: str | None,
-        traces: Sequence[TraceRecord] = (),
-    ) -> bool:
-        if self.crashes:
-            self.crashes -= 1
-            raise RuntimeError("process killed between send and record")
-        return super().complete_outbox(
-            item,
-            state=state,
-            attempts=attempts,
-            next_attempt_at=next_attempt_at,
-            error=error,
-            traces=traces,
-        )
 
 
 def make_engine(
     receiver: WebhookReceiver, clock: ManualClock, store: MemoryStore | None = None
 ) -> Engine:
-    return Engine(
-        store=store or MemoryStore(),
-        policies=[Policy.from_config(POLICY, name="speed-to-lead")],
-        notifiers=[WebhookNotifier(receiver.url, secret=SECRET)],
-        clock=clock,
-        backoff_base=30.0,
-        rng=random.Random(3),
-    )
+    notifier = WebhookNotifier(receiver.url, secret=SECRET)
+    return engine_with(notifier, clock=clock, store=store, backoff_base=30.0, rng=random.Random(3))
 
 
 def delivery_outcomes(traces: Sequence[TraceRecord]) -> list[str]:
@@ -72,7 +29,7 @@ def delivery_outcomes(traces: Sequence[TraceRecord]) -> list[str]:
 
 @pytest.fixture
 def clock() -> ManualClock:
-    return ManualClock(T0)
+    return ManualClock(SAMPLE_START)
 
 
 class TestWebhookWithEngine:

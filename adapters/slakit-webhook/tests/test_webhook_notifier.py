@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from slakit.errors import ConfigError, PermanentNotifyError, TransientNotifyError
+from slakit.testing.notifiers import sample_notification
 from slakit_webhook import decode_secret, generate_secret, sign, webhook_id
 from slakit_webhook.notifier import WebhookNotifier, parse_retry_after
-from webhook_helpers import make_notification
 from webhook_receiver import SECRET, Answer, WebhookReceiver
 
 
@@ -22,7 +22,7 @@ class TestWebhookSend:
         self, receiver: WebhookReceiver, notifier: WebhookNotifier
     ) -> None:
         """The request verifies with an independent Standard Webhooks implementation."""
-        n = make_notification()
+        n = sample_notification()
         before = int(time.time())
         notifier.send(n)
 
@@ -48,10 +48,12 @@ class TestWebhookSend:
             "recipient": "dana",
             "subject": n.subject,
             "text": n.text,
-            "trace_id": "trace-1",
+            "trace_id": n.trace_id,
             "link": "https://crm.example.com/leads/lead-1",
-            "handoff": {"id": "lead-1", "owner": "dana", "channel": "web"},
+            "handoff": dict(n.payload["handoff"]),
         }
+        handoff = payload["data"]["handoff"]
+        assert (handoff["id"], handoff["owner"], handoff["channel"]) == ("lead-1", "dana", "web")
 
     def test_a_receiver_with_another_secret_rejects_it_and_that_is_permanent(
         self, receiver: WebhookReceiver
@@ -59,7 +61,7 @@ class TestWebhookSend:
         """The signature is real: a different key fails verification (401, dead-letter)."""
         n = WebhookNotifier(receiver.url, secret=generate_secret())
         with pytest.raises(PermanentNotifyError, match="HTTP 401"):
-            n.send(make_notification())
+            n.send(sample_notification())
         assert receiver.outcomes() == ["rejected"]
         n.close()
 
@@ -69,7 +71,7 @@ class TestWebhookSend:
         with receiver.running():
             n = WebhookNotifier(receiver.url)
             assert not n.signed
-            n.send(make_notification())
+            n.send(sample_notification())
             n.close()
         [delivery] = receiver.deliveries
         assert "webhook-signature" not in delivery.headers
@@ -80,7 +82,7 @@ class TestWebhookSend:
     ) -> None:
         """A recipient like 'josé' percent-encodes the id; the payload keeps the key as is."""
         key = "lead-9:1:notify:@josé:josé"
-        notifier.send(make_notification(idempotency_key=key, recipient="josé"))
+        notifier.send(sample_notification(idempotency_key=key, recipient="josé"))
         [delivery] = receiver.deliveries
         assert delivery.headers["webhook-id"] == webhook_id(key) == webhook_id(key)
         assert delivery.headers["webhook-id"].isascii()
@@ -90,8 +92,8 @@ class TestWebhookSend:
         self, receiver: WebhookReceiver, notifier: WebhookNotifier
     ) -> None:
         """A replayed notification verifies, is known by its webhook-id and is not handled again."""
-        notifier.send(make_notification())
-        notifier.send(make_notification())
+        notifier.send(sample_notification())
+        notifier.send(sample_notification())
         assert receiver.outcomes() == ["handled", "duplicate"]
         assert len(receiver.handled) == 1
 
@@ -104,7 +106,7 @@ class TestWebhookErrors:
         """4xx other than 408 and 429 can never succeed: PermanentNotifyError."""
         receiver.script(Answer(status, body="no such hook"))
         with pytest.raises(PermanentNotifyError, match=f"HTTP {status}: no such hook"):
-            notifier.send(make_notification())
+            notifier.send(sample_notification())
 
     @pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])
     def test_timeouts_rate_limits_and_server_errors_are_transient(
@@ -113,7 +115,7 @@ class TestWebhookErrors:
         """408, 429 and 5xx raise TransientNotifyError without a retry_after when none is given."""
         receiver.script(Answer(status))
         with pytest.raises(TransientNotifyError, match=f"HTTP {status}") as info:
-            notifier.send(make_notification())
+            notifier.send(sample_notification())
         assert info.value.retry_after is None
 
     def test_retry_after_seconds_is_passed_on(
@@ -123,7 +125,7 @@ class TestWebhookErrors:
         receiver.script(Answer(429, {"Retry-After": "90"}))
         started = time.monotonic()
         with pytest.raises(TransientNotifyError) as info:
-            notifier.send(make_notification())
+            notifier.send(sample_notification())
         assert info.value.retry_after == 90
         assert time.monotonic() - started < 5
 
@@ -133,7 +135,7 @@ class TestWebhookErrors:
         """503 with an HTTP-date ``Retry-After`` gives the seconds until then."""
         receiver.script(Answer(503, {"Retry-After": formatdate(time.time() + 120, usegmt=True)}))
         with pytest.raises(TransientNotifyError) as info:
-            notifier.send(make_notification())
+            notifier.send(sample_notification())
         assert info.value.retry_after is not None
         assert 110 <= info.value.retry_after <= 121
 
@@ -143,7 +145,7 @@ class TestWebhookErrors:
         """A 3xx means the URL is wrong; the POST is not replayed elsewhere."""
         receiver.script(Answer(301, {"Location": "http://127.0.0.1:9/elsewhere"}))
         with pytest.raises(PermanentNotifyError, match="HTTP 301"):
-            notifier.send(make_notification())
+            notifier.send(sample_notification())
         assert len(receiver.deliveries) == 1
 
     def test_errors_name_the_host_not_the_path(
@@ -152,7 +154,7 @@ class TestWebhookErrors:
         """Webhook paths are often secrets; messages (and so traces) leave them out."""
         receiver.script(Answer(404))
         with pytest.raises(PermanentNotifyError) as info:
-            notifier.send(make_notification())
+            notifier.send(sample_notification())
         assert "/hooks/slakit" not in str(info.value)
         assert "http://127.0.0.1:" in str(info.value)
 
@@ -163,7 +165,7 @@ class TestWebhookErrors:
             port = s.getsockname()[1]
         n = WebhookNotifier(f"http://127.0.0.1:{port}/hook", secret=SECRET)
         with pytest.raises(TransientNotifyError, match="ConnectError"):
-            n.send(make_notification())
+            n.send(sample_notification())
         n.close()
 
     def test_a_slow_receiver_times_out_as_transient(self, receiver: WebhookReceiver) -> None:
@@ -172,7 +174,7 @@ class TestWebhookErrors:
         n = WebhookNotifier(receiver.url, secret=SECRET, timeout=0.3)
         started = time.monotonic()
         with pytest.raises(TransientNotifyError, match=r"timed out after 0\.3 s"):
-            n.send(make_notification())
+            n.send(sample_notification())
         assert time.monotonic() - started < 1.5
         n.close()
 
@@ -184,7 +186,7 @@ class TestWebhookConfig:
         """``secret_env`` names the variable holding the secret."""
         monkeypatch.setenv("HOOK_SECRET", SECRET)
         n = WebhookNotifier(receiver.url, secret_env="HOOK_SECRET")
-        n.send(make_notification())
+        n.send(sample_notification())
         assert receiver.outcomes() == ["handled"]
         n.close()
 
@@ -203,7 +205,7 @@ class TestWebhookConfig:
         n = WebhookNotifier(
             receiver.url, secret=SECRET, headers_env={"X-Slakit-Token": "HOOK_TOKEN"}
         )
-        n.send(make_notification())
+        n.send(sample_notification())
         assert receiver.deliveries[0].headers["x-slakit-token"] == "s3cret-token"
         n.close()
 

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections import deque
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import attrs
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from slakit.testing.peers import PeerRequestHandler, serve_http
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -55,14 +55,13 @@ class WebhookReceiver:
         self.handled: dict[str, Any] = {}
         self._answers: deque[Answer] = deque()
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
+        self._base: str | None = None
 
     @property
     def url(self) -> str:
         """Where to POST."""
-        assert self._server is not None
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/hooks/slakit"
+        assert self._base is not None
+        return f"{self._base}/hooks/slakit"
 
     def script(self, *answers: Answer) -> None:
         """Answer the next verified requests with ``answers`` instead of handling them."""
@@ -107,37 +106,12 @@ class WebhookReceiver:
         """Serve on 127.0.0.1 (a free port) for the duration of the block."""
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(PeerRequestHandler):
             def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length)
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                answer = receiver.receive(headers, body)
-                if answer.delay:
-                    time.sleep(answer.delay)
-                data = answer.body.encode()
-                self.send_response(answer.status)
-                for key, value in answer.headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                try:
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (a timeout test)
+                answer = receiver.receive(headers, self.read_body())
+                self.reply(answer.status, answer.body.encode(), answer.headers, delay=answer.delay)
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        # A short poll interval keeps shutdown (one per test) fast.
-        thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-        self._server = server
-        thread.start()
-        try:
+        with serve_http(Handler) as served:
+            self._base = served.url
             yield self
-        finally:
-            server.shutdown()
-            server.server_close()
-            thread.join(timeout=5)
