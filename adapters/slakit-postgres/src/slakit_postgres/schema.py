@@ -98,6 +98,8 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX handoffs_next_due ON handoffs (next_due_at) "
             "WHERE next_due_at IS NOT NULL",
             "CREATE INDEX handoffs_started ON handoffs (started_at, id)",
+            "CREATE INDEX handoffs_cancelled ON handoffs (started_at, id) "
+            "WHERE cancelled_at IS NOT NULL",
             """
             CREATE TABLE escalations (
                 handoff_id  text NOT NULL,

@@ -167,10 +167,11 @@ RETURNING {_H_COLS}
 """
 
 # One step in one statement: if the compare-and-set matches no row, every
-# insert selects from an empty set and nothing is written. The NOT EXISTS
-# guards see existing escalation and outbox rows, so a step that would violate
-# a unique key is refused without an error (and a batch of steps can share one
-# transaction); the unique keys stay the backstop.
+# insert selects from an empty set and nothing is written. The NOT EXISTS guard
+# sees an existing escalation, so a step that would violate its unique key is
+# refused without an error (and a batch of steps can share one transaction).
+# Outbox keys name the handoff and stage, so they clash only when the
+# escalation does; the unique keys stay the backstop either way.
 _APPLY = f"""
 WITH upd AS (
     UPDATE handoffs SET {_SET}, version = %(_expected)s + 1,
@@ -179,9 +180,6 @@ WITH upd AS (
       AND next_due_at <= now()
       AND NOT EXISTS (SELECT 1 FROM escalations e
                       WHERE e.handoff_id = %(id)s AND e.stage = ANY(%(_stages)s::integer[]))
-      AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(%(_outbox)s::jsonb) AS k(n)
-                      JOIN outbox o ON o.notifier = n->>'notifier'
-                                   AND o.idempotency_key = n->>'idempotency_key')
     RETURNING id
 ), esc AS (
     INSERT INTO escalations (handoff_id, stage, step, applied_at, outcome, actions)
@@ -251,13 +249,14 @@ _HIT_RATE_COUNTS = """
     count(*) FILTER (WHERE cancelled_at IS NULL) AS live,
     count(*) FILTER (WHERE cancelled_at IS NULL AND stopped_at <= wall_deadline_at) AS wall_met,
     count(*) FILTER (WHERE cancelled_at IS NULL AND (stopped_at > wall_deadline_at
-        OR (stopped_at IS NULL AND paused_at IS NULL AND %(now)s::timestamptz > wall_deadline_at)))
+        OR (stopped_at IS NULL AND %(now)s::timestamptz > wall_deadline_at
+            AND (paused_at IS NULL OR paused_at > wall_deadline_at))))
         AS wall_missed,
     count(*) FILTER (WHERE cancelled_at IS NULL AND stopped_at <= business_deadline_at)
         AS business_met,
     count(*) FILTER (WHERE cancelled_at IS NULL AND (stopped_at > business_deadline_at
-        OR (stopped_at IS NULL AND paused_at IS NULL
-            AND %(now)s::timestamptz > business_deadline_at)))
+        OR (stopped_at IS NULL AND %(now)s::timestamptz > business_deadline_at
+            AND (paused_at IS NULL OR paused_at > business_deadline_at))))
         AS business_missed
 """
 
@@ -523,6 +522,10 @@ class PostgresStore(RecordStore):
     def _configure(self, conn: psycopg.Connection[Any]) -> None:
         conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
         conn.execute("SET TIME ZONE 'UTC'")
+        # Statements are prepared after a few runs; a generic plan made while a
+        # table was small (a sequential scan of the outbox, say) would stay
+        # until the next ANALYZE. Planning each execution keeps the indexes in use.
+        conn.execute("SET plan_cache_mode = force_custom_plan")
 
     def _open(self) -> ConnectionPool[Any]:
         pool = self._pool
@@ -1017,10 +1020,11 @@ class PostgresStore(RecordStore):
 
         A handoff belongs to the window by ``started_at``. Cancelled ones are
         ``excluded``. On each basis a handoff is *met* when its stop event came
-        at or before that basis's deadline, *missed* when it came later or when
-        it is still open (not stopped, cancelled or paused) and ``now`` is past
-        the deadline, and *pending* otherwise. Groups come sorted by the keys;
-        an empty window gives no groups.
+        at or before that basis's deadline, *missed* when it came later, or when
+        it has not stopped, ``now`` is past the deadline and its clock is not
+        paused (or was paused only after the deadline, which cannot un-miss
+        it), and *pending* otherwise. Groups come sorted by the keys; an empty
+        window gives no groups.
 
         :param by: columns from :data:`GROUPABLE_COLUMNS`, or ``attributes.NAME``
             (grouped on the jsonb value).
@@ -1070,6 +1074,25 @@ class PostgresStore(RecordStore):
             group_row["excluded"] = excluded
             out.append(group_row)
         return out
+
+    def excluded_ids(
+        self, *, since: datetime | None = None, until: datetime | None = None
+    ) -> list[str]:
+        """Ids of the cancelled handoffs started in ``[since, until)``, by start time.
+
+        Answered from a partial index on cancelled rows.
+        """
+        clauses = ["cancelled_at IS NOT NULL"]
+        params: list[Any] = []
+        if since is not None:
+            clauses.append("started_at >= %s")
+            params.append(ensure_aware("since", since))
+        if until is not None:
+            clauses.append("started_at < %s")
+            params.append(ensure_aware("until", until))
+        query = f"SELECT id FROM handoffs WHERE {' AND '.join(clauses)} ORDER BY started_at, id"
+        with self._connection() as conn:
+            return [r[0] for r in conn.execute(query, params).fetchall()]
 
     # -- wake-ups -------------------------------------------------------
 
