@@ -12,7 +12,8 @@ database's ``now()``, which stops a fast engine from running a *later* stage
 of a handoff it legitimately claimed.
 
 Writes are single statements (data-modifying CTEs) on autocommit connections,
-so each write method is one transaction and one round trip; bulk inserts use
+so each write method is one transaction and one round trip; ``apply_steps``
+pipelines a batch of step statements in one transaction, and bulk inserts use
 ``COPY`` inside one transaction. No lock is held across a call out of the store.
 """
 
