@@ -47,6 +47,15 @@ class RecordStore(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook with a sensible default
         """Release connections. The store is unusable afterwards."""
 
+    def effective_now(self, now: datetime) -> datetime:
+        """The instant a check or delivery at ``now`` should act as of.
+
+        A store with a clock of record (PostgreSQL's ``now()``) returns the
+        earlier of the two, so a worker whose clock runs fast never plans a
+        step early. The default trusts ``now``.
+        """
+        return now
+
     # -- handoffs -------------------------------------------------------
 
     @abstractmethod
@@ -218,9 +227,7 @@ class RecordStore(ABC):
         The default walks :meth:`iter_handoffs`; SQL stores answer from an index.
         """
         return [
-            h.id
-            for h in self.iter_handoffs(since=since, until=until)
-            if h.cancelled_at is not None
+            h.id for h in self.iter_handoffs(since=since, until=until) if h.cancelled_at is not None
         ]
 
     def aggregate_hit_rate(

@@ -783,7 +783,7 @@ class Engine:
         the latest runs).
         """
         self.setup()
-        when = self._now(now, "now")
+        when = self.store.effective_now(self._now(now, "now"))
         applied: list[AppliedStep] = []
         errors: list[str] = []
         lost = 0
@@ -1009,7 +1009,7 @@ class Engine:
         attempt, dead-letters the row. No store lock is held while sending.
         """
         self.setup()
-        when = self._now(now, "now")
+        when = self.store.effective_now(self._now(now, "now"))
         sent = retried = dead = lost = 0
         while True:
             items = self.store.claim_outbox(

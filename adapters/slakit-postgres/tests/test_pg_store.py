@@ -527,6 +527,23 @@ class TestSkewedClock:
         assert delivered.sent == 2
         assert sorted(n.handoff_id for n in sent) == ["chain", "due"]
 
+    def test_fast_clock_coalesces_nothing_early(self, pg_store: PostgresStore) -> None:
+        """With coalesce, a fast worker still plans as of the database's clock."""
+        db_now = pg_store.database_now()
+        policy = slakit.Policy.from_config({"basis": "wall", "coalesce": True}, name="p")
+        fast = slakit.Engine(
+            pg_store, policies=[policy], clock=slakit.ManualClock(db_now + timedelta(minutes=10))
+        )
+        # 1x was due a minute ago; 2x is due in 4 minutes, inside the fast clock's lead.
+        fast.start("chain", owner="a", sla_minutes=5, started_at=db_now - timedelta(minutes=6))
+        with capture_notifications():
+            result = fast.check(fast.clock.now())
+        assert [(a.stage, a.outcome) for a in result.applied] == [(0, "applied")]
+        assert pg_store.get("chain").stage == 1
+        steps = [t for t in pg_store.traces("chain") if t.rule.startswith("step:")]
+        assert steps
+        assert all(t.at <= pg_store.database_now() for t in steps)
+
     def test_slow_clock_is_late_never_early(self, pg_store: PostgresStore) -> None:
         """A worker whose clock runs behind fires what is due at its own (earlier) time."""
         db_now = pg_store.database_now()

@@ -601,6 +601,10 @@ class PostgresStore(RecordStore):
         if pool is not None:
             pool.close()
 
+    def effective_now(self, now: datetime) -> datetime:
+        """The earlier of ``now`` and the database's clock: a fast worker never runs ahead."""
+        return min(now, self.database_now())
+
     def database_now(self) -> datetime:
         """The database's clock (``now()`` of a fresh transaction), in UTC."""
         with self._connection() as conn:
