@@ -25,6 +25,7 @@ import signal
 import sqlite3
 import sys
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -101,13 +102,18 @@ class FaultyStore(SQLiteStore):
             self.fault.die(self._dying)
 
     def apply_step(self, application: StepApplication) -> bool:
-        what = f"{application.handoff.id}:{application.expected_stage}"
+        return self.apply_steps([application])[0]
+
+    def apply_steps(self, applications: Sequence[StepApplication]) -> list[bool]:
+        # A faulty worker claims one handoff at a time (see build_engine), so
+        # each transaction here holds one step and "the Nth step" is exact.
+        what = " ".join(f"{a.handoff.id}:{a.expected_stage}" for a in applications)
         if self.fault.hit("before-commit"):
             self._dying = what
-        ok = super().apply_step(application)
-        if ok and self.fault.hit("after-commit"):
+        done = super().apply_steps(applications)
+        if any(done) and self.fault.hit("after-commit"):
             self.fault.die(what)
-        return ok
+        return done
 
 
 def build_engine(db: str, now: datetime, log: str, fault: Fault, worker: str) -> Engine:
@@ -119,7 +125,7 @@ def build_engine(db: str, now: datetime, log: str, fault: Fault, worker: str) ->
         notifiers=[FileNotifier(log, fault)],
         clock=ManualClock(now),
         worker_id=worker,
-        batch_size=100,
+        batch_size=1 if fault.name else 100,
     )
 
 
