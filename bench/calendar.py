@@ -23,11 +23,15 @@ from pathlib import Path
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if not p or Path(p).resolve() != _HERE]
 
+import runpy  # noqa: E402
+
+# The shared docs writer, run by path since this folder is off sys.path.
+write_section = runpy.run_path(str(_HERE / "_docs.py"))["write_section"]
+
 import argparse  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
 import random  # noqa: E402
-import re  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
@@ -318,19 +322,8 @@ def main() -> None:
                 "",
             ]
         )
-        write_section(section)
+        write_section(SECTION, section)
         print(f"\nwrote the {SECTION!r} section of {DOCS.relative_to(_HERE.parent)}")
-
-
-def write_section(section: str) -> None:
-    """Replace the ``## Calendar`` section of docs/benchmarks.md, or append it."""
-    text = DOCS.read_text(encoding="utf-8") if DOCS.exists() else "# Benchmarks\n\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.M | re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    DOCS.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ import json  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
 import re  # noqa: E402
+import runpy  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
@@ -59,6 +60,8 @@ from slakit_postgres import PostgresStore  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "benchmarks.md"
+# The shared docs writer, run by path since this folder is off sys.path.
+write_section = runpy.run_path(str(_HERE / "_docs.py"))["write_section"]
 SECTION = "## PostgreSQL"
 DEFAULT_DSN = "host=127.0.0.1 port=5432 dbname=test"
 
@@ -313,17 +316,6 @@ def markdown(a: list[dict[str, Any]], b: dict[str, Any], env: dict[str, str], cm
     return "\n".join(lines)
 
 
-def write_section(section: str) -> None:
-    """Replace the ``## PostgreSQL`` section of docs/benchmarks.md, or append it."""
-    text = DOCS.read_text(encoding="utf-8") if DOCS.exists() else "# Benchmarks\n\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.M | re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    DOCS.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--dsn", default=os.environ.get("SLAKIT_BENCH_PG_DSN", DEFAULT_DSN))
@@ -360,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.markdown:
         cmd = "python " + " ".join(["bench/postgres.py", *(argv or sys.argv[1:])])
-        write_section(markdown(a, b, env, cmd))
+        write_section(SECTION, markdown(a, b, env, cmd))
         say(f"wrote {SECTION} to {DOCS.relative_to(ROOT)}")
     return 0
 

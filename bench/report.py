@@ -4,7 +4,7 @@ Usage::
 
     python bench/report.py                   # 1,000,000 handoffs
     python bench/report.py --rows 200000     # fewer
-    python bench/report.py --markdown        # the section for docs/benchmarks.md
+    python bench/report.py --markdown        # also write the section of docs/benchmarks.md
 
 The data set is synthetic: starts spread over 26 weeks, three channels, four
 segments, two policies; 60 % answered (some late), 10 % cancelled, 5 % paused,
@@ -14,9 +14,12 @@ the rest open. It is written once per run through ``SQLiteStore.insert_many``.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import platform
 import random
+import runpy
 import sqlite3
 import sys
 import tempfile
@@ -30,6 +33,10 @@ import slakit
 from slakit.adapters.sqlite import SQLiteStore
 from slakit.handoff import Handoff
 from slakit.metrics import hit_rate
+
+# The shared docs writer, run by path (the folder holds a calendar.py that must not
+# shadow the standard library's, so it is not importable as a package).
+write_section = runpy.run_path(str(Path(__file__).resolve().parent / "_docs.py"))["write_section"]
 
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
 NOW = T0 + timedelta(weeks=26)
@@ -180,33 +187,38 @@ def main() -> int:
         store.close()
 
     if args.markdown:
-        print("## Reports")
-        print()
-        print(
-            f"`slakit.hit_rate` over {args.rows:,} handoffs in SQLite "
-            f"(SQLite {sqlite3.sqlite_version}, Python {platform.python_version()}, "
-            f"slakit {slakit.__version__}, 2 cores). Best of {args.repeat} runs; the "
-            "Python path over store rows runs once. Loading the rows took "
-            f"{load_s:.0f} s. Target: 1M handoffs in at most 1 s on SQLite."
-        )
-        print()
-        flags = " --covering-index" if args.covering_index else ""
-        print(f"Command: `python bench/report.py --markdown{flags}`")
-        print()
-        print("| case | computed by | seconds | result |")
-        print("|---|---|---:|---|")
-        for label, path, secs, note in results:
-            print(f"| {label} | {path} | {secs:.3f} | {note} |")
-        print()
-        ok = [label for label, path, secs, _ in results if path == "store" and secs <= 1.0]
-        slow = [label for label, path, secs, _ in results if path == "store" and secs > 1.0]
-        ok, slow = [f"*{x}*" for x in ok], [f"*{x}*" for x in slow]
-        print(
-            f"Within the 1 s target on the SQL path: {', '.join(ok) or 'none'}; "
-            f"over it: {', '.join(slow) or 'none'}. Machine speed for scale: a "
-            f"10-million-step Python loop took {calibrate():.2f} s during this run, and "
-            f"the load average was {_load()}."
-        )
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            print("## Reports")
+            print()
+            print(
+                f"`slakit.hit_rate` over {args.rows:,} handoffs in SQLite "
+                f"(SQLite {sqlite3.sqlite_version}, Python {platform.python_version()}, "
+                f"slakit {slakit.__version__}, 2 cores). Best of {args.repeat} runs; the "
+                "Python path over store rows runs once. Loading the rows took "
+                f"{load_s:.0f} s. Target: 1M handoffs in at most 1 s on SQLite."
+            )
+            print()
+            flags = " --covering-index" if args.covering_index else ""
+            print(f"Command: `python bench/report.py --markdown{flags}`")
+            print()
+            print("| case | computed by | seconds | result |")
+            print("|---|---|---:|---|")
+            for label, path, secs, note in results:
+                print(f"| {label} | {path} | {secs:.3f} | {note} |")
+            print()
+            ok = [label for label, path, secs, _ in results if path == "store" and secs <= 1.0]
+            slow = [label for label, path, secs, _ in results if path == "store" and secs > 1.0]
+            ok, slow = [f"*{x}*" for x in ok], [f"*{x}*" for x in slow]
+            print(
+                f"Within the 1 s target on the SQL path: {', '.join(ok) or 'none'}; "
+                f"over it: {', '.join(slow) or 'none'}. Machine speed for scale: a "
+                f"10-million-step Python loop took {calibrate():.2f} s during this run, and "
+                f"the load average was {_load()}."
+            )
+        print(buf.getvalue(), end="")
+        write_section("## Reports", buf.getvalue())
+
     return 0
 
 
