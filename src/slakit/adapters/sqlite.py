@@ -30,8 +30,22 @@ from typing import Any, TypeVar
 
 import attrs
 
-from slakit._time import to_us
+from slakit._time import from_us, to_us
 from slakit.abc import RecordStore
+from slakit.adapters._sql import (
+    GROUPABLE_COLUMNS,
+    OUTBOX_COLUMNS,
+    TRACE_COLUMNS,
+    check_batch_ids,
+    escalation_from_row,
+    escalation_row,
+    hit_rate_groups,
+    json_default,
+    notification_row,
+    outbox_from_row,
+    trace_from_row,
+    trace_row,
+)
 from slakit.errors import (
     ConcurrentUpdateError,
     ConfigError,
@@ -250,11 +264,6 @@ _INSERT_ESCALATION = (
     "INSERT INTO escalations (handoff_id, stage, step, applied_at, outcome, actions) "
     "VALUES (?, ?, ?, ?, ?, ?)"
 )
-_OUTBOX_COLS = (
-    "notifier, idempotency_key, recipient, handoff_id, stage, step, action, subject, text, "
-    "trace_id, policy, created_at, payload, state, attempts, next_attempt_at, lease_token, "
-    "lease_until, last_error"
-)
 _INSERT_OUTBOX = (
     "INSERT INTO outbox (notifier, idempotency_key, recipient, handoff_id, stage, step, action, "
     "subject, text, trace_id, policy, created_at, payload, next_attempt_at) "
@@ -267,7 +276,7 @@ _CLAIM_OUTBOX = (
     "WHERE state = 'pending' AND next_attempt_at <= ? "
     "AND (lease_until IS NULL OR lease_until <= ?) "
     "ORDER BY next_attempt_at, seq LIMIT ?"
-    f") RETURNING seq, {_OUTBOX_COLS}"
+    f") RETURNING seq, {OUTBOX_COLUMNS}"
 )
 _COMPLETE_OUTBOX = (
     # A pending row with no next attempt time keeps its old one: due at once.
@@ -275,26 +284,7 @@ _COMPLETE_OUTBOX = (
     "last_error = ?, lease_token = NULL, lease_until = NULL "
     "WHERE notifier = ? AND idempotency_key = ? AND lease_token = ? AND state = 'pending'"
 )
-_TRACE_COLS = "trace_id, handoff_id, policy, rule, action, actor, at, outcome, detail"
-_INSERT_TRACE = f"INSERT INTO traces ({_TRACE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-
-#: Columns ``aggregate_hit_rate`` may group by (anything else: Python does it).
-_GROUPABLE = frozenset(
-    {
-        "policy",
-        "channel",
-        "segment",
-        "owner",
-        "backup_owner",
-        "responded_by",
-        "breached",
-        "breach_reason",
-        "within_business_hours",
-        "stage",
-        "cancel_reason",
-    }
-)
-_BOOL_COLUMNS = frozenset({"breached", "within_business_hours"})
+_INSERT_TRACE = f"INSERT INTO traces ({TRACE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 class _Abort(Exception):
@@ -318,13 +308,10 @@ def _dt(value: int | None) -> datetime | None:
 
 def _lenient(value: Any) -> Any:
     # Trace details and payloads are logs: a value JSON cannot hold is kept as text.
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, set | frozenset | tuple):
-        return list(value)
-    if isinstance(value, Mapping):
-        return dict(value)
-    return str(value)
+    try:
+        return json_default(value)
+    except TypeError:
+        return str(value)
 
 
 _strict_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -433,31 +420,11 @@ def _handoff_from_row(r: Sequence[Any]) -> Handoff:
 
 def _trace_values(t: TraceRecord) -> tuple[Any, ...]:
     detail = t.detail
-    return (
-        t.trace_id,
-        t.handoff_id,
-        t.policy,
-        t.rule,
-        t.action,
-        t.actor,
-        to_us(t.at),
-        t.outcome,
-        _lenient_json(dict(detail)) if detail else "{}",
-    )
+    return trace_row(t, to_us(t.at), _lenient_json(dict(detail)) if detail else "{}")
 
 
 def _trace_from_row(r: Sequence[Any]) -> TraceRecord:
-    return TraceRecord(
-        trace_id=r[0],
-        handoff_id=r[1],
-        policy=r[2],
-        rule=r[3],
-        action=r[4],
-        actor=r[5],
-        at=_EPOCH + timedelta(microseconds=r[6]),
-        outcome=r[7],
-        detail=_loads(r[8]),
-    )
+    return trace_from_row(r, from_us(r[6]), _loads(r[8]))
 
 
 def _outbox_rows(notifications: Sequence[Notification]) -> list[tuple[Any, ...]]:
@@ -476,49 +443,17 @@ def _outbox_values(n: Notification, payload_json: str | None = None) -> tuple[An
     created = to_us(n.created_at)
     if payload_json is None:
         payload_json = _lenient_json(dict(n.payload)) if n.payload else "{}"
-    return (
-        n.notifier,
-        n.idempotency_key,
-        n.recipient,
-        n.handoff_id,
-        n.stage,
-        n.step,
-        n.action,
-        n.subject,
-        n.text,
-        n.trace_id,
-        n.policy,
-        created,
-        payload_json,
-        created,
-    )
+    # The first attempt is due when the notification is created.
+    return (*notification_row(n, created, payload_json), created)
 
 
 def _outbox_from_row(r: Sequence[Any]) -> OutboxItem:
-    """An item from ``seq`` followed by the :data:`_OUTBOX_COLS` columns."""
-    n = Notification(
-        notifier=r[1],
-        idempotency_key=r[2],
-        recipient=r[3],
-        handoff_id=r[4],
-        stage=r[5],
-        step=r[6],
-        action=r[7],
-        subject=r[8],
-        text=r[9],
-        trace_id=r[10],
-        policy=r[11],
-        created_at=_EPOCH + timedelta(microseconds=r[12]),
+    return outbox_from_row(
+        r,
+        created_at=from_us(r[12]),
         payload=_loads(r[13]),
-    )
-    return OutboxItem(
-        notification=n,
-        state=r[14],
-        attempts=r[15],
         next_attempt_at=_dt(r[16]),
-        lease_token=r[17],
         lease_until=_dt(r[18]),
-        last_error=r[19],
     )
 
 
@@ -573,14 +508,7 @@ class _PreparedStep:
             step_params=(values[1], *values[3:-1], expected + 1, h.id, expected, stage, values[2]),
             full_params=(*values[1:-1], expected + 1, h.id, expected, stage),
             escalations=[
-                (
-                    e.handoff_id,
-                    e.stage,
-                    e.step,
-                    to_us(e.applied_at),
-                    e.outcome,
-                    _strict_json(list(e.actions)),
-                )
+                escalation_row(e, to_us(e.applied_at), _strict_json(list(e.actions)))
                 for e in application.escalations
             ],
             outbox=_outbox_rows(application.notifications),
@@ -896,13 +824,7 @@ class SQLiteStore(RecordStore):
         return self._write("insert", tx)
 
     def insert_many(self, handoffs: Sequence[Handoff], traces: Sequence[TraceRecord] = ()) -> int:
-        seen: set[str] = set()
-        for h in handoffs:
-            if h.id in seen:
-                raise DuplicateHandoffError(
-                    f"handoff id {h.id!r} appears twice in one batch", field="id", value=h.id
-                )
-            seen.add(h.id)
+        check_batch_ids(handoffs)
         rows = [_handoff_values(h) for h in handoffs]
         trace_rows = [_trace_values(t) for t in traces]
 
@@ -1121,17 +1043,7 @@ class SQLiteStore(RecordStore):
             params = (handoff_id,)
         sql += " ORDER BY handoff_id, stage"
         rows = self._read("escalations", lambda conn: conn.execute(sql, params).fetchall())
-        return [
-            Escalation(
-                handoff_id=r[0],
-                stage=r[1],
-                step=r[2],
-                applied_at=_EPOCH + timedelta(microseconds=r[3]),
-                outcome=r[4],
-                actions=tuple(json.loads(r[5])),
-            )
-            for r in rows
-        ]
+        return [escalation_from_row(r, from_us(r[3]), json.loads(r[5])) for r in rows]
 
     # -- outbox ---------------------------------------------------------
 
@@ -1191,7 +1103,7 @@ class SQLiteStore(RecordStore):
         if state is not None:
             where.append("state = ?")
             params.append(state)
-        sql = f"SELECT seq, {_OUTBOX_COLS} FROM outbox"
+        sql = f"SELECT seq, {OUTBOX_COLUMNS} FROM outbox"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY seq"
@@ -1228,7 +1140,7 @@ class SQLiteStore(RecordStore):
         if until is not None:
             where.append("at < ?")
             params.append(to_us(until))
-        sql = f"SELECT {_TRACE_COLS} FROM traces"
+        sql = f"SELECT {TRACE_COLUMNS} FROM traces"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY seq"
@@ -1275,7 +1187,7 @@ class SQLiteStore(RecordStore):
             such as ``attributes.NAME``.
         """
         keys = list(by)
-        if any(k not in _GROUPABLE for k in keys):
+        if any(k not in GROUPABLE_COLUMNS for k in keys):
             return None
         params: dict[str, Any] = {"now": to_us(now)}
         where: list[str] = []
@@ -1286,7 +1198,7 @@ class SQLiteStore(RecordStore):
             where.append("started_at < :until")
             params["until"] = to_us(until)
         live = "cancelled_at IS NULL"
-        counts = ["count(*)", f"sum(NOT ({live}))"]
+        counts = [f"sum({live})", f"sum(NOT ({live}))"]
         for basis in ("wall", "business"):
             d = f"{basis}_deadline_at"
             counts.append(f"sum({live} AND stopped_at <= {d})")
@@ -1300,29 +1212,7 @@ class SQLiteStore(RecordStore):
         if keys:
             groups = ", ".join(str(n) for n in range(1, len(keys) + 1))
             sql += f" GROUP BY {groups} ORDER BY {groups}"
-        rows = self._read("aggregate_hit_rate", partial(_fetch, sql, params))
-        out: list[dict[str, Any]] = []
-        for r in rows:
-            total, excluded, w_met, w_missed, b_met, b_missed = (
-                int(v or 0) for v in r[len(keys) :]
-            )
-            if total == 0:
-                continue
-            group: dict[str, Any] = {}
-            for key, v in zip(keys, r, strict=False):
-                group[key] = bool(v) if key in _BOOL_COLUMNS and v is not None else v
-            evaluable = total - excluded
-            group.update(
-                wall_met=w_met,
-                wall_missed=w_missed,
-                wall_pending=evaluable - w_met - w_missed,
-                business_met=b_met,
-                business_missed=b_missed,
-                business_pending=evaluable - b_met - b_missed,
-                excluded=excluded,
-            )
-            out.append(group)
-        return out
+        return hit_rate_groups(keys, self._read("aggregate_hit_rate", partial(_fetch, sql, params)))
 
     def query(
         self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()

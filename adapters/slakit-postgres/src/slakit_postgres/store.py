@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
@@ -42,6 +42,8 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from slakit._time import ensure_aware
 from slakit.abc import RecordStore
+from slakit.adapters import _sql
+from slakit.adapters._sql import GROUPABLE_COLUMNS
 from slakit.errors import (
     ConcurrentUpdateError,
     ConfigError,
@@ -66,22 +68,6 @@ log = logging.getLogger("slakit.postgres")
 
 #: Handoff columns, in :class:`~slakit.handoff.Handoff` field order (one column per field).
 HANDOFF_COLUMNS: tuple[str, ...] = tuple(a.name for a in attrs.fields(Handoff))
-#: Columns :meth:`PostgresStore.aggregate_hit_rate` can group by in SQL.
-GROUPABLE_COLUMNS = frozenset(
-    {
-        "policy",
-        "owner",
-        "backup_owner",
-        "channel",
-        "segment",
-        "within_business_hours",
-        "breached",
-        "breach_reason",
-        "responded_by",
-        "stage",
-        "cancel_reason",
-    }
-)
 _ATTR_PREFIX = "attributes."
 
 #: Seconds between two "outbox rows written" notifications from one store.
@@ -103,13 +89,7 @@ _H_COLS = ", ".join(f"h.{c}" for c in HANDOFF_COLUMNS)
 _VALUES = ", ".join(f"%({c})s" for c in HANDOFF_COLUMNS)
 _SET = ", ".join(f"{c} = %({c})s" for c in HANDOFF_COLUMNS if c not in ("id", "version"))
 
-_OUTBOX_COLS = (
-    "notifier, idempotency_key, recipient, handoff_id, stage, step, action, subject, text, "
-    "trace_id, policy, created_at, payload, state, attempts, next_attempt_at, lease_token, "
-    "lease_until, last_error"
-)
-_O_COLS = ", ".join("o." + c.strip() for c in _OUTBOX_COLS.split(","))
-_TRACE_COLS = "trace_id, handoff_id, policy, rule, action, actor, at, outcome, detail"
+_O_COLS = ", ".join("o." + c.strip() for c in _sql.OUTBOX_COLUMNS.split(","))
 
 # Inserts the trace rows in the jsonb array %(_traces)s, in order, once per row of {src}.
 _TRACES_FROM = """
@@ -245,9 +225,10 @@ SELECT LEAST(
     (SELECT min(next_attempt_at) FROM outbox WHERE state = 'pending'))
 """
 
+# In the order hit_rate_groups reads them.
 _HIT_RATE_COUNTS = """
-    count(*) FILTER (WHERE cancelled_at IS NOT NULL) AS excluded,
     count(*) FILTER (WHERE cancelled_at IS NULL) AS live,
+    count(*) FILTER (WHERE cancelled_at IS NOT NULL) AS excluded,
     count(*) FILTER (WHERE cancelled_at IS NULL AND stopped_at <= wall_deadline_at) AS wall_met,
     count(*) FILTER (WHERE cancelled_at IS NULL AND (stopped_at > wall_deadline_at
         OR (stopped_at IS NULL AND %(now)s::timestamptz > wall_deadline_at
@@ -272,15 +253,9 @@ class SupportsWake(Protocol):
 
 
 def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, Mapping):
-        return dict(value)
-    if isinstance(value, set | frozenset | tuple):
-        return list(value)
     if isinstance(value, Decimal):
         return float(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+    return _sql.json_default(value)
 
 
 def _dumps(value: Any) -> str:
@@ -312,76 +287,31 @@ def _handoff_from_row(row: Mapping[str, Any]) -> Handoff:
 
 
 def _notification_dict(n: Notification) -> dict[str, Any]:
-    return {
-        "notifier": n.notifier,
-        "idempotency_key": n.idempotency_key,
-        "recipient": n.recipient,
-        "handoff_id": n.handoff_id,
-        "stage": n.stage,
-        "step": n.step,
-        "action": n.action,
-        "subject": n.subject,
-        "text": n.text,
-        "trace_id": n.trace_id,
-        "policy": n.policy,
-        "created_at": n.created_at.astimezone(UTC).isoformat(),
-        "payload": dict(n.payload),
-    }
+    row = _sql.notification_row(n, n.created_at.astimezone(UTC).isoformat(), dict(n.payload))
+    return dict(zip(_sql.NOTIFICATION_COLUMNS, row, strict=True))
 
 
 def _escalation_dict(e: Escalation) -> dict[str, Any]:
-    return {
-        "handoff_id": e.handoff_id,
-        "stage": e.stage,
-        "step": e.step,
-        "applied_at": e.applied_at.astimezone(UTC).isoformat(),
-        "outcome": e.outcome,
-        "actions": list(e.actions),
-    }
+    row = _sql.escalation_row(e, e.applied_at.astimezone(UTC).isoformat(), list(e.actions))
+    return dict(zip(_sql.ESCALATION_COLUMNS, row, strict=True))
 
 
 def _utc(value: datetime | None) -> datetime | None:
     return None if value is None else value.astimezone(UTC)
 
 
-def _outbox_from_row(row: Mapping[str, Any]) -> OutboxItem:
-    return OutboxItem(
-        notification=Notification(
-            idempotency_key=row["idempotency_key"],
-            notifier=row["notifier"],
-            recipient=row["recipient"],
-            handoff_id=row["handoff_id"],
-            stage=row["stage"],
-            step=row["step"],
-            action=row["action"],
-            subject=row["subject"],
-            text=row["text"],
-            trace_id=row["trace_id"],
-            policy=row["policy"],
-            created_at=row["created_at"].astimezone(UTC),
-            payload=row["payload"] or {},
-        ),
-        state=row["state"],
-        attempts=row["attempts"],
-        next_attempt_at=_utc(row["next_attempt_at"]),
-        lease_token=row["lease_token"],
-        lease_until=_utc(row["lease_until"]),
-        last_error=row["last_error"],
+def _outbox_from_row(r: Sequence[Any]) -> OutboxItem:
+    return _sql.outbox_from_row(
+        r,
+        created_at=r[12].astimezone(UTC),
+        payload=r[13] or {},
+        next_attempt_at=_utc(r[16]),
+        lease_until=_utc(r[18]),
     )
 
 
-def _trace_from_row(row: Mapping[str, Any]) -> TraceRecord:
-    return TraceRecord(
-        trace_id=row["trace_id"],
-        handoff_id=row["handoff_id"],
-        policy=row["policy"],
-        rule=row["rule"],
-        action=row["action"],
-        actor=row["actor"],
-        at=row["at"].astimezone(UTC),
-        outcome=row["outcome"],
-        detail=row["detail"] or {},
-    )
+def _trace_from_row(r: Sequence[Any]) -> TraceRecord:
+    return _sql.trace_from_row(r, r[6].astimezone(UTC), r[8] or {})
 
 
 def _first_line(exc: BaseException) -> str:
@@ -628,13 +558,7 @@ class PostgresStore(RecordStore):
         return handoff
 
     def insert_many(self, handoffs: Sequence[Handoff], traces: Sequence[TraceRecord] = ()) -> int:
-        seen: set[str] = set()
-        for h in handoffs:
-            if h.id in seen:
-                raise DuplicateHandoffError(
-                    f"handoff id {h.id!r} appears twice in the batch", field="id", value=h.id
-                )
-            seen.add(h.id)
+        _sql.check_batch_ids(handoffs)
         if not handoffs:
             if traces:
                 self.add_traces(traces)
@@ -653,7 +577,7 @@ class PostgresStore(RecordStore):
                                 ]
                             )
                     if traces:
-                        with cur.copy(f"COPY traces ({_TRACE_COLS}) FROM STDIN") as copy:
+                        with cur.copy(f"COPY traces ({_sql.TRACE_COLUMNS}) FROM STDIN") as copy:
                             for t in traces:
                                 copy.write_row(_trace_values(t))
                     if any(h.next_due_at is not None for h in handoffs):
@@ -907,19 +831,9 @@ class PostgresStore(RecordStore):
             query += " WHERE handoff_id = %s"
             params = (handoff_id,)
         query += " ORDER BY handoff_id, stage"
-        with self._connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            rows = cur.execute(query, params).fetchall()
-        return [
-            Escalation(
-                handoff_id=r["handoff_id"],
-                stage=r["stage"],
-                step=r["step"],
-                applied_at=r["applied_at"].astimezone(UTC),
-                outcome=r["outcome"],
-                actions=tuple(r["actions"] or ()),
-            )
-            for r in rows
-        ]
+        with self._connection() as conn:
+            rows = conn.execute(query, params).fetchall()
+        return [_sql.escalation_from_row(r, r[3].astimezone(UTC), r[5] or ()) for r in rows]
 
     # -- outbox ---------------------------------------------------------
 
@@ -933,9 +847,9 @@ class PostgresStore(RecordStore):
         """
         ensure_aware("now", now)
         params = {"now": now, "limit": limit, "worker": worker, "lease": float(lease_seconds)}
-        with self._connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            rows = cur.execute(_CLAIM_OUTBOX, params).fetchall()
-        rows.sort(key=lambda r: int(r["seq"]))
+        with self._connection() as conn:
+            rows = conn.execute(_CLAIM_OUTBOX, params).fetchall()
+        rows.sort(key=lambda r: int(r[0]))
         return [_outbox_from_row(r) for r in rows]
 
     def complete_outbox(
@@ -974,9 +888,9 @@ class PostgresStore(RecordStore):
             clauses.append("state = %s")
             params.append(state)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        query = f"SELECT seq, {_OUTBOX_COLS} FROM outbox{where} ORDER BY seq"
-        with self._connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            rows = cur.execute(query, params).fetchall()
+        query = f"SELECT seq, {_sql.OUTBOX_COLUMNS} FROM outbox{where} ORDER BY seq"
+        with self._connection() as conn:
+            rows = conn.execute(query, params).fetchall()
         return [_outbox_from_row(r) for r in rows]
 
     # -- traces ---------------------------------------------------------
@@ -1006,9 +920,9 @@ class PostgresStore(RecordStore):
             clauses.append("at < %s")
             params.append(ensure_aware("until", until))
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        query = f"SELECT {_TRACE_COLS} FROM traces{where} ORDER BY seq"
-        with self._connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            rows = cur.execute(query, params).fetchall()
+        query = f"SELECT {_sql.TRACE_COLUMNS} FROM traces{where} ORDER BY seq"
+        with self._connection() as conn:
+            rows = conn.execute(query, params).fetchall()
         return [_trace_from_row(r) for r in rows]
 
     # -- reports --------------------------------------------------------
@@ -1063,22 +977,9 @@ class PostgresStore(RecordStore):
         query = sql.SQL("SELECT {keys}{counts} FROM handoffs WHERE {where}{group}").format(
             keys=select_keys, counts=sql.SQL(_HIT_RATE_COUNTS), where=where, group=group
         )
-        with self._connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            rows = cur.execute(query, params).fetchall()
-        out: list[dict[str, Any]] = []
-        for r in rows:
-            live, excluded = int(r["live"]), int(r["excluded"])
-            if live + excluded == 0:
-                continue
-            group_row: dict[str, Any] = {k: r[f"k{i}"] for i, k in enumerate(keys)}
-            for basis in ("wall", "business"):
-                met, missed = int(r[f"{basis}_met"]), int(r[f"{basis}_missed"])
-                group_row[f"{basis}_met"] = met
-                group_row[f"{basis}_missed"] = missed
-                group_row[f"{basis}_pending"] = live - met - missed
-            group_row["excluded"] = excluded
-            out.append(group_row)
-        return out
+        with self._connection() as conn:
+            rows = conn.execute(query, params).fetchall()
+        return _sql.hit_rate_groups(keys, rows)
 
     def excluded_ids(
         self, *, since: datetime | None = None, until: datetime | None = None
@@ -1173,18 +1074,8 @@ class PostgresStore(RecordStore):
                 backoff = min(backoff * 2, 30.0)
 
 
-def _trace_values(t: TraceRecord) -> list[Any]:
-    return [
-        t.trace_id,
-        t.handoff_id,
-        t.policy,
-        t.rule,
-        t.action,
-        t.actor,
-        t.at,
-        t.outcome,
-        _jsonb(dict(t.detail)),
-    ]
+def _trace_values(t: TraceRecord) -> tuple[Any, ...]:
+    return _sql.trace_row(t, t.at, _jsonb(dict(t.detail)))
 
 
 def _conflicting_id(exc: pg_errors.UniqueViolation) -> str:
