@@ -11,14 +11,11 @@ the retry.
 from __future__ import annotations
 
 import http.client
-import math
 import os
 import re
 import threading
-import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 from slack_sdk import WebClient
@@ -27,6 +24,7 @@ from slack_sdk.web.slack_response import SlackResponse
 
 from slakit.abc import Notifier
 from slakit.errors import ConfigError, NotifyError, PermanentNotifyError, TransientNotifyError
+from slakit.notify import parse_retry_after, positive_seconds, table_option
 from slakit.records import Notification
 
 __all__ = [
@@ -134,21 +132,10 @@ class SlackNotifier(Notifier):
                 field="base_url",
                 value=base_url,
             )
-        if (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, int | float)
-            or not math.isfinite(timeout)
-            or timeout <= 0
-        ):
-            raise ConfigError(
-                f"slack timeout must be a positive number of seconds, got {timeout!r}",
-                field="timeout",
-                value=timeout,
-            )
+        self.timeout = positive_seconds("slack", "timeout", timeout)
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
         self.users = _check_users(users)
         self.default_domain = _check_domain(default_domain)
-        self.timeout = float(timeout)
         # No retry handlers: a retry inside send would sleep while holding the
         # outbox lease; the engine schedules retries with backoff instead.
         self.client = WebClient(
@@ -338,30 +325,6 @@ def build_metadata(notification: Notification) -> dict[str, Any]:
     }
 
 
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date).
-
-    :param now: the current Unix time, for an HTTP date (default: the system clock).
-    :returns: ``None`` when the header is absent or unreadable; never negative.
-    """
-    if value is None:
-        return None
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if not math.isfinite(seconds):
-        return None
-    return max(0.0, seconds)
-
-
 # -- helpers -------------------------------------------------------------------
 
 
@@ -402,16 +365,9 @@ def _nested_str(response: SlackResponse, outer: str, inner: str, method: str) ->
 
 
 def _check_users(users: Mapping[str, str] | None) -> dict[str, str]:
-    if users is None:
-        return {}
-    if not isinstance(users, Mapping):
-        raise ConfigError(
-            f"slack users must be a table of handle = user id or e-mail, got {users!r}",
-            field="users",
-            value=users,
-        )
+    table = table_option("slack", "users", users, shape="handle = user id or e-mail")
     out: dict[str, str] = {}
-    for handle, target in users.items():
+    for handle, target in table.items():
         if not isinstance(handle, str) or not isinstance(target, str) or not target.strip():
             raise ConfigError(
                 f"slack users.{handle} must be a Slack user id or e-mail address, got {target!r}",

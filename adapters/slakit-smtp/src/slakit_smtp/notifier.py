@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import html
-import math
-import os
 import re
 import smtplib
 import ssl
@@ -17,6 +15,7 @@ from urllib.parse import urlsplit
 
 from slakit.abc import Notifier
 from slakit.errors import ConfigError, NotifyError, PermanentNotifyError, TransientNotifyError
+from slakit.notify import positive_seconds, secret_from, table_option
 from slakit.records import Notification
 
 __all__ = ["CONFIG_KEYS", "DEFAULT_PORTS", "SECURITY_MODES", "SMTPNotifier", "message_id_for"]
@@ -156,27 +155,7 @@ class SMTPNotifier(Notifier):
                 value=port,
             )
         self.port = port
-        if password is not None and password_env is not None:
-            raise ConfigError(
-                "smtp notifier takes password or password_env, not both",
-                field="password_env",
-                value=password_env,
-            )
-        if password_env is not None:
-            if not isinstance(password_env, str) or not password_env:
-                raise ConfigError(
-                    f"smtp notifier password_env must name an environment variable, "
-                    f"got {password_env!r}",
-                    field="password_env",
-                    value=password_env,
-                )
-            password = os.environ.get(password_env)
-            if password is None:
-                raise ConfigError(
-                    f"smtp notifier password_env names {password_env!r}, which is not set",
-                    field="password_env",
-                    value=password_env,
-                )
+        password = secret_from("smtp notifier", password, password_env, field="password")
         if (username is None) != (password is None):
             missing = "password (or password_env)" if password is None else "username"
             raise ConfigError(
@@ -195,17 +174,10 @@ class SMTPNotifier(Notifier):
         self.sender = _check_address("from", sender)
         self.envelope_sender = parseaddr(sender)[1]
         self.reply_to = _check_address("reply_to", reply_to) if reply_to is not None else None
-        if addresses is None:
-            addresses = {}
-        if not isinstance(addresses, Mapping):
-            raise ConfigError(
-                f"smtp notifier addresses must be a table of handle = address, got {addresses!r}",
-                field="addresses",
-                value=addresses,
-            )
+        table = table_option("smtp notifier", "addresses", addresses, shape="handle = address")
         self.addresses: dict[str, str] = {
             str(handle): _check_address(f"addresses.{handle}", addr)
-            for handle, addr in addresses.items()
+            for handle, addr in table.items()
         }
         if default_domain is not None and (
             not isinstance(default_domain, str) or not _DOMAIN.match(default_domain)
@@ -216,18 +188,7 @@ class SMTPNotifier(Notifier):
                 value=default_domain,
             )
         self.default_domain = default_domain
-        if (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, int | float)
-            or not math.isfinite(timeout)
-            or timeout <= 0
-        ):
-            raise ConfigError(
-                f"smtp notifier timeout must be a positive number of seconds, got {timeout!r}",
-                field="timeout",
-                value=timeout,
-            )
-        self.timeout = float(timeout)
+        self.timeout = positive_seconds("smtp notifier", "timeout", timeout)
         self.local_hostname = local_hostname
         self.ssl_context = ssl_context
 

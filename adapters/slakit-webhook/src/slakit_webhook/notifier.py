@@ -10,18 +10,17 @@ engine's outbox schedules retries.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from collections.abc import Mapping
 from datetime import UTC
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
 from slakit.abc import Notifier
 from slakit.errors import ConfigError, PermanentNotifyError, TransientNotifyError
+from slakit.notify import parse_retry_after, positive_seconds, secret_from, table_option
 from slakit.records import Notification
 from slakit_webhook.signature import decode_secret, sign, webhook_id
 
@@ -73,18 +72,7 @@ class WebhookNotifier(Notifier):
         self.name = "webhook"
         self.url = _check_url(url)
         self._key = _load_secret(secret, secret_env)
-        if (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, int | float)
-            or not math.isfinite(timeout)
-            or timeout <= 0
-        ):
-            raise ConfigError(
-                f"webhook timeout must be a positive number of seconds, got {timeout!r}",
-                field="timeout",
-                value=timeout,
-            )
-        self.timeout = float(timeout)
+        self.timeout = positive_seconds("webhook", "timeout", timeout)
         self.headers = _check_headers(headers, "headers")
         for name, variable in _check_headers(headers_env, "headers_env").items():
             value = os.environ.get(variable, "")
@@ -199,30 +187,6 @@ def build_payload(notification: Notification) -> dict[str, Any]:
     }
 
 
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date).
-
-    :param now: the current Unix time, for an HTTP date (default: the system clock).
-    :returns: ``None`` when the header is absent or unreadable; never negative.
-    """
-    if value is None:
-        return None
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if not math.isfinite(seconds):
-        return None
-    return max(0.0, seconds)
-
-
 def _snippet(response: httpx.Response) -> str:
     text = " ".join(response.text.split())[:200]
     return f": {text}" if text else ""
@@ -245,35 +209,16 @@ def _check_url(url: Any) -> str:
 
 
 def _load_secret(secret: str | None, secret_env: str | None) -> bytes | None:
-    if secret is not None and secret_env is not None:
-        raise ConfigError(
-            "webhook takes secret or secret_env, not both", field="secret_env", value=secret_env
-        )
-    if secret_env is not None:
-        value = os.environ.get(secret_env, "")
-        if not value.strip():
-            raise ConfigError(
-                f"webhook secret_env names {secret_env!r}, which is not set",
-                field="secret_env",
-                value=secret_env,
-            )
-        return decode_secret(value, field="secret_env")
-    if secret is not None:
-        return decode_secret(secret)
-    return None
+    value = secret_from("webhook", secret, secret_env, field="secret")
+    if value is None:
+        return None
+    # decode_secret refuses a set but blank variable as an empty secret.
+    return decode_secret(value, field="secret" if secret_env is None else "secret_env")
 
 
 def _check_headers(headers: Mapping[str, str] | None, field: str) -> dict[str, str]:
-    if headers is None:
-        return {}
-    if not isinstance(headers, Mapping):
-        raise ConfigError(
-            f"webhook {field} must be a table of name = value, got {headers!r}",
-            field=field,
-            value=headers,
-        )
     out: dict[str, str] = {}
-    for name, value in headers.items():
+    for name, value in table_option("webhook", field, headers, shape="name = value").items():
         if not isinstance(name, str) or not isinstance(value, str):
             raise ConfigError(
                 f"webhook {field}.{name} must be a string, got {value!r}",

@@ -1,0 +1,120 @@
+"""Helpers for notifier authors: ``Retry-After`` headers and config checks.
+
+The notifier adapters (``slakit-slack``, ``slakit-webhook``, ``slakit-smtp``)
+use these, and a third-party notifier may too. Each check raises
+:class:`~slakit.errors.ConfigError` with a message that starts with ``owner``,
+the name the notifier goes by in errors (``"webhook"``, ``"smtp notifier"``),
+and names the option and its value.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from slakit.errors import ConfigError
+
+__all__ = ["parse_retry_after", "positive_seconds", "secret_from", "table_option"]
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date).
+
+    :param value: the header's value, or ``None`` when it is absent.
+    :param now: the current Unix time, for an HTTP date (default: the system clock).
+    :returns: ``None`` when the header is absent or unreadable; never negative.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def positive_seconds(owner: str, field: str, value: Any) -> float:
+    """``value`` as a float, if it is a positive, finite number of seconds.
+
+    :param owner: the notifier's name in the error message.
+    :param field: the option, e.g. ``"timeout"``.
+    :raises ConfigError: for anything else (``True`` included).
+    """
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ConfigError(
+            f"{owner} {field} must be a positive number of seconds, got {value!r}",
+            field=field,
+            value=value,
+        )
+    return float(value)
+
+
+def secret_from(owner: str, value: str | None, env: str | None, *, field: str) -> str | None:
+    """A secret given in the config as ``field``, or read from the variable ``field_env`` names.
+
+    Reading it when the notifier is built makes a missing variable a config
+    error at start-up rather than a failed delivery later.
+
+    :param owner: the notifier's name in error messages.
+    :param value: the ``field`` option (the secret itself), or ``None``.
+    :param env: the ``field_env`` option (an environment variable name), or ``None``.
+    :param field: the option's name, e.g. ``"password"``.
+    :returns: the secret, or ``None`` when neither option is given. A variable
+        that is set but empty gives ``""``.
+    :raises ConfigError: when both options are given, when ``field_env`` is not
+        a variable name, or when that variable is not set.
+    """
+    env_field = f"{field}_env"
+    if value is not None and env is not None:
+        raise ConfigError(
+            f"{owner} takes {field} or {env_field}, not both", field=env_field, value=env
+        )
+    if env is None:
+        return value
+    if not isinstance(env, str) or not env:
+        raise ConfigError(
+            f"{owner} {env_field} must name an environment variable, got {env!r}",
+            field=env_field,
+            value=env,
+        )
+    found = os.environ.get(env)
+    if found is None:
+        raise ConfigError(
+            f"{owner} {env_field} names {env!r}, which is not set", field=env_field, value=env
+        )
+    return found
+
+
+def table_option(owner: str, field: str, value: Any, *, shape: str) -> Mapping[Any, Any]:
+    """A table option (``users``, ``headers``…): ``{}`` when absent, else the mapping itself.
+
+    The entries are left for the caller to check.
+
+    :param shape: what the entries look like, for the message, e.g. ``"name = value"``.
+    :raises ConfigError: when ``value`` is given but is not a table.
+    """
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(
+            f"{owner} {field} must be a table of {shape}, got {value!r}", field=field, value=value
+        )
+    return value
