@@ -507,3 +507,13 @@ class TestEvents:
         """An engine built with no store uses the in-memory store."""
         engine = slakit.Engine()
         assert isinstance(engine.store, MemoryStore)
+
+
+class TestPolicyChoice:
+    def test_no_policy_with_several_configured_says_so(self) -> None:
+        """Omitting the policy when several exist names the choices."""
+        engine, _ = wall_engine(
+            policies=[slakit.Policy.default("a", basis="wall"), slakit.Policy.default("b")]
+        )
+        with pytest.raises(UnknownPolicyError, match=r"no policy given.*a, b"):
+            engine.start("L1", owner="x")

@@ -344,7 +344,7 @@ class Engine:
     ) -> Handoff:
         if policy is None:
             if len(self.policies) != 1:
-                raise UnknownPolicyError("<none given>", list(self.policies))
+                raise UnknownPolicyError(None, list(self.policies))
             policy = next(iter(self.policies))
         pol = self.policy(policy)
         if sla_minutes is not None:

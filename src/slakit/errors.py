@@ -103,9 +103,13 @@ class ConfigError(ValidationError):
 class UnknownPolicyError(SlakitError, LookupError):
     """A handoff names a policy that is not configured."""
 
-    def __init__(self, name: str, known: list[str] | None = None) -> None:
-        known_txt = f"; configured: {', '.join(sorted(known))}" if known is not None else ""
-        super().__init__(f"unknown policy {name!r}{known_txt}", field="policy", value=name)
+    def __init__(self, name: str | None, known: list[str] | None = None) -> None:
+        known_txt = ", ".join(sorted(known)) if known is not None else ""
+        if name is None:
+            message = f"no policy given and several are configured; pass one of: {known_txt}"
+        else:
+            message = f"unknown policy {name!r}" + (f"; configured: {known_txt}" if known else "")
+        super().__init__(message, field="policy", value=name)
 
 
 class UnknownCalendarError(SlakitError, LookupError):
