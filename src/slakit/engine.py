@@ -294,7 +294,7 @@ class Engine:
             actor=actor or ENGINE_ACTOR,
             at=at,
             outcome=outcome,
-            detail={k: v for k, v in detail.items() if v is not None},
+            detail=MappingProxyType({k: v for k, v in detail.items() if v is not None}),
         )
 
     def _emit(self, traces: Iterable[TraceRecord]) -> None:
@@ -918,19 +918,24 @@ class Engine:
         late = (now - st.due_at).total_seconds()
         late_seconds = round(late, 3) if late > 0 else None
         actions = tuple(a.raw for a in st.step.actions)
+        base: dict[str, Any] = {"stage": target, "due_at": due_iso}
+        if late_seconds is not None:
+            base["late_seconds"] = late_seconds
+        shared = MappingProxyType(base)  # one read-only detail for every plain action
         for raw in actions:
-            detail = ctx.detail.get(raw, {})
+            extra = ctx.detail.get(raw)
+            detail = shared if not extra else MappingProxyType({**base, **extra})
             traces.append(
-                self._trace(
-                    new,
-                    rule,
-                    raw,
-                    now,
-                    outcome="skipped" if "skipped" in detail else "ok",
-                    stage=target,
-                    due_at=due_iso,
-                    late_seconds=late_seconds,
-                    **detail,
+                TraceRecord(
+                    trace_id=new.trace_id,
+                    handoff_id=new.id,
+                    policy=new.policy,
+                    rule=rule,
+                    action=raw,
+                    actor=ENGINE_ACTOR,
+                    at=now,
+                    outcome="skipped" if extra and "skipped" in extra else "ok",
+                    detail=detail,
                 )
             )
         notifications: list[Notification] = []
@@ -1155,6 +1160,8 @@ class Engine:
 
 
 def _dedupe(items: list[Notification]) -> tuple[Notification, ...]:
+    if len(items) < 2:
+        return tuple(items)
     seen: set[tuple[str, str]] = set()
     out: list[Notification] = []
     for n in items:

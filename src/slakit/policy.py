@@ -334,8 +334,9 @@ class _SafeMap(dict[str, Any]):
 
 def render(template: str, values: Mapping[str, Any]) -> str:
     """Fill a message template; unknown names are left as written."""
+    mapping = values if isinstance(values, TemplateValues) else _SafeMap(values)
     try:
-        return template.format_map(_SafeMap(values))
+        return template.format_map(mapping)
     except (KeyError, IndexError, AttributeError, ValueError, TypeError):
         return template
 
@@ -369,8 +370,7 @@ class StepContext:
     notifications: list[tuple[str, str, str]] = attrs.Factory(list)
     detail: dict[str, Any] = attrs.Factory(dict)
     current_action: str = ""
-    _values: dict[str, Any] | None = attrs.field(default=None, alias="_values")
-    _values_of: Handoff | None = attrs.field(default=None, alias="_values_of")
+    _values: TemplateValues | None = attrs.field(default=None, alias="_values")
 
     def evolve(self, **changes: Any) -> Handoff:
         """Change the handoff (the change is written with the step)."""
@@ -378,11 +378,10 @@ class StepContext:
         return self.handoff
 
     @property
-    def values(self) -> dict[str, Any]:
-        """The template names for the handoff as it is now (computed once per change)."""
-        if self._values is None or self._values_of is not self.handoff:
-            self._values = template_values(self.policy, self.handoff, step=self.step.at)
-            self._values_of = self.handoff
+    def values(self) -> TemplateValues:
+        """The template names for the handoff as it is now (each computed on first use)."""
+        if self._values is None or self._values.handoff is not self.handoff:
+            self._values = TemplateValues(self.policy, self.handoff, step=self.step.at)
         return self._values
 
     def notify(self, recipient: str, text: str | None = None) -> None:
@@ -738,8 +737,11 @@ class Policy:
         :param values: precomputed :func:`template_values` of ``handoff`` (an optimisation).
         """
         if values is None:
-            values = template_values(self, handoff, step=step.at)
-        values = {**values, "recipient": recipient}
+            values = TemplateValues(self, handoff, step=step.at)
+        if isinstance(values, TemplateValues):
+            values["recipient"] = recipient  # rendered at once, so sharing the cache is safe
+        else:
+            values = {**values, "recipient": recipient}
         if step.message is not None:
             return render(step.message, values)
         sla = self.effective_sla(handoff)
@@ -756,28 +758,76 @@ class Policy:
 _HANDOFF_FIELDS = tuple(a.name for a in attrs.fields(Handoff))
 
 
+def _template_value(policy: Policy, handoff: Handoff, key: str, values: Mapping[str, Any]) -> Any:
+    if key == "attributes":
+        return dict(handoff.attributes)
+    if key == "sla_minutes":
+        return handoff.sla_minutes if handoff.sla_minutes is not None else policy.sla_minutes
+    if key == "status":
+        return handoff.status
+    if key == "deadline":
+        return handoff.deadline_at.isoformat() if handoff.deadline_at else ""
+    if key == "remaining_minutes":
+        if handoff.deadline_at is None or handoff.next_due_at is None:
+            return ""
+        return max(0, round((handoff.deadline_at - handoff.next_due_at).total_seconds() / 60))
+    if key == "link":
+        return render(policy.link, values) if policy.link else ""
+    if key in _HANDOFF_FIELD_SET:
+        return getattr(handoff, key)
+    raise KeyError(key)
+
+
+class TemplateValues(dict[str, Any]):
+    """The names a template can use, each computed the first time it is read.
+
+    A message names a handful of the record's fields; computing only those
+    keeps notification text cheap. Unknown names render as written.
+    """
+
+    def __init__(self, policy: Policy, handoff: Handoff, *, step: str = "", recipient: str = ""):
+        super().__init__(step=step, recipient=recipient)
+        self.policy = policy
+        self.handoff = handoff
+
+    def __missing__(self, key: str) -> Any:
+        try:
+            value = _template_value(self.policy, self.handoff, key, self)
+        except KeyError:
+            return "{" + key + "}"
+        self[key] = value
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Like ``dict.get``, but computing known names on the way."""
+        if key in self:
+            return dict.__getitem__(self, key)
+        try:
+            return self.__missing__(key) if key in _TEMPLATE_KEYS else default
+        except KeyError:
+            return default
+
+
 def template_values(
     policy: Policy, handoff: Handoff, *, step: str = "", recipient: str = ""
 ) -> dict[str, Any]:
-    """The names a message or link template can use."""
-    values: dict[str, Any] = {name: getattr(handoff, name) for name in _HANDOFF_FIELDS}
-    values["attributes"] = dict(handoff.attributes)
-    values["sla_minutes"] = (
-        handoff.sla_minutes if handoff.sla_minutes is not None else policy.sla_minutes
-    )
-    values["step"] = step
-    values["recipient"] = recipient
-    values["status"] = handoff.status
-    values["deadline"] = handoff.deadline_at.isoformat() if handoff.deadline_at else ""
-    if handoff.deadline_at is not None and handoff.next_due_at is not None:
-        values["remaining_minutes"] = max(
-            0, round((handoff.deadline_at - handoff.next_due_at).total_seconds() / 60)
-        )
-    else:
-        values["remaining_minutes"] = ""
-    link = render(policy.link, values) if policy.link else ""
-    values["link"] = link
-    return values
+    """Every name a message or link template can use, as a plain dict."""
+    lazy = TemplateValues(policy, handoff, step=step, recipient=recipient)
+    return {key: lazy[key] for key in (*_HANDOFF_FIELDS, *_TEMPLATE_EXTRAS)}
+
+
+_HANDOFF_FIELD_SET = frozenset(_HANDOFF_FIELDS)
+_TEMPLATE_EXTRAS = (
+    "attributes",
+    "sla_minutes",
+    "step",
+    "recipient",
+    "status",
+    "deadline",
+    "remaining_minutes",
+    "link",
+)
+_TEMPLATE_KEYS = _HANDOFF_FIELD_SET | frozenset(_TEMPLATE_EXTRAS)
 
 
 def _parse_date(field: str, value: Any) -> date:
