@@ -423,6 +423,19 @@ def _trace_values(t: TraceRecord) -> tuple[Any, ...]:
     return trace_row(t, to_us(t.at), _lenient_json(dict(detail)) if detail else "{}")
 
 
+def _trace_rows(traces: Sequence[TraceRecord]) -> list[tuple[Any, ...]]:
+    # A step's plain actions share one detail object; encode it once.
+    encoded: dict[int, str] = {}
+    rows = []
+    for t in traces:
+        detail = t.detail
+        key = id(detail)
+        if key not in encoded:
+            encoded[key] = _lenient_json(dict(detail)) if detail else "{}"
+        rows.append(trace_row(t, to_us(t.at), encoded[key]))
+    return rows
+
+
 def _trace_from_row(r: Sequence[Any]) -> TraceRecord:
     return trace_from_row(r, from_us(r[6]), _loads(r[8]))
 
@@ -512,7 +525,7 @@ class _PreparedStep:
                 for e in application.escalations
             ],
             outbox=_outbox_rows(application.notifications),
-            traces=[_trace_values(t) for t in application.traces],
+            traces=_trace_rows(application.traces),
         )
 
     def update(self, conn: sqlite3.Connection) -> bool:
