@@ -12,6 +12,7 @@ import json
 import logging
 import signal
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
@@ -412,10 +413,12 @@ def run(interval: float, once: bool, config: Path | None) -> None:
 
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
+        # Stores with a wake-up channel (PostgreSQL LISTEN/NOTIFY) cut sleeps short.
+        stop_listening = threading.Event()
         listener = getattr(engine.store, "listen", None)
         if callable(listener):
             try:
-                listener(engine)
+                listener(engine, stop_listening)
             except SlakitError as exc:
                 log.warning("wake-ups disabled: %s", exc)
 
@@ -430,7 +433,10 @@ def run(interval: float, once: bool, config: Path | None) -> None:
             )
 
         log.info("slakit run: worker %s, interval %.1fs", engine.worker_id, interval)
-        ticks = engine.run(interval=interval, max_ticks=1 if once else None, on_tick=on_tick)
+        try:
+            ticks = engine.run(interval=interval, max_ticks=1 if once else None, on_tick=on_tick)
+        finally:
+            stop_listening.set()
         log.info("stopped after %d tick(s)", ticks)
 
 
