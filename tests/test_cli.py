@@ -416,3 +416,28 @@ class TestRunProcess:
         # Every applied 1x step wrote its notification; 2x steps wrote two.
         applied = sum(n for _, n in esc)
         assert outbox >= applied
+
+
+class TestImportSettings:
+    def test_saved_mapping_in_config(self, project: Path) -> None:
+        """An [import] table keeps the column map, policy and zone for repeated imports."""
+        config = project / "slakit.toml"
+        config.write_text(
+            config.read_text()
+            + '\n[import]\npolicy = "speed-to-lead"\ntz = "America/New_York"\n'
+            + '[import.map]\n"Lead ID" = "id"\nRep = "owner"\nCreated = "started_at"\n'
+        )
+        (project / "crm.csv").write_text("Lead ID,Rep,Created\nS1,alice,2026-11-23T09:00:00\n")
+        result = run("import", "crm.csv")
+        assert result.exit_code == 0, result.output
+        h = json.loads(run("show", "S1", "--json").output)["handoff"]
+        assert h["owner"] == "alice"
+        assert h["started_at"] == "2026-11-23T14:00:00+00:00"
+
+    def test_unknown_import_key(self, project: Path) -> None:
+        """A typo in [import] is a one-line config error."""
+        config = project / "slakit.toml"
+        config.write_text(config.read_text() + '\n[import]\nmapping = { a = "id" }\n')
+        (project / "x.csv").write_text("id\nX\n")
+        line = one_line_error(CliRunner().invoke(cli, ["import", "x.csv"]))
+        assert "'mapping'" in line

@@ -34,7 +34,7 @@ from slakit._cliutil import (
     parse_iso,
     print_json,
 )
-from slakit.errors import SlakitError, ValidationError
+from slakit.errors import ConfigError, SlakitError, ValidationError
 
 __all__ = ["cli", "main"]
 
@@ -539,9 +539,32 @@ def import_(
     sla_minutes, started_at, first_response_at, completed_at, cancelled_at,
     channel, segment…) are used as such; other columns become attributes.
     By default the import is all-or-nothing: any invalid row is reported by
-    line number and nothing is written.
+    line number and nothing is written. A ``[import]`` table in the config
+    may keep the column ``map``, the default ``policy`` and ``tz``; options
+    given here win.
     """
-    mapping: dict[str, str] = {}
+    from slakit.config import find_config, load_config
+
+    settings = load_config(find_config(config))[0].get("import") or {}
+    unknown = sorted(set(settings) - {"map", "policy", "tz"})
+    if unknown:
+        raise ConfigError(
+            f"[import]: unknown key {unknown[0]!r} (allowed: map, policy, tz)",
+            field=f"import.{unknown[0]}",
+            value=unknown[0],
+        )
+    saved = settings.get("map") or {}
+    if not isinstance(saved, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in saved.items()
+    ):
+        raise ConfigError(
+            f"[import] map must be a table of column = field, got {saved!r}",
+            field="import.map",
+            value=saved,
+        )
+    mapping: dict[str, str] = dict(saved)
+    policy = policy if policy is not None else settings.get("policy")
+    tz = tz if tz is not None else settings.get("tz")
     for m in maps:
         src, sep, dst = m.partition("=")
         if not sep or not src or not dst:
