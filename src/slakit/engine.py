@@ -310,19 +310,21 @@ class Engine:
 
     def _timers(self, policy: Policy, h: Handoff) -> Handoff:
         """Recompute deadlines and ``next_due_at`` from the record's state."""
-        wall, business = policy.deadlines(h)
-        deadline = wall if policy.basis == "wall" else business
-        next_due: datetime | None = None
-        if h.is_active and h.paused_at is None:
-            schedule = policy.schedule(h)
-            if h.stage < len(schedule):
-                next_due = schedule[h.stage].due_at.astimezone(UTC)
+        sla = h.sla_minutes if h.sla_minutes is not None else policy.sla_minutes
+        deadline, wall, business, due = policy.timers(
+            h.started_at,
+            sla,
+            paused_seconds=h.paused_seconds,
+            paused_business_seconds=h.paused_business_seconds,
+            stage=h.stage,
+        )
+        running = h.is_active and h.paused_at is None
         return attrs.evolve(
             h,
-            deadline_at=deadline.astimezone(UTC),
-            wall_deadline_at=wall.astimezone(UTC),
-            business_deadline_at=business.astimezone(UTC),
-            next_due_at=next_due,
+            deadline_at=deadline,
+            wall_deadline_at=wall,
+            business_deadline_at=business,
+            next_due_at=due if running else None,
         )
 
     # -- events ----------------------------------------------------------------
@@ -351,7 +353,7 @@ class Engine:
             sla_minutes = validate_sla("sla_minutes", sla_minutes)
         start = self._now(started_at, "started_at") if started_at is not None else now
         sla = sla_minutes if sla_minutes is not None else pol.sla_minutes
-        deadline, wall, business, first_due = pol.initial_timers(start, sla)
+        deadline, wall, business, first_due = pol.timers(start, sla)
         return Handoff(
             id=id,
             policy=pol.name,

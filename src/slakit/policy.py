@@ -684,15 +684,6 @@ class Policy:
             handoff.paused_business_seconds,
         )
 
-    def deadlines(self, handoff: Handoff) -> tuple[datetime, datetime]:
-        """``(wall_deadline, business_deadline)`` of the 1× SLA, pauses included."""
-        sla = self.effective_sla(handoff)
-        args = (handoff.paused_seconds, handoff.paused_business_seconds)
-        return (
-            self._after(handoff.started_at, sla, "wall", *args),
-            self._after(handoff.started_at, sla, "business", *args),
-        )
-
     def _order(self, sla: timedelta) -> tuple[tuple[int, timedelta], ...]:
         """Step indexes and offsets in firing order for an SLA (cached per SLA)."""
         cached = self._order_cache.get(sla)
@@ -709,20 +700,32 @@ class Policy:
             for i, offset in self._order(self.effective_sla(handoff))
         ]
 
-    def initial_timers(
-        self, started_at: datetime, sla_minutes: float
+    def timers(
+        self,
+        started_at: datetime,
+        sla_minutes: float,
+        *,
+        paused_seconds: float = 0.0,
+        paused_business_seconds: float = 0.0,
+        stage: int = 0,
     ) -> tuple[datetime, datetime, datetime, datetime | None]:
-        """``(deadline, wall_deadline, business_deadline, first_due)`` of a new record, in UTC.
+        """``(deadline, wall_deadline, business_deadline, due_at_stage)`` in UTC, pauses included.
 
-        The same values :meth:`deadlines` and :meth:`schedule` give for a fresh
-        handoff, computed without building one (bulk ingest).
+        ``due_at_stage`` is when the step at ``stage`` (in firing order) is due,
+        ``None`` past the last step. Takes plain values so a record can be
+        scheduled before it is built (bulk ingest) as well as after a resume.
         """
         sla = timedelta(minutes=sla_minutes)
-        wall = self._after(started_at, sla, "wall").astimezone(UTC)
-        business = self._after(started_at, sla, "business").astimezone(UTC)
+        paused = (paused_seconds, paused_business_seconds)
+        wall = self._after(started_at, sla, "wall", *paused).astimezone(UTC)
+        business = self._after(started_at, sla, "business", *paused).astimezone(UTC)
         order = self._order(sla)
-        first = self._after(started_at, order[0][1], self.basis).astimezone(UTC) if order else None
-        return (wall if self.basis == "wall" else business), wall, business, first
+        due = (
+            self._after(started_at, order[stage][1], self.basis, *paused).astimezone(UTC)
+            if stage < len(order)
+            else None
+        )
+        return (wall if self.basis == "wall" else business), wall, business, due
 
     def message_for(
         self,
