@@ -11,7 +11,6 @@ one line on stderr and exit code 2.
 from __future__ import annotations
 
 import json
-import tomllib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +21,7 @@ import click
 
 from slakit._cliutil import Group, fail
 from slakit.calendar import BusinessCalendar, resolve_wall_time
-from slakit.errors import ConfigError, UnknownCalendarError, ValidationError
+from slakit.errors import ConfigError, UnknownCalendarError
 
 __all__ = ["calendar_group", "format_duration", "parse_cli_duration"]
 
@@ -103,22 +102,10 @@ def load_calendar(config: Path | None, name: str | None) -> BusinessCalendar:
     :raises ConfigError: for a missing or malformed file, or when the choice is ambiguous.
     :raises UnknownCalendarError: when no calendar has that name.
     """
-    from slakit.config import find_config
+    from slakit.config import build_calendar, find_config, load_config
 
     path = find_config(config)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(
-            f"{str(path)!r} is not valid TOML: {exc}", field="config", value=str(path)
-        ) from None
-    tables = data.get("calendars") or {}
-    if not isinstance(tables, dict):
-        raise ConfigError(
-            f"[calendars] in {str(path)!r} must be a table of calendars",
-            field="calendars",
-            value=tables,
-        )
+    tables = load_config(path)[0].get("calendars") or {}
     if name is None:
         if len(tables) != 1:
             known = ", ".join(sorted(tables)) or "none"
@@ -130,12 +117,7 @@ def load_calendar(config: Path | None, name: str | None) -> BusinessCalendar:
         name = next(iter(tables))
     if name not in tables:
         raise UnknownCalendarError(name, list(tables))
-    try:
-        return BusinessCalendar.from_config(tables[name], name=name)
-    except ValidationError as exc:
-        exc.message = f"calendars.{name}: {exc.message}"
-        exc.args = (exc.message,)
-        raise
+    return build_calendar(name, tables[name])
 
 
 def parse_instant(label: str, text: str | None, tz_name: str | None) -> datetime:

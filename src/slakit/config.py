@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from slakit.errors import ConfigError, SlakitError
 
 if TYPE_CHECKING:
+    from slakit.calendar import BusinessCalendar
     from slakit.clock import Clock
     from slakit.engine import Engine
     from slakit.plugins import Plugins
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CONFIG_ENV",
     "TOP_LEVEL_KEYS",
+    "build_calendar",
     "build_calendars",
     "build_engine",
     "build_policies",
@@ -127,31 +129,34 @@ def load_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> tuple[dic
     return data, base
 
 
+def build_calendar(name: str, table: Any) -> BusinessCalendar:
+    """One ``[calendars.NAME]`` table as a calendar.
+
+    :raises ConfigError, CalendarError: for a malformed calendar, naming it.
+    """
+    from slakit.calendar import BusinessCalendar
+
+    if not isinstance(table, Mapping | str):
+        raise ConfigError(
+            f"calendars.{name} must be a table, got {table!r}",
+            field=f"calendars.{name}",
+            value=table,
+        )
+    try:
+        return BusinessCalendar.from_config(table, name=name)
+    except SlakitError as exc:
+        exc.message = f"calendars.{name}: {exc.message}"
+        exc.args = (exc.message,)
+        raise
+
+
 def build_calendars(data: Mapping[str, Any]) -> dict[str, CalendarLike]:
     """The ``[calendars.NAME]`` tables as calendars.
 
     :raises ConfigError, CalendarError: for a malformed calendar, naming it.
     """
     tables = data.get("calendars") or {}
-    if not tables:
-        return {}
-    from slakit.calendar import BusinessCalendar
-
-    out: dict[str, CalendarLike] = {}
-    for name, table in tables.items():
-        if not isinstance(table, Mapping | str):
-            raise ConfigError(
-                f"calendars.{name} must be a table, got {table!r}",
-                field=f"calendars.{name}",
-                value=table,
-            )
-        try:
-            out[name] = BusinessCalendar.from_config(table, name=name)
-        except SlakitError as exc:
-            exc.message = f"calendars.{name}: {exc.message}"
-            exc.args = (exc.message,)
-            raise
-    return out
+    return {name: build_calendar(name, table) for name, table in tables.items()}
 
 
 def build_policies(
