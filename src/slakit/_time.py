@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,6 +16,7 @@ __all__ = [
     "from_us",
     "optional_aware",
     "parse_duration",
+    "parse_signed_duration",
     "to_iso",
     "to_us",
     "to_utc",
@@ -105,8 +107,6 @@ def parse_duration(field: str, text: str) -> timedelta:
 
     :raises ValidationError: naming ``field`` and ``text`` when malformed.
     """
-    import re
-
     raw = text.strip()
     iso = re.fullmatch(
         r"P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?", raw.upper()
@@ -122,3 +122,10 @@ def parse_duration(field: str, text: str) -> timedelta:
         field=field,
         value=text,
     )
+
+
+def parse_signed_duration(field: str, text: str) -> timedelta:
+    """:func:`parse_duration` with an optional leading ``+`` or ``-`` (spaces ignored)."""
+    raw = text.replace(" ", "")
+    sign = -1 if raw.startswith("-") else 1
+    return sign * parse_duration(field, raw.lstrip("+-"))

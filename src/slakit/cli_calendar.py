@@ -37,11 +37,9 @@ def parse_cli_duration(text: str) -> timedelta:
     :returns: the duration.
     :raises ValidationError: naming the text when it is malformed.
     """
-    from slakit._time import parse_duration
+    from slakit._time import parse_signed_duration
 
-    raw = text.strip()
-    sign = -1 if raw.startswith("-") else 1
-    return sign * parse_duration("DURATION", raw.lstrip("+-"))
+    return parse_signed_duration("DURATION", text.strip())
 
 
 def format_duration(delta: timedelta) -> str:

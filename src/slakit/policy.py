@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
-from slakit._time import parse_duration, validate_sla
+from slakit._time import parse_duration, parse_signed_duration, validate_sla
 from slakit.errors import (
     ConfigError,
     InvalidStepError,
@@ -98,12 +98,6 @@ _AT_RE = re.compile(
 )
 
 
-def _signed_duration(field: str, text: str) -> timedelta:
-    text = text.replace(" ", "")
-    sign = -1 if text.startswith("-") else 1
-    return sign * parse_duration(field, text.lstrip("+-"))
-
-
 @attrs.frozen
 class ActionSpec:
     """One entry of a step's ``do`` list: ``name`` plus an optional argument.
@@ -181,12 +175,12 @@ class Step:
                 raise ValidationError("no match")
             if m["factor"] is not None:
                 factor = float(m["factor"])
-                off = _signed_duration(field, m["off"]) if m["off"] else timedelta(0)
+                off = parse_signed_duration(field, m["off"]) if m["off"] else timedelta(0)
             elif m["pct"] is not None:
                 factor = float(m["pct"]) / 100
-                off = _signed_duration(field, m["pctoff"]) if m["pctoff"] else timedelta(0)
+                off = parse_signed_duration(field, m["pctoff"]) if m["pctoff"] else timedelta(0)
             elif m["rel"] is not None:
-                factor, off = 1.0, _signed_duration(field, m["rel"])
+                factor, off = 1.0, parse_signed_duration(field, m["rel"])
             else:
                 factor, off = 0.0, parse_duration(field, m["abs"])
         except ValidationError:
