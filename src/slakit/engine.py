@@ -948,7 +948,7 @@ class Engine:
                     "handoff": new.to_dict(),
                     "step": st.step.at,
                     "stage": target,
-                    "link": ctx.values.get("link", ""),
+                    "link": ctx.values["link"],
                 }
             )
             subject = f"[{pol.name}] {h.id}: step {st.step.at}"

@@ -795,15 +795,6 @@ class TemplateValues(dict[str, Any]):
         self[key] = value
         return value
 
-    def get(self, key: str, default: Any = None) -> Any:
-        """Like ``dict.get``, but computing known names on the way."""
-        if key in self:
-            return dict.__getitem__(self, key)
-        try:
-            return self.__missing__(key) if key in _TEMPLATE_KEYS else default
-        except KeyError:
-            return default
-
 
 def template_values(
     policy: Policy, handoff: Handoff, *, step: str = "", recipient: str = ""
@@ -824,7 +815,6 @@ _TEMPLATE_EXTRAS = (
     "remaining_minutes",
     "link",
 )
-_TEMPLATE_KEYS = _HANDOFF_FIELD_SET | frozenset(_TEMPLATE_EXTRAS)
 
 
 def _parse_date(field: str, value: Any) -> date:
