@@ -124,15 +124,10 @@ class MemoryStore(RecordStore):
         with self._lock:
             while self._heap and self._heap[0][0] <= now_us and len(out) < limit:
                 entry = heapq.heappop(self._heap)
-                due, hid, version = entry
-                h = self._rows.get(hid)
-                if (
-                    h is None
-                    or h.version != version
-                    or h.next_due_at is None
-                    or to_us(h.next_due_at) != due
-                ):
+                if not self._is_current(entry):
                     continue  # stale heap entry
+                hid = entry[1]
+                h = self._rows[hid]
                 lease = self._leases.get(hid)
                 keep.append(entry)
                 if lease is not None and lease[1] > now:
@@ -200,10 +195,26 @@ class MemoryStore(RecordStore):
         with self._lock:
             return len(self._rows)
 
+    def _is_current(self, entry: tuple[int, str, int]) -> bool:
+        due, hid, version = entry
+        h = self._rows.get(hid)
+        return (
+            h is not None
+            and h.version == version
+            and h.next_due_at is not None
+            and to_us(h.next_due_at) == due
+        )
+
     def next_wakeup(self) -> datetime | None:
         with self._lock:
-            candidates: list[datetime | None] = [h.next_due_at for h in self._rows.values()]
-            candidates += [self._outbox[k].next_attempt_at for k in self._pending]
+            # The heap's top is the earliest due once stale entries are dropped.
+            while self._heap and not self._is_current(self._heap[0]):
+                heapq.heappop(self._heap)
+            candidates: list[datetime | None] = [
+                self._outbox[k].next_attempt_at for k in self._pending
+            ]
+            if self._heap:
+                candidates.append(self._rows[self._heap[0][1]].next_due_at)
         return min((c for c in candidates if c is not None), default=None)
 
     # -- escalations ----------------------------------------------------
