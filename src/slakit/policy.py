@@ -38,7 +38,9 @@ __all__ = [
     "ScheduledStep",
     "Step",
     "StepContext",
+    "TemplateValues",
     "WALL_CALENDAR",
+    "template_values",
 ]
 
 BASES = ("business", "wall")
