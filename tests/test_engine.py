@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -448,6 +449,29 @@ class TestDelivery:
         engine.check()
         assert engine.deliver().sent == 2
         assert a.sent[0].idempotency_key == b.sent[0].idempotency_key
+
+    def test_a_slow_batch_stops_sending_before_its_lease_runs_out(self) -> None:
+        """No send starts once half the outbox lease has gone; the rest come back later."""
+
+        class Slow(Recorder):
+            def send(self, notification: Notification) -> None:
+                time.sleep(0.05)
+                super().send(notification)
+
+        rec = Slow()
+        engine, clock = wall_engine(notifiers=[rec], outbox_lease=0.4)
+        for i in range(12):
+            engine.start(f"L{i}", owner="a")
+        clock.advance(minutes=30)
+        engine.check()
+        first = engine.deliver()
+        assert 1 <= first.sent <= 5  # 0.2 s of sending at 0.05 s each, then it stops
+        assert engine.deliver().sent == 0  # the unreached rows are still leased
+        for _ in range(12):
+            clock.advance(seconds=1)  # their lease runs out
+            engine.deliver()
+        keys = [n.idempotency_key for n in rec.sent]
+        assert len(keys) == len(set(keys)) == 12
 
 
 class TestEvents:

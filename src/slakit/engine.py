@@ -8,6 +8,7 @@ import os
 import random
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -1019,14 +1020,19 @@ class Engine:
         when = self.store.effective_now(self._now(now, "now"))
         sent = retried = dead = lost = 0
         while True:
+            claimed_at = time.monotonic()
             items = self.store.claim_outbox(
                 when, self.batch_size, self.worker_id, self.outbox_lease
             )
             if not items:
                 break
+            # Start a send only while at least half the lease is left, so a slow
+            # batch never sends a row whose lease another worker may have taken
+            # over; rows not reached come back when their lease runs out.
+            send_until = claimed_at + self.outbox_lease / 2
             for item in items:
-                if self._stopping():
-                    break  # unclaimed rows come back when their lease runs out
+                if self._stopping() or time.monotonic() >= send_until:
+                    break
                 outcome = self._deliver_one(item, when)
                 if outcome == OutboxState.SENT:
                     sent += 1

@@ -199,7 +199,7 @@ class TestCrashedWorker:
         f, store = fleet
         n = 600
         keys = _start_due(store, n)
-        leases = {"claim_lease": 2, "outbox_lease": 2, "batch_size": 50}
+        leases = {"claim_lease": 2, "outbox_lease": 4, "batch_size": 50}
         victim = f.spawn("w0", fault=fault, fault_after=40, **leases)
         victim.wait(60)
         assert victim.returncode == -signal.SIGKILL, "the fault point was never reached"
