@@ -289,6 +289,56 @@ class TestImportExport:
         assert len(csv_out.splitlines()) == 3
 
 
+class TestTraces:
+    def _two_handoffs(self) -> None:
+        for hid, owner in (("L-1", "alice"), ("L-2", "bob")):
+            args = ("start", hid, "--policy", "speed-to-lead", "--owner", owner)
+            assert run(*args, "--started-at", T0).exit_code == 0
+        assert run("check", "--now", "2026-11-23T14:30:00Z").exit_code == 0
+
+    def test_prints_the_stored_lines_like_the_jsonl_sink(self, project: Path) -> None:
+        """`slakit traces` prints the store's lines in the ops log's shape, filtered."""
+        self._two_handoffs()
+        logged = (project / "ops-log.jsonl").read_text().splitlines()
+        assert run("traces").output.splitlines() == logged
+        one = [json.loads(ln) for ln in run("traces", "--handoff", "L-2").output.splitlines()]
+        assert {t["handoff_id"] for t in one} == {"L-2"}
+        assert [t["rule"] for t in one] == ["start", "step:1x"]
+        # Steps are traced at the check's --now; starts at the real clock, days later.
+        steps = run("traces", "--until", "2026-11-23T15:00:00Z").output.splitlines()
+        assert [json.loads(ln)["rule"] for ln in steps] == ["step:1x", "step:1x"]
+        out = project / "lines.jsonl"
+        assert run("traces", "--since", "2026-11-23T15:00:00Z", "-o", str(out)).exit_code == 0
+        assert {json.loads(ln)["rule"] for ln in out.read_text().splitlines()} == {"start"}
+
+    def test_emit_refills_a_sink_that_lost_lines(self, project: Path) -> None:
+        """--emit hands a window of stored lines to the configured sinks again."""
+        self._two_handoffs()
+        log = project / "ops-log.jsonl"
+        whole = log.read_text().splitlines()
+        kept = [ln for ln in whole if json.loads(ln)["rule"] == "start"]
+        log.write_text("".join(ln + "\n" for ln in kept))  # the step lines never arrived
+        result = run("traces", "--until", "2026-11-23T15:00:00Z", "--emit")
+        assert result.exit_code == 0, result.output
+        assert "emitted 2 trace line(s) to jsonl" in result.stderr
+        assert log.read_text().splitlines() == whole
+
+    def test_bad_input_is_one_line_and_writes_nothing(self, project: Path) -> None:
+        """Unknown handoff, reversed window, --emit with -o: one-line errors, exit 2."""
+        self._two_handoffs()
+        before = (project / "ops-log.jsonl").read_text()
+        ghost = ["traces", "--handoff", "ghost"]
+        assert "'ghost'" in one_line_error(CliRunner().invoke(cli, ghost))
+        reversed_ = ["traces", "--since", "2026-11-24T00:00:00Z", "--until", "2026-11-23T00:00:00Z"]
+        assert "--until" in one_line_error(CliRunner().invoke(cli, reversed_))
+        both = ["traces", "--emit", "-o", "x.jsonl"]
+        assert "--emit" in one_line_error(CliRunner().invoke(cli, both))
+        naive = ["traces", "--since", "2026-11-23T14:30:00"]
+        assert one_line_error(CliRunner().invoke(cli, naive))
+        assert (project / "ops-log.jsonl").read_text() == before
+        assert not (project / "x.jsonl").exists()
+
+
 class TestDemo:
     def test_demo_runs_a_week_and_reports(self, tmp_path: Path) -> None:
         """The demo simulates a week: alerts, reassignments, breaches and the hit rate."""

@@ -675,6 +675,79 @@ def export(
             out.close()
 
 
+@cli.command(cls=Command)
+@click.option("--handoff", "handoff_id", default=None, metavar="ID", help="Only this handoff.")
+@click.option("--since", callback=parse_iso, default=None, metavar="ISO-8601")
+@click.option("--until", callback=parse_iso, default=None, metavar="ISO-8601")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option(
+    "--emit",
+    is_flag=True,
+    help="Hand the lines to the configured trace sinks instead of printing them.",
+)
+@config_option
+def traces(
+    handoff_id: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    output: Path | None,
+    emit: bool,
+    config: Path | None,
+) -> None:
+    """Print the stored trace lines (at in [since, until)) as JSON lines.
+
+    The store's trace table is the record of what happened; sinks get the
+    lines after each commit. A process that died between a commit and the
+    hand-over leaves lines only in the store: `--emit` hands a window of them
+    to the configured sinks again.
+    """
+    if emit and output is not None:
+        raise click.UsageError("--emit sends to the configured sinks; it takes no --output")
+    if since is not None and until is not None and until < since:
+        raise click.BadParameter(
+            f"--until {until.isoformat()} is before --since {since.isoformat()}",
+            param_hint="--until",
+        )
+    with open_engine(config) as engine:
+        if handoff_id is not None:
+            engine.get(handoff_id)  # an unknown id is an error, not an empty result
+        lines = engine.store.traces(handoff_id, since=since, until=until)
+        if emit:
+            if not engine.trace_sinks:
+                raise click.UsageError("no trace sinks are configured ([[trace_sinks]])")
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            with Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                console=console(stderr=True),
+                transient=True,
+                disable=len(lines) < 1000,
+            ) as bar:
+                task = bar.add_task("emitting", total=len(lines))
+                for lo in range(0, len(lines), 1000):
+                    batch = lines[lo : lo + 1000]
+                    for sink in engine.trace_sinks:
+                        try:
+                            sink.emit(batch)
+                        except Exception as exc:
+                            raise click.ClickException(
+                                f"trace sink {sink.name!r} failed after {lo} line(s): {exc}"
+                            ) from exc
+                    bar.advance(task, len(batch))
+            names = ", ".join(s.name for s in engine.trace_sinks)
+            click.echo(f"emitted {len(lines)} trace line(s) to {names}", err=True)
+            return
+    out = output.open("w", encoding="utf-8") if output else sys.stdout
+    try:
+        for t in lines:
+            out.write(json.dumps(t.to_dict(), sort_keys=True, default=str) + "\n")
+    finally:
+        if output:
+            out.close()
+
+
 # -- demo ---------------------------------------------------------------------------
 
 
