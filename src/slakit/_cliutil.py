@@ -182,3 +182,13 @@ def console(stderr: bool = False) -> Any:
     stream = sys.stderr if stderr else sys.stdout
     width = None if stream.isatty() else 160
     return Console(file=stream, width=width, soft_wrap=False, highlight=False)
+
+
+def progress_bar(*, disable: bool = False, spinner: bool = False) -> Any:
+    """A transient rich progress bar on stderr: description, bar, ``done/total``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
+    if spinner:
+        columns.insert(0, SpinnerColumn())
+    return Progress(*columns, console=console(stderr=True), transient=True, disable=disable)

@@ -33,6 +33,7 @@ from slakit._cliutil import (
     open_engine,
     parse_iso,
     print_json,
+    progress_bar,
 )
 from slakit.errors import ConfigError, SlakitError, ValidationError
 
@@ -581,18 +582,9 @@ def import_(
     total = sum(1 for _ in _read_csv(file))
     errors: list[str] = []
     good: list[Any] = []
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
     with (
         open_engine(config) as engine,
-        Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            console=console(stderr=True),
-            transient=True,
-            disable=as_json or total < 1000,
-        ) as bar,
+        progress_bar(disable=as_json or total < 1000) as bar,
     ):
         task = bar.add_task("validating", total=total)
         now = engine.clock.now()
@@ -715,16 +707,7 @@ def traces(
         if emit:
             if not engine.trace_sinks:
                 raise click.UsageError("no trace sinks are configured ([[trace_sinks]])")
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-            with Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                console=console(stderr=True),
-                transient=True,
-                disable=len(lines) < 1000,
-            ) as bar:
+            with progress_bar(disable=len(lines) < 1000) as bar:
                 task = bar.add_task("emitting", total=len(lines))
                 for lo in range(0, len(lines), 1000):
                     batch = lines[lo : lo + 1000]

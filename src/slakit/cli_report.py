@@ -27,6 +27,7 @@ from slakit._cliutil import (
     open_engine,
     parse_iso,
     print_json,
+    progress_bar,
 )
 from slakit.errors import SlakitError
 
@@ -78,17 +79,8 @@ def _report_with_progress(
     size = _store_size(engine)
     if size < PROGRESS_THRESHOLD:
         return run(None)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
-
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("computing hit rate"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=console(stderr=True),
-        transient=True,
-    ) as bar:
-        task = bar.add_task("hit rate", total=size)
+    with progress_bar(spinner=True) as bar:
+        task = bar.add_task("computing hit rate", total=size)
         return run(lambda n: bar.update(task, completed=n))
 
 
