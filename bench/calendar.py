@@ -13,6 +13,11 @@ from 1 to 40 (pandas' business-hour offset counts whole hours), elapsed spans
 up to 30 days. The peers are slow, so they run on a smaller sample (--peer-n,
 default 500) of the same operations. The batch API runs on 1,000,000 int64
 epoch-microsecond instants.
+
+slakit's `add`/`elapsed` run on the compiled fast path (`slakit._ccal`) when it
+is built, and then the pure-Python path is timed too, in the same run;
+`SLAKIT_PURE=1 python bench/calendar.py` times pure Python only. The output
+says which implementation ran.
 """
 
 import sys
@@ -39,6 +44,7 @@ from datetime import UTC, date, datetime, timedelta  # noqa: E402
 from typing import Any  # noqa: E402
 from zoneinfo import ZoneInfo  # noqa: E402
 
+import slakit.calendar  # noqa: E402
 from slakit.calendar import BusinessCalendar  # noqa: E402
 
 NY = ZoneInfo("America/New_York")
@@ -116,6 +122,26 @@ def bench_slakit(
         "elapsed": per_op_median(elapsed, n, 100, 5),
         "first_call_us": first_call,
     }
+
+
+def implementation() -> str:
+    if slakit.calendar.ACCELERATED:
+        return "compiled fast path (slakit._ccal)"
+    if os.environ.get("SLAKIT_PURE", "").strip() not in ("", "0"):
+        return "pure Python (SLAKIT_PURE set)"
+    return "pure Python (slakit._ccal not built)"
+
+
+def bench_slakit_pure(
+    starts: Sequence[datetime], hours: Sequence[int], ends: Sequence[datetime]
+) -> dict[str, float]:
+    """The same measurement with the compiled fast path switched off, as SLAKIT_PURE=1 does."""
+    saved = slakit.calendar._add_fast, slakit.calendar._elapsed_fast
+    slakit.calendar._add_fast = slakit.calendar._elapsed_fast = None
+    try:
+        return bench_slakit(make_calendar(), starts, hours, ends)
+    finally:
+        slakit.calendar._add_fast, slakit.calendar._elapsed_fast = saved
 
 
 def us_holidays() -> list[date]:
@@ -238,6 +264,7 @@ def main() -> None:
     cal = make_calendar()
     starts, hours, ends = workload(args.n, args.seed)
     ours = bench_slakit(cal, starts, hours, ends)
+    pure = bench_slakit_pure(starts, hours, ends) if slakit.calendar.ACCELERATED else None
     peer_n = min(args.peer_n, args.n)
     p_starts, p_hours, p_ends = starts[:peer_n], hours[:peer_n], ends[:peer_n]
     pandas = bench_pandas(p_starts, p_hours)
@@ -249,6 +276,11 @@ def main() -> None:
         ("`add` (aware datetime)", ours["add"], pandas.get("add"), btd.get("add")),
         ("`elapsed` (aware datetimes)", ours["elapsed"], None, btd.get("elapsed")),
     ]
+    if pure is not None:
+        rows += [
+            ("`add`, pure Python", pure["add"], pandas.get("add"), btd.get("add")),
+            ("`elapsed`, pure Python", pure["elapsed"], None, btd.get("elapsed")),
+        ]
     lines = [
         "| operation | slakit µs/op | pandas CBH µs/op | × | businesstimedelta µs/op | × |",
         "|---|---:|---:|---:|---:|---:|",
@@ -264,7 +296,14 @@ def main() -> None:
         f"| `add_many` ({args.batch_n:,} int64 µs instants) | {batch['add_many']:.1f} |",
         f"| `elapsed_many` ({args.batch_n:,} pairs) | {batch['elapsed_many']:.1f} |",
     ]
+    impl = implementation()
     notes = [
+        f"slakit implementation: {impl}"
+        + (
+            "; the pure-Python rows are the same run with it switched off (`SLAKIT_PURE=1`)."
+            if pure is not None
+            else "."
+        ),
         f"slakit: median per-op time over chunks of 100 of {args.n:,} seeded operations "
         "(5 passes, warm table); the first call on a fresh calendar, which builds the "
         f"table for the years around it, took {ours['first_call_us']:,.0f} µs.",
@@ -291,6 +330,8 @@ def main() -> None:
         f"{os.cpu_count()} CPUs, load average {load:.1f} at the start of the run."
     )
 
+    print(f"slakit implementation: {impl}")
+    print()
     print("\n".join(lines))
     print()
     print("\n".join(batch_lines))

@@ -1,4 +1,8 @@
-"""Tests of slakit.calendar: conventions, DST, bad input, the lazy table, the batch API."""
+"""Tests of slakit.calendar: conventions, DST, bad input, the lazy table, the batch API.
+
+Every test here runs twice: with the compiled fast path (``slakit._ccal``) and
+with pure Python; see the ``implementation`` fixture.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import re
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from calendar_impl import accelerated_or_skip, pure_python
 from calendar_oracle import Oracle, to_us
 from slakit.calendar import BusinessCalendar, resolve_wall_time
 from slakit.errors import (
@@ -48,6 +54,18 @@ PROPERTY_SETTINGS = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+
+
+@pytest.fixture(autouse=True, scope="module", params=["ccal", "pure"])
+def implementation(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run each test with the compiled fast path (skipped if not built, failed under CI)
+    and with pure Python."""
+    if request.param == "pure":
+        with pure_python():
+            yield "pure"
+    else:
+        accelerated_or_skip()
+        yield "ccal"
 
 
 def nine_to_five(**extra: Any) -> BusinessCalendar:

@@ -15,15 +15,23 @@ instants?" (:meth:`~BusinessCalendar.elapsed`). Conventions are documented in
 Internally the calendar keeps one table of open intervals as UTC epoch
 microseconds with cumulative open time, built lazily a year at a time in either
 direction, so a query is two bisections plus one conversion of the result.
+
+When the optional compiled module ``slakit._ccal`` is present, the common case
+of :meth:`~BusinessCalendar.add` and :meth:`~BusinessCalendar.elapsed` runs in
+C on a packed copy of that table; everything else (and everything when
+``SLAKIT_PURE=1`` is set at import) runs the pure-Python code below, which
+gives the same results. :data:`ACCELERATED` tells which one is in use.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 import re
 import threading
+from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any, Final, cast
@@ -46,7 +54,20 @@ if TYPE_CHECKING:
 
     _I64Array = npt.NDArray[np.int64]
 
-__all__ = ["BusinessCalendar", "resolve_wall_time"]
+__all__ = ["ACCELERATED", "BusinessCalendar", "resolve_wall_time"]
+
+# The compiled fast paths, when built and not turned off; None means pure Python.
+_add_fast: Callable[[object, object, bytes | None, ZoneInfo], datetime | None] | None = None
+_elapsed_fast: Callable[[object, object, bytes | None], timedelta | None] | None = None
+if os.environ.get("SLAKIT_PURE", "").strip() in ("", "0"):
+    try:
+        from slakit._ccal import add_fast as _add_fast
+        from slakit._ccal import elapsed_fast as _elapsed_fast
+    except ImportError:  # not built (no compiler at install time): pure Python
+        _add_fast = _elapsed_fast = None
+
+ACCELERATED: Final[bool] = _add_fast is not None
+"""Whether the compiled fast path of ``add``/``elapsed`` is in use (read once at import)."""
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _NAIVE_EPOCH: Final = datetime(1970, 1, 1)
@@ -332,6 +353,8 @@ class BusinessCalendar:
         self._table: _Table | None = None
         # The current table's lists in one tuple, for the inlined fast paths.
         self._fast: tuple[int, int, list[int], list[int], list[int], list[int]] | None = None
+        # The same table packed as int64s for the compiled fast path (see _pack).
+        self._packed: bytes | None = None
         # python-holidays tables, filled year by year; touched only under the lock.
         self._holiday_tables: list[Any] | None = None
 
@@ -445,6 +468,11 @@ class BusinessCalendar:
         :raises NaiveDatetimeError: if ``start`` is naive.
         :raises CalendarClosedError: if no open time is found within the horizon.
         """
+        if _add_fast is not None:
+            # The compiled fast path answers the common case; None sends the rest below.
+            result = _add_fast(start, delta, self._packed, self._tz)
+            if result is not None:
+                return result
         try:
             t = (start - _EPOCH) // _US
             d = delta // _US
@@ -495,6 +523,10 @@ class BusinessCalendar:
         :returns: the open time, exact to the microsecond.
         :raises NaiveDatetimeError: if either argument is naive.
         """
+        if _elapsed_fast is not None:
+            result = _elapsed_fast(start, end, self._packed)
+            if result is not None:
+                return result
         try:
             s = (start - _EPOCH) // _US
             e = (end - _EPOCH) // _US
@@ -717,6 +749,7 @@ class BusinessCalendar:
         self._fast = (
             (tab.lo_us, tab.hi_us, tab.starts, tab.ends, tab.cum0, tab.cum1) if tab.starts else None
         )
+        self._packed = _pack(tab) if ACCELERATED and tab.starts else None
         return tab
 
     def _build(self, y0: int, y1: int) -> list[tuple[int, int]]:
@@ -780,6 +813,14 @@ def _utc_year(us: int) -> int:
         return (_EPOCH + timedelta(microseconds=us)).year
     except OverflowError:
         return _MIN_YEAR - 1 if us < 0 else _MAX_YEAR + 1
+
+
+def _pack(tab: _Table) -> bytes:
+    """The table as native int64s for ``slakit._ccal``: lo, hi, n, starts, ends, cum0, cum1."""
+    packed = array("q", (tab.lo_us, tab.hi_us, len(tab.starts)))
+    for column in (tab.starts, tab.ends, tab.cum0, tab.cum1):
+        packed.extend(column)
+    return packed.tobytes()
 
 
 def _merge_touching(intervals: list[tuple[int, int]]) -> list[tuple[int, int]]:
