@@ -337,6 +337,8 @@ def random_history(engine: slakit.Engine, rng: random.Random, n: int) -> datetim
             channel=rng.choice(CHANNELS),
             segment=rng.choice(SEGMENTS),
             tier=rng.choice([1, 2]),
+            # Every JSON scalar kind, and sometimes no key at all.
+            **({"region": ("eu", "us", None, True, False, 2.5)[i % 6]} if i % 7 else {}),
         )
         fate = rng.random()
         at = start + timedelta(minutes=rng.randrange(1, 3 * 24 * 60))
@@ -371,7 +373,16 @@ class TestStoreAndPythonAgree:
 
     @pytest.mark.parametrize(
         "by",
-        [(), ("channel",), ("segment", "channel"), ("policy", "owner"), ("within_business_hours",)],
+        [
+            (),
+            ("channel",),
+            ("segment", "channel"),
+            ("policy", "owner"),
+            ("within_business_hours",),
+            ("attributes.tier",),
+            ("attributes.region", "channel"),
+            ("attributes.absent",),
+        ],
     )
     @pytest.mark.parametrize("window", [(None, None), (2, 5)])
     def test_same_counts(
@@ -392,11 +403,27 @@ class TestStoreAndPythonAgree:
         assert list(store_rep.groups) == list(py_rep.groups)
         assert sorted(store_rep.excluded_ids) == sorted(py_rep.excluded_ids)
 
-    def test_attribute_keys_fall_back_to_python(self, engine: slakit.Engine) -> None:
-        """Grouping by an attribute, which the store cannot do, is computed in Python."""
-        rep = hit_rate(engine.store, by="attributes.tier", now=T0 + timedelta(days=4))
+    def test_attribute_groups_keep_their_json_types(self, engine: slakit.Engine) -> None:
+        """Attribute groups come back as ints, floats, text, booleans and None, as in Python."""
+        rep = hit_rate(engine.store, by="attributes.region", now=T0 + timedelta(days=4))
+        assert rep.computed_by == "store"
+        assert set(rep.groups) == {("eu",), ("us",), (None,), (True,), (False,), (2.5,)}
+        assert {type(k[0]) for k in rep.groups} == {str, type(None), bool, float}
+        assert set(hit_rate(engine.store, by="attributes.tier", now=T0).groups) == {(1,), (2,)}
+
+    def test_object_and_array_attributes_fall_back_to_python(self, tmp_path: Path) -> None:
+        """A group holding a JSON object or array is keyed in Python, by its sorted JSON."""
+        base, _ = ny_engine()
+        engine = slakit.Engine(
+            store=sqlite_store(tmp_path / "a.db"), policies=base.policies, clock=base.clock
+        )
+        engine.start("a", policy="lead", started_at=T0, tags=["x", "y"])
+        engine.start("b", policy="lead", started_at=T0, tags={"k": 1, "a": 2})
+        engine.start("c", policy="lead", started_at=T0, tags="plain")
+        rep = hit_rate(engine.store, by="attributes.tags", now=T0)
         assert rep.computed_by == "python"
-        assert set(rep.groups) == {(1,), (2,)}
+        assert set(rep.groups) == {('["x", "y"]',), ('{"a": 2, "k": 1}',), ("plain",)}
+        engine.close()
 
 
 # -- properties ----------------------------------------------------------------------

@@ -513,10 +513,10 @@ class TestAggregateHitRate:
     def test_empty_window_and_unknown_keys(self, store: SQLiteStore) -> None:
         """An empty window gives no groups; keys that are not columns go to Python."""
         assert store.aggregate_hit_rate(since=T0, until=T0, by=(), now=T0) == []
-        assert (
-            store.aggregate_hit_rate(since=None, until=None, by=["attributes.tier"], now=T0) is None
-        )
-        assert store.aggregate_hit_rate(since=None, until=None, by=["id; DROP"], now=T0) is None
+        by_tier = store.aggregate_hit_rate(since=None, until=None, by=["attributes.tier"], now=T0)
+        assert by_tier == []
+        for key in ("id; DROP", 'attributes.a"b', "attributes.a\\b", "attributes."):
+            assert store.aggregate_hit_rate(since=None, until=None, by=[key], now=T0) is None
 
     def test_hit_rate_uses_the_store(self, store: SQLiteStore) -> None:
         """slakit.hit_rate on this store is computed in SQL."""

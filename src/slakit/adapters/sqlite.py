@@ -298,6 +298,9 @@ class _Abort(Exception):
 # -- value conversion ----------------------------------------------------------
 
 
+_ATTR_PREFIX = "attributes."
+
+
 def _us(value: datetime | None) -> int | None:
     return None if value is None else to_us(value)
 
@@ -1195,14 +1198,30 @@ class SQLiteStore(RecordStore):
         deadline, and ``pending`` otherwise. Groups come sorted by the ``by``
         keys; an empty window gives no groups.
 
-        :param by: handoff columns (``channel``, ``segment``, ``policy``, ``owner``…).
-        :returns: ``None`` (let Python do it) when ``by`` names anything else,
-            such as ``attributes.NAME``.
+        ``attributes.NAME`` groups on the JSON value with ``json_extract``:
+        text, numbers and null as they are, ``true``/``false`` as booleans. A
+        group holding a JSON object or array (which Python keys by its sorted
+        JSON text) sends the whole report back to Python.
+
+        :param by: handoff columns (``channel``, ``segment``, ``policy``, ``owner``…)
+            or ``attributes.NAME``.
+        :returns: ``None`` (let Python do it) when ``by`` names anything else, or
+            an attribute holds an object or array.
         """
         keys = list(by)
-        if any(k not in GROUPABLE_COLUMNS for k in keys):
-            return None
         params: dict[str, Any] = {"now": to_us(now)}
+        exprs: list[str] = []
+        attrs_at: list[int] = []  # positions of attributes.NAME keys
+        for i, key in enumerate(keys):
+            if key in GROUPABLE_COLUMNS:
+                exprs.append(key)
+                continue
+            name = key[len(_ATTR_PREFIX) :] if key.startswith(_ATTR_PREFIX) else ""
+            if not name or '"' in name or "\\" in name:
+                return None
+            params[f"path{i}"] = f'$."{name}"'
+            exprs.append(f"json_extract(attributes, :path{i})")
+            attrs_at.append(i)
         where: list[str] = []
         if since is not None:
             where.append("started_at >= :since")
@@ -1219,13 +1238,30 @@ class SQLiteStore(RecordStore):
                 f"sum({live} AND (stopped_at > {d} OR "
                 f"(stopped_at IS NULL AND :now > {d} AND (paused_at IS NULL OR paused_at > {d}))))"
             )
-        sql = f"SELECT {', '.join([*keys, *counts])} FROM handoffs"
+        # Per attribute key, the JSON types seen in the group (to restore booleans
+        # and to spot objects and arrays).
+        types = [f"group_concat(DISTINCT json_type(attributes, :path{i}))" for i in attrs_at]
+        sql = f"SELECT {', '.join([*exprs, *counts, *types])} FROM handoffs"
         if where:
             sql += " WHERE " + " AND ".join(where)
         if keys:
             groups = ", ".join(str(n) for n in range(1, len(keys) + 1))
             sql += f" GROUP BY {groups} ORDER BY {groups}"
-        return hit_rate_groups(keys, self._read("aggregate_hit_rate", partial(_fetch, sql, params)))
+        rows = self._read("aggregate_hit_rate", partial(_fetch, sql, params))
+        if attrs_at:
+            width = len(keys) + len(counts)
+            fixed = []
+            for r in rows:
+                values = list(r[:width])
+                for i, seen in zip(attrs_at, r[width:], strict=True):
+                    kinds = set(seen.split(",")) if seen else set()
+                    if kinds & {"object", "array"}:
+                        return None
+                    if values[i] is not None and kinds and kinds <= {"true", "false"}:
+                        values[i] = bool(values[i])
+                fixed.append(values)
+            rows = fixed
+        return hit_rate_groups(keys, rows)
 
     def query(
         self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
