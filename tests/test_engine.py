@@ -14,6 +14,7 @@ import slakit
 from slakit.abc import Notifier
 from slakit.adapters.memory import MemoryStore
 from slakit.errors import (
+    ConfigError,
     DuplicateHandoffError,
     InvalidSLAError,
     InvalidTimestampError,
@@ -541,3 +542,15 @@ class TestPolicyChoice:
         )
         with pytest.raises(UnknownPolicyError, match=r"no policy given.*a, b"):
             engine.start("L1", owner="x")
+
+    def test_a_calendar_object_can_drive_a_policy_built_in_code(self) -> None:
+        """``calendar`` may be a BusinessCalendar; anything else that is not one is named."""
+        cal = slakit.BusinessCalendar.weekdays("America/New_York", "09:00-17:00")
+        policy = slakit.Policy.from_config({"calendar": cal, "sla_minutes": 30}, name="lead")
+        engine, _ = wall_engine(policies={"lead": policy})
+        # Monday 2026-03-02 16:45 New York: 15 minutes today, 15 on Tuesday morning.
+        h = engine.start("L1", owner="x", started_at=datetime(2026, 3, 2, 21, 45, tzinfo=UTC))
+        assert h.deadline_at == datetime(2026, 3, 3, 14, 15, tzinfo=UTC)
+        assert h.within_business_hours is True
+        with pytest.raises(ConfigError, match=r"policies\.lead\.calendar .* got 42"):
+            slakit.Policy.from_config({"calendar": 42}, name="lead")

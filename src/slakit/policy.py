@@ -12,7 +12,7 @@ import re
 import string
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import attrs
 
@@ -525,7 +525,9 @@ class Policy:
         :param data: the ``[policies.NAME]`` table.
         :param name: the policy's name (default ``data["name"]`` or ``"default"``).
         :param calendars: configured calendars by name; ``calendar`` may also be
-            an inline table, or absent for an always-open calendar.
+            an inline table, a calendar object (``BusinessCalendar`` or anything
+            with ``add``, ``elapsed`` and ``is_open``), or absent for an
+            always-open calendar.
         :param actions: names of plugin actions that ``do`` lists may use.
         :raises ConfigError: for unknown keys and wrong types.
         :raises InvalidSLAError: for a bad ``sla_minutes``.
@@ -559,9 +561,14 @@ class Policy:
 
             calendar = BusinessCalendar.from_config(cal_ref)
             cal_name = f"{pname} (inline)"
+        elif all(callable(getattr(cal_ref, m, None)) for m in ("add", "elapsed", "is_open")):
+            # A calendar object, when the policy is built in code.
+            calendar = cast("CalendarLike", cal_ref)
+            cal_name = getattr(cal_ref, "name", None) or f"{pname} (object)"
         elif cal_ref is not None:
             raise ConfigError(
-                f"{prefix}.calendar must be a calendar name or table, got {cal_ref!r}",
+                f"{prefix}.calendar must be a calendar name, table or calendar object, "
+                f"got {cal_ref!r}",
                 field=f"{prefix}.calendar",
                 value=cal_ref,
             )
