@@ -183,6 +183,15 @@ class TestHitRate:
         ]
         assert {(r.wall, r.business) for r in reports} == {(reports[0].wall, reports[0].business)}
 
+    def test_an_engine_source_is_judged_by_its_clock(self) -> None:
+        """Without ``now``, an engine's report uses the engine's clock, not the system's."""
+        engine, clock = ny_engine()
+        engine.start("a", policy="lead", owner="x")  # Monday 09:00 New York, 30-minute SLA
+        assert hit_rate(engine).total.pending == 1
+        clock.advance(hours=1)
+        assert hit_rate(engine).total.missed == 1
+        assert hit_rate(engine, now=T0).total.pending == 1
+
     def test_both_bases_in_one_pass(self) -> None:
         """Both bases are available whichever basis the report reads."""
         h = handoff(stopped_at=T0 + timedelta(minutes=45))

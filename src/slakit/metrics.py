@@ -70,7 +70,8 @@ def classify(handoff: Handoff, basis: str = "business", now: datetime | None = N
 
     :param handoff: the handoff.
     :param basis: ``"business"`` or ``"wall"``.
-    :param now: the instant open handoffs are judged at (default: the system time).
+    :param now: the instant open handoffs are judged at (default: the engine's
+        clock when ``source`` is an engine, else the system time).
     :returns: ``"met"``, ``"missed"``, ``"pending"`` or ``"excluded"``.
     :raises ValidationError: for an unknown basis or a naive ``now``.
     """
@@ -369,7 +370,8 @@ def hit_rate(
     :param by: group keys: ``channel``, ``segment``, ``policy``, ``owner``,
         ``within_business_hours`` or ``attributes.NAME``; a string is split on commas.
     :param basis: ``"business"`` (adjusted) or ``"wall"`` (absolute).
-    :param now: the instant open handoffs are judged at (default: the system time).
+    :param now: the instant open handoffs are judged at (default: the engine's
+        clock when ``source`` is an engine, else the system time).
     :param progress: called with the number of handoffs read so far, now and then.
     :returns: the report.
     :raises ValidationError: for a naive time, an unknown basis or a bad ``by`` key.
@@ -378,7 +380,10 @@ def hit_rate(
     keys = normalize_by(by)
     since = optional_aware("since", since)
     until = optional_aware("until", until)
-    when = ensure_aware("now", now) if now is not None else datetime.now(UTC)
+    if now is None:
+        clock = getattr(source, "clock", None)
+        now = clock.now() if clock is not None else datetime.now(UTC)
+    when = ensure_aware("now", now)
     store = getattr(source, "store", source)
     if isinstance(store, RecordStore):
         rows = store.aggregate_hit_rate(since=since, until=until, by=keys, now=when)
