@@ -34,6 +34,12 @@ def tests(session: nox.Session) -> None:
     )
 
 
+@nox.session(python=["3.12", "3.13"])
+def compat(session: nox.Session) -> None:
+    """The same suite on the newer Pythons slakit supports (not part of plain `nox`)."""
+    tests(session)
+
+
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """ruff: lint and formatting."""
