@@ -26,7 +26,7 @@ from slakit.errors import (
     UnknownHandoffError,
     UnknownPolicyError,
 )
-from slakit.records import Notification
+from slakit.records import Notification, OutboxItem
 from slakit.testing import capture_notifications, capture_traces
 
 T0 = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
@@ -452,7 +452,7 @@ class TestDelivery:
         assert a.sent[0].idempotency_key == b.sent[0].idempotency_key
 
     def test_a_slow_batch_stops_sending_before_its_lease_runs_out(self) -> None:
-        """No send starts once half the outbox lease has gone; the rest come back later."""
+        """No send starts once half the outbox lease has gone; the rest is claimed afresh."""
 
         class Slow(Recorder):
             def send(self, notification: Notification) -> None:
@@ -461,18 +461,53 @@ class TestDelivery:
 
         rec = Slow()
         engine, clock = wall_engine(notifiers=[rec], outbox_lease=0.4)
+        claims: list[tuple[float, list[str]]] = []
+        claim = engine.store.claim_outbox
+
+        def recording(*args: Any) -> list[OutboxItem]:
+            started = time.monotonic()
+            items = claim(*args)
+            claims.append((started, [i.notification.idempotency_key for i in items]))
+            return items
+
+        engine.store.claim_outbox = recording  # type: ignore[method-assign]
+        sent_at: dict[str, float] = {}
+        send = rec.send
+
+        def timed(notification: Notification) -> None:
+            sent_at[notification.idempotency_key] = time.monotonic()
+            send(notification)
+
+        rec.send = timed  # type: ignore[method-assign]
         for i in range(12):
             engine.start(f"L{i}", owner="a")
         clock.advance(minutes=30)
         engine.check()
-        first = engine.deliver()
-        assert 1 <= first.sent <= 5  # 0.2 s of sending at 0.05 s each, then it stops
-        assert engine.deliver().sent == 0  # the unreached rows are still leased
-        for _ in range(12):
-            clock.advance(seconds=1)  # their lease runs out
-            engine.deliver()
+        assert engine.deliver().sent == 12  # one call: unreached rows are handed back
         keys = [n.idempotency_key for n in rec.sent]
         assert len(keys) == len(set(keys)) == 12
+        assert len(claims) >= 3  # several claims, each sending what half the lease allows
+        for key, at in sent_at.items():  # each send began within half the lease of its claim
+            claimed_at = max(s for s, claimed in claims if key in claimed and s <= at)
+            assert at - claimed_at < 0.2
+        assert all(item.lease_token is None for item in engine.store.outbox())
+
+    def test_release_outbox_is_fenced(self) -> None:
+        """Handing back rows clears only leases still held under the same token."""
+        engine, clock = wall_engine(notifiers=[Recorder()])
+        engine.start("L1", owner="a")
+        clock.advance(minutes=30)
+        engine.check()
+        store = engine.store
+        (item,) = store.claim_outbox(clock.now(), 10, "w1", 60)
+        assert store.release_outbox([item]) == 1
+        assert store.release_outbox([item]) == 0  # already handed back
+        (again,) = store.claim_outbox(clock.now(), 10, "w2", 60)  # at once, new token
+        assert again.lease_token != item.lease_token
+        assert store.release_outbox([item]) == 0  # the old token no longer holds it
+        assert not store.complete_outbox(
+            item, state="sent", attempts=1, next_attempt_at=None, error=None
+        )
 
 
 class TestEvents:

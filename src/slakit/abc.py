@@ -197,6 +197,17 @@ class RecordStore(ABC):
         :returns: ``True`` when written; ``False`` when the lease was lost.
         """
 
+    def release_outbox(self, items: Sequence[OutboxItem]) -> int:
+        """Hand back claimed rows that will not be sent under this claim (fenced).
+
+        Clears the lease of each row that still carries its item's
+        ``lease_token`` and is pending, so any worker can claim it at once.
+        The default does nothing: the rows come back when their lease runs out.
+
+        :returns: how many rows were released.
+        """
+        return 0
+
     @abstractmethod
     def outbox(self, handoff_id: str | None = None, state: str | None = None) -> list[OutboxItem]:
         """Outbox rows, optionally filtered, in creation order."""

@@ -1028,11 +1028,13 @@ class Engine:
                 break
             # Start a send only while at least half the lease is left, so a slow
             # batch never sends a row whose lease another worker may have taken
-            # over; rows not reached come back when their lease runs out.
+            # over; rows not reached are handed back for the next claim.
             send_until = claimed_at + self.outbox_lease / 2
+            done = 0
             for item in items:
                 if self._stopping() or time.monotonic() >= send_until:
                     break
+                done += 1
                 outcome = self._deliver_one(item, when)
                 if outcome == OutboxState.SENT:
                     sent += 1
@@ -1042,9 +1044,17 @@ class Engine:
                     retried += 1
                 else:
                     lost += 1
-            if self._stopping():
-                break
+            if done < len(items):
+                self._release_outbox(items[done:])
+            if self._stopping() or done == 0:
+                break  # done == 0: the claim alone used half the lease; try again later
         return DeliveryResult(now=when, sent=sent, retried=retried, dead=dead, lost=lost)
+
+    def _release_outbox(self, items: Sequence[OutboxItem]) -> None:
+        try:
+            self.store.release_outbox(items)
+        except SlakitError as exc:  # they come back when their lease runs out
+            log.warning("could not hand back %d outbox row(s): %s", len(items), exc)
 
     def _deliver_one(self, item: OutboxItem, now: datetime) -> str:
         n = item.notification

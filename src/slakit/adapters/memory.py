@@ -286,6 +286,23 @@ class MemoryStore(RecordStore):
             self._traces.extend(traces)
             return True
 
+    def release_outbox(self, items: Sequence[OutboxItem]) -> int:
+        released = 0
+        with self._lock:
+            for item in items:
+                current = self._outbox.get(item.key)
+                if (
+                    current is not None
+                    and item.lease_token is not None
+                    and current.lease_token == item.lease_token
+                    and current.state == OutboxState.PENDING
+                ):
+                    self._outbox[item.key] = attrs.evolve(
+                        current, lease_token=None, lease_until=None
+                    )
+                    released += 1
+        return released
+
     def outbox(self, handoff_id: str | None = None, state: str | None = None) -> list[OutboxItem]:
         with self._lock:
             items = sorted(self._outbox.items(), key=lambda kv: self._outbox_seq[kv[0]])

@@ -284,6 +284,10 @@ _COMPLETE_OUTBOX = (
     "last_error = ?, lease_token = NULL, lease_until = NULL "
     "WHERE notifier = ? AND idempotency_key = ? AND lease_token = ? AND state = 'pending'"
 )
+_RELEASE_OUTBOX = (
+    "UPDATE outbox SET lease_token = NULL, lease_until = NULL "
+    "WHERE notifier = ? AND idempotency_key = ? AND lease_token = ? AND state = 'pending'"
+)
 _INSERT_TRACE = f"INSERT INTO traces ({TRACE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
@@ -1109,6 +1113,20 @@ class SQLiteStore(RecordStore):
             return True
 
         return self._write("complete_outbox", tx)
+
+    def release_outbox(self, items: Sequence[OutboxItem]) -> int:
+        params = [
+            (i.notification.notifier, i.notification.idempotency_key, i.lease_token)
+            for i in items
+            if i.lease_token is not None
+        ]
+        if not params:
+            return 0
+
+        def tx(conn: sqlite3.Connection) -> int:
+            return int(conn.executemany(_RELEASE_OUTBOX, params).rowcount)
+
+        return self._write("release_outbox", tx)
 
     def outbox(self, handoff_id: str | None = None, state: str | None = None) -> list[OutboxItem]:
         where: list[str] = []

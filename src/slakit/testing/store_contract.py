@@ -394,6 +394,33 @@ class StoreContract:
         )
         assert store.outbox()[0].state == "dead"
 
+    def test_release_outbox_hands_rows_back_fenced(self, store: RecordStore) -> None:
+        """Released rows are claimable at once; a stale or spent token releases nothing.
+
+        Skipped for a store that keeps the default (rows come back when their
+        lease runs out).
+        """
+        if type(store).release_outbox is RecordStore.release_outbox:
+            pytest.skip("the store keeps the default release_outbox (a no-op)")
+        notes = self._with_outbox(store, 3)
+        now = notes[0].created_at
+        first, second, third = store.claim_outbox(now, 10, "w1", 60)
+        assert store.complete_outbox(
+            third, state=OutboxState.SENT, attempts=1, next_attempt_at=None, error=None
+        )
+        assert store.release_outbox([first, second, third]) == 2  # the sent one stays sent
+        again = store.claim_outbox(now, 10, "w2", 60)
+        assert [i.notification.handoff_id for i in again] == ["o0", "o1"]
+        assert {i.lease_token for i in again}.isdisjoint({first.lease_token, second.lease_token})
+        assert store.release_outbox([first, second]) == 0  # their tokens are gone
+        assert store.release_outbox([]) == 0
+        assert not store.complete_outbox(
+            first, state=OutboxState.SENT, attempts=1, next_attempt_at=None, error=None
+        )
+        assert store.complete_outbox(
+            again[0], state=OutboxState.SENT, attempts=1, next_attempt_at=None, error=None
+        )
+
     def test_claim_outbox_limit_and_order(self, store: RecordStore) -> None:
         """Outbox rows are claimed in creation order up to the limit."""
         notes = self._with_outbox(store, 5)

@@ -215,6 +215,13 @@ WITH upd AS (
 SELECT count(*) FROM upd
 """
 
+# Hand back leased rows not sent under this claim, by token (fenced).
+_RELEASE_OUTBOX = """
+UPDATE outbox SET lease_token = NULL, lease_until = NULL
+WHERE state = 'pending' AND (notifier, idempotency_key, lease_token) IN (
+    SELECT * FROM unnest(%(notifiers)s::text[], %(keys)s::text[], %(tokens)s::text[]))
+"""
+
 _ADD_TRACES = f"WITH tr AS ({_TRACES_FROM.format(src='')}) SELECT 1"
 
 _NEXT_WAKEUP = """
@@ -877,6 +884,19 @@ class PostgresStore(RecordStore):
         with self._connection() as conn:
             row = conn.execute(_COMPLETE_OUTBOX, params).fetchone()
         return row is not None and row[0] == 1
+
+    def release_outbox(self, items: Sequence[OutboxItem]) -> int:
+        """Clear the leases of rows still held under their items' tokens, in one statement."""
+        held = [i for i in items if i.lease_token is not None]
+        if not held:
+            return 0
+        params = {
+            "notifiers": [i.notification.notifier for i in held],
+            "keys": [i.notification.idempotency_key for i in held],
+            "tokens": [i.lease_token for i in held],
+        }
+        with self._connection() as conn:
+            return conn.execute(_RELEASE_OUTBOX, params).rowcount
 
     def outbox(self, handoff_id: str | None = None, state: str | None = None) -> list[OutboxItem]:
         clauses: list[str] = []
