@@ -70,8 +70,7 @@ def classify(handoff: Handoff, basis: str = "business", now: datetime | None = N
 
     :param handoff: the handoff.
     :param basis: ``"business"`` or ``"wall"``.
-    :param now: the instant open handoffs are judged at (default: the engine's
-        clock when ``source`` is an engine, else the system time).
+    :param now: the instant open handoffs are judged at (default: the system time).
     :returns: ``"met"``, ``"missed"``, ``"pending"`` or ``"excluded"``.
     :raises ValidationError: for an unknown basis or a naive ``now``.
     """
