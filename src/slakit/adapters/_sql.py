@@ -23,6 +23,7 @@ __all__ = [
     "NOTIFICATION_COLUMNS",
     "OUTBOX_COLUMNS",
     "TRACE_COLUMNS",
+    "attribute_name",
     "check_batch_ids",
     "escalation_from_row",
     "escalation_row",
@@ -52,6 +53,16 @@ GROUPABLE_COLUMNS = frozenset(
 )
 #: Groupable columns that hold booleans (an integer in SQLite).
 BOOL_COLUMNS = frozenset({"breached", "within_business_hours"})
+
+_ATTR_PREFIX = "attributes."
+
+
+def attribute_name(key: str) -> str | None:
+    """``NAME`` for a group key ``attributes.NAME``; ``None`` for any other key."""
+    if key.startswith(_ATTR_PREFIX) and len(key) > len(_ATTR_PREFIX):
+        return key[len(_ATTR_PREFIX) :]
+    return None
+
 
 #: The escalation columns, in :func:`escalation_row` order.
 ESCALATION_COLUMNS: tuple[str, ...] = (

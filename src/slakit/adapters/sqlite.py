@@ -36,6 +36,7 @@ from slakit.adapters._sql import (
     GROUPABLE_COLUMNS,
     OUTBOX_COLUMNS,
     TRACE_COLUMNS,
+    attribute_name,
     check_batch_ids,
     escalation_from_row,
     escalation_row,
@@ -300,9 +301,6 @@ class _Abort(Exception):
 
 
 # -- value conversion ----------------------------------------------------------
-
-
-_ATTR_PREFIX = "attributes."
 
 
 def _us(value: datetime | None) -> int | None:
@@ -1234,8 +1232,8 @@ class SQLiteStore(RecordStore):
             if key in GROUPABLE_COLUMNS:
                 exprs.append(key)
                 continue
-            name = key[len(_ATTR_PREFIX) :] if key.startswith(_ATTR_PREFIX) else ""
-            if not name or '"' in name or "\\" in name:
+            name = attribute_name(key)
+            if name is None or '"' in name or "\\" in name:
                 return None
             params[f"path{i}"] = f'$."{name}"'
             exprs.append(f"json_extract(attributes, :path{i})")

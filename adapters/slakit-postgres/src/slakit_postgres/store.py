@@ -68,7 +68,6 @@ log = logging.getLogger("slakit.postgres")
 
 #: Handoff columns, in :class:`~slakit.handoff.Handoff` field order (one column per field).
 HANDOFF_COLUMNS: tuple[str, ...] = tuple(a.name for a in attrs.fields(Handoff))
-_ATTR_PREFIX = "attributes."
 
 #: Seconds between two "outbox rows written" notifications from one store.
 OUTBOX_NOTIFY_INTERVAL = 1.0
@@ -972,10 +971,11 @@ class PostgresStore(RecordStore):
         keys = list(by)
         exprs: list[sql.Composable] = []
         for i, key in enumerate(keys):
+            name = _sql.attribute_name(key)
             if key in GROUPABLE_COLUMNS:
                 expr: sql.Composable = sql.Identifier(key)
-            elif key.startswith(_ATTR_PREFIX) and len(key) > len(_ATTR_PREFIX):
-                expr = sql.SQL("attributes -> {}").format(sql.Literal(key[len(_ATTR_PREFIX) :]))
+            elif name is not None:
+                expr = sql.SQL("attributes -> {}").format(sql.Literal(name))
             else:
                 return None
             exprs.append(sql.SQL("{} AS {}").format(expr, sql.Identifier(f"k{i}")))
