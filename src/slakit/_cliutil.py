@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -168,6 +168,16 @@ def open_engine(config: Path | None) -> Iterator[Engine]:
         yield engine.setup()
     finally:
         engine.close()
+
+
+@contextmanager
+def output_stream(path: Path | None, newline: str | None = None) -> Iterator[IO[str]]:
+    """``path`` opened for writing (UTF-8), or stdout when it is ``None``."""
+    if path is None:
+        yield sys.stdout
+        return
+    with path.open("w", encoding="utf-8", newline=newline) as out:
+        yield out
 
 
 def print_json(data: Any) -> None:

@@ -31,6 +31,7 @@ from slakit._cliutil import (
     json_option,
     now_option,
     open_engine,
+    output_stream,
     parse_iso,
     print_json,
     progress_bar,
@@ -645,26 +646,21 @@ def export(
     config: Path | None,
 ) -> None:
     """Export handoffs (started in [since, until)) as JSON lines or CSV."""
-    out = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
-    try:
-        with open_engine(config) as engine:
-            rows = engine.store.iter_handoffs(since=since, until=until)
-            if fmt == "jsonl":
-                for h in rows:
-                    out.write(json.dumps(h.to_dict(), default=str) + "\n")
-            else:
-                import attrs
+    with output_stream(output, newline="") as out, open_engine(config) as engine:
+        rows = engine.store.iter_handoffs(since=since, until=until)
+        if fmt == "jsonl":
+            for h in rows:
+                out.write(json.dumps(h.to_dict(), default=str) + "\n")
+        else:
+            import attrs
 
-                fields = [a.name for a in attrs.fields(slakit.Handoff)] + ["status"]
-                writer = csv.DictWriter(out, fieldnames=fields)
-                writer.writeheader()
-                for h in rows:
-                    d = h.to_dict()
-                    d["attributes"] = json.dumps(d["attributes"])
-                    writer.writerow(d)
-    finally:
-        if output:
-            out.close()
+            fields = [a.name for a in attrs.fields(slakit.Handoff)] + ["status"]
+            writer = csv.DictWriter(out, fieldnames=fields)
+            writer.writeheader()
+            for h in rows:
+                d = h.to_dict()
+                d["attributes"] = json.dumps(d["attributes"])
+                writer.writerow(d)
 
 
 @cli.command(cls=Command)
@@ -722,13 +718,10 @@ def traces(
             names = ", ".join(s.name for s in engine.trace_sinks)
             click.echo(f"emitted {len(lines)} trace line(s) to {names}", err=True)
             return
-    out = output.open("w", encoding="utf-8") if output else sys.stdout
-    try:
-        for t in lines:
-            out.write(json.dumps(t.to_dict(), sort_keys=True, default=str) + "\n")
-    finally:
-        if output:
-            out.close()
+    from slakit.adapters.jsonl import trace_line
+
+    with output_stream(output) as out:
+        out.writelines(trace_line(t) for t in lines)
 
 
 # -- demo ---------------------------------------------------------------------------

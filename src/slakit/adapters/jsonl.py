@@ -12,7 +12,12 @@ from slakit.abc import TraceSink
 from slakit.errors import ConfigError
 from slakit.records import TraceRecord
 
-__all__ = ["JSONLTraceSink"]
+__all__ = ["JSONLTraceSink", "trace_line"]
+
+
+def trace_line(record: TraceRecord) -> str:
+    """One trace line as the sink writes it: sorted-key JSON and a newline."""
+    return json.dumps(record.to_dict(), sort_keys=True, default=str) + "\n"
 
 
 class JSONLTraceSink(TraceSink):
@@ -32,9 +37,7 @@ class JSONLTraceSink(TraceSink):
 
     def emit(self, records: Iterable[TraceRecord]) -> None:
         """Append the lines; one write per batch."""
-        lines = "".join(
-            json.dumps(r.to_dict(), sort_keys=True, default=str) + "\n" for r in records
-        )
+        lines = "".join(trace_line(r) for r in records)
         if not lines:
             return
         with self._lock:
