@@ -127,7 +127,7 @@ def bench_slakit(
 def implementation() -> str:
     if slakit.calendar.ACCELERATED:
         return "compiled fast path (slakit._ccal)"
-    if os.environ.get("SLAKIT_PURE", "").strip() not in ("", "0"):
+    if slakit.calendar._PURE_BY_ENV:
         return "pure Python (SLAKIT_PURE set)"
     return "pure Python (slakit._ccal not built)"
 

@@ -24,7 +24,7 @@ def accelerated_or_skip() -> None:
     """Skip when the compiled module is not in use; under CI (``CI`` set) fail instead."""
     if calendar_module.ACCELERATED:
         return
-    if os.environ.get("SLAKIT_PURE", "").strip() not in ("", "0"):  # as slakit.calendar reads it
+    if calendar_module._PURE_BY_ENV:
         reason = "slakit._ccal is turned off by SLAKIT_PURE"
     else:
         reason = "slakit._ccal is not built (no C compiler when slakit was installed)"

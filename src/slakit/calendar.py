@@ -59,7 +59,9 @@ __all__ = ["ACCELERATED", "BusinessCalendar", "resolve_wall_time"]
 # The compiled fast paths, when built and not turned off; None means pure Python.
 _add_fast: Callable[[object, object, bytes | None, ZoneInfo], datetime | None] | None = None
 _elapsed_fast: Callable[[object, object, bytes | None], timedelta | None] | None = None
-if os.environ.get("SLAKIT_PURE", "").strip() in ("", "0"):
+# SLAKIT_PURE set to anything but empty or 0 turns the compiled paths off.
+_PURE_BY_ENV: Final[bool] = os.environ.get("SLAKIT_PURE", "").strip() not in ("", "0")
+if not _PURE_BY_ENV:
     try:
         from slakit._ccal import add_fast as _add_fast
         from slakit._ccal import elapsed_fast as _elapsed_fast
