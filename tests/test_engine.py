@@ -25,6 +25,7 @@ from slakit.errors import (
     UnknownBreachReasonError,
     UnknownHandoffError,
     UnknownPolicyError,
+    ValidationError,
 )
 from slakit.records import Notification, OutboxItem
 from slakit.testing import capture_notifications, capture_traces
@@ -71,6 +72,64 @@ class TestStart:
         assert h.within_business_hours is True
         assert len(h.trace_id) == 32
         assert h.version == 1
+
+    def test_prepared_records_equal_validated_ones(self) -> None:
+        """The engine builds plain records without re-running validators; same values."""
+        engine, _ = wall_engine()
+        records: list[dict[str, Any]] = [
+            {"id": "a", "owner": "alice", "backup_owner": "bob", "channel": "web"},
+            {"id": "b", "sla_minutes": 5, "segment": "smb", "region": "EMEA", "n": 1},
+            {"id": "c", "trace_id": "0af7651916cd43dd8448eb211c80319c", "attributes": {"x": 1}},
+            {"id": "d", "started_at": T0 - timedelta(hours=1), "first_response_at": T0},
+        ]
+        for record in records:
+            h, _traces = engine.prepare(record)
+            assert attrs.evolve(h) == h  # through Handoff.__init__ and every validator
+            assert type(h.sla_minutes) is float
+            assert type(h.attributes) is type(attrs.evolve(h).attributes)
+
+    def test_odd_values_get_the_validators_messages(self) -> None:
+        """A value of an unexpected type is refused by the record's own validators."""
+        engine, _ = wall_engine()
+        with pytest.raises(ValidationError, match="owner must be a string, got 5") as e:
+            engine.prepare({"id": "a", "owner": 5})
+        assert e.value.field == "owner"
+        with pytest.raises(ValidationError, match="trace_id must be a non-empty string"):
+            engine.prepare({"id": "a", "trace_id": "  "})
+
+    def test_trace_ids_do_not_follow_the_random_module(self) -> None:
+        """Seeding ``random`` elsewhere (tests, simulations) cannot repeat trace ids."""
+        import random
+
+        from slakit.handoff import is_w3c_trace_id, new_trace_id
+
+        random.seed(7)
+        first = new_trace_id()
+        random.seed(7)
+        second = new_trace_id()
+        assert first != second
+        assert is_w3c_trace_id(first)
+        assert is_w3c_trace_id(second)
+
+    def test_a_forked_child_draws_other_trace_ids(self) -> None:
+        """A worker forked from a parent does not repeat the parent's trace ids."""
+        import os
+
+        from slakit.handoff import new_trace_id
+
+        if not hasattr(os, "fork"):
+            pytest.skip("no fork() on this platform")
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child
+            os.write(write, new_trace_id().encode())
+            os._exit(0)
+        os.close(write)
+        child = os.read(read, 64).decode()
+        os.waitpid(pid, 0)
+        os.close(read)
+        assert len(child) == 32
+        assert child != new_trace_id()
 
     def test_record_sla_overrides_policy_default(self) -> None:
         """sla_minutes on the record wins over the policy's default."""

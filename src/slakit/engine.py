@@ -34,7 +34,7 @@ from slakit.errors import (
     UnknownPolicyError,
     ValidationError,
 )
-from slakit.handoff import Handoff, new_trace_id
+from slakit.handoff import Handoff, _from_values, new_trace_id
 from slakit.plugins import Plugins, get_plugins
 from slakit.policy import Policy, ScheduledStep, Step, StepContext, run_actions
 from slakit.records import (
@@ -43,7 +43,9 @@ from slakit.records import (
     OutboxItem,
     OutboxState,
     StepApplication,
+    StepPayload,
     TraceRecord,
+    _positional,
 )
 
 __all__ = ["AppliedStep", "CheckResult", "DeliveryResult", "Engine", "LoggingNotifier"]
@@ -51,6 +53,16 @@ __all__ = ["AppliedStep", "CheckResult", "DeliveryResult", "Engine", "LoggingNot
 log = logging.getLogger("slakit.engine")
 
 ENGINE_ACTOR = "engine"
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+#: start_many record keys that carry history already known.
+_HISTORY_KEYS = (
+    "first_response_at",
+    "responded_by",
+    "completed_at",
+    "cancelled_at",
+    "cancel_reason",
+)
+_HISTORY_KEY_SET = frozenset(_HISTORY_KEYS)
 
 
 class LoggingNotifier(Notifier):
@@ -75,6 +87,9 @@ class AppliedStep:
     actions: tuple[str, ...]
     outcome: str  # "applied" | "skipped"
     due_at: datetime
+
+
+_applied_step = _positional(AppliedStep)
 
 
 @attrs.frozen
@@ -208,6 +223,7 @@ class Engine:
         self.config_path: Path | None = None
         self.config: Mapping[str, Any] = {}
         self.calendars: dict[str, Any] = {}
+        self._step_actions: dict[int, tuple[Step, tuple[str, ...]]] = {}
 
     # -- construction ----------------------------------------------------------
 
@@ -355,12 +371,64 @@ class Engine:
         start = self._now(started_at, "started_at") if started_at is not None else now
         sla = sla_minutes if sla_minutes is not None else pol.sla_minutes
         deadline, wall, business, first_due = pol.timers(start, sla)
+        if backup_owner is None:
+            backup_owner = pol.backup_owner
+        if (
+            type(id) is str
+            and id.strip()
+            and (owner is None or type(owner) is str)
+            and (backup_owner is None or type(backup_owner) is str)
+            and (channel is None or type(channel) is str)
+            and (segment is None or type(segment) is str)
+            and (trace_id is None or (type(trace_id) is str and trace_id.strip()))
+            and type(attributes) is dict
+        ):
+            # The common case, every value of a plain type: the checks above are
+            # the validators' own, so the record is built without running them
+            # again. Anything else goes through Handoff(...) and its messages.
+            return _from_values(
+                (
+                    id,
+                    pol.name,
+                    start,
+                    owner,
+                    backup_owner,
+                    float(sla),
+                    None,  # first_response_at
+                    None,  # responded_by
+                    None,  # completed_at
+                    None,  # cancelled_at
+                    None,  # cancel_reason
+                    False,  # breached
+                    None,  # breach_reason
+                    trace_id or new_trace_id(),
+                    pol.calendar.is_open(start),
+                    channel,
+                    segment,
+                    0,  # stage
+                    None,  # stopped_at
+                    first_due,
+                    deadline,
+                    wall,
+                    business,
+                    None,  # paused_at
+                    0.0,  # paused_seconds
+                    0.0,  # paused_business_seconds
+                    None,  # wall_elapsed_seconds
+                    None,  # business_elapsed_seconds
+                    now,  # ingested_at
+                    # The callers pass a dict of their own (start's **attributes,
+                    # _prepare's leftover keys), so it needs no copy.
+                    MappingProxyType(attributes) if attributes else _EMPTY,
+                    1,  # version
+                )
+            )
         return Handoff(
             id=id,
             policy=pol.name,
             started_at=start,
             owner=owner,
-            backup_owner=backup_owner if backup_owner is not None else pol.backup_owner,
+            backup_owner=backup_owner,
             sla_minutes=sla,
             trace_id=trace_id or new_trace_id(),
             channel=channel,
@@ -462,10 +530,9 @@ class Engine:
         now = self._now(None)
         handoffs: list[Handoff] = []
         traces: list[TraceRecord] = []
+        prepare = self._prepare
         for rec in records:
-            h, extra = self.prepare(rec, now=now)
-            handoffs.append(h)
-            traces.extend(extra)
+            prepare(rec, now, handoffs, traces)
         count = self.store.insert_many(handoffs, traces)
         self._emit(traces)
         return count
@@ -479,42 +546,75 @@ class Engine:
 
         :raises SlakitError: naming the field and value when the record is bad.
         """
-        when = self._now(now)
+        handoffs: list[Handoff] = []
+        traces: list[TraceRecord] = []
+        self._prepare(record, self._now(now), handoffs, traces)
+        return handoffs[0], traces
+
+    def _prepare(
+        self,
+        record: Mapping[str, Any],
+        when: datetime,
+        handoffs: list[Handoff],
+        traces: list[TraceRecord],
+    ) -> None:
+        """:meth:`prepare`, appending to ``handoffs`` and ``traces`` (bulk ingest's loop)."""
         data = dict(record)
-        known = {
-            k: data.pop(k, None)
-            for k in (
-                "policy",
-                "owner",
-                "backup_owner",
-                "sla_minutes",
-                "started_at",
-                "trace_id",
-                "channel",
-                "segment",
-            )
-        }
-        history = {
-            k: data.pop(k, None)
-            for k in (
-                "first_response_at",
-                "responded_by",
-                "completed_at",
-                "cancelled_at",
-                "cancel_reason",
-            )
-        }
-        hid = data.pop("id", None)
+        pop = data.pop
+        hid = pop("id", None)
         if not isinstance(hid, str) or not hid:
             raise ValidationError(
                 f"record needs a non-empty 'id', got {hid!r}", field="id", value=hid
             )
-        attributes = dict(data.pop("attributes", None) or {})
-        attributes.update(data)
-        h = self._build(hid, attributes=attributes, now=when, **known)
-        h, extra = self._apply_history(h, history, when)
-        trace = self._trace(h, "start", "start", when, owner=h.owner)
-        return h, [trace, *extra]
+        policy = pop("policy", None)
+        owner = pop("owner", None)
+        backup_owner = pop("backup_owner", None)
+        sla_minutes = pop("sla_minutes", None)
+        started_at = pop("started_at", None)
+        trace_id = pop("trace_id", None)
+        channel = pop("channel", None)
+        segment = pop("segment", None)
+        history: dict[str, Any] | None = None
+        if not _HISTORY_KEY_SET.isdisjoint(data):
+            history = {k: v for k in _HISTORY_KEYS if (v := pop(k, None)) is not None}
+        extra = pop("attributes", None)
+        if extra:
+            attributes = dict(extra)
+            attributes.update(data)
+        else:
+            attributes = data  # what is left over, in a dict of our own
+        h = self._build(
+            hid,
+            policy=policy,
+            owner=owner,
+            backup_owner=backup_owner,
+            sla_minutes=sla_minutes,
+            started_at=started_at,
+            trace_id=trace_id,
+            channel=channel,
+            segment=segment,
+            attributes=attributes,
+            now=when,
+        )
+        later: list[TraceRecord] = []
+        if history:
+            h, later = self._apply_history(h, history, when)
+        handoffs.append(h)
+        traces.append(
+            TraceRecord._trusted(
+                h.trace_id,
+                h.id,
+                h.policy,
+                "start",
+                "start",
+                ENGINE_ACTOR,
+                when,
+                "ok",
+                _EMPTY if h.owner is None else MappingProxyType({"owner": h.owner}),
+            )
+        )
+        if later:
+            traces.extend(later)
 
     def _apply_history(
         self, h: Handoff, history: Mapping[str, Any], now: datetime
@@ -821,9 +921,11 @@ class Engine:
                 done = [p for p, ok in zip(plans, results, strict=True) if ok]
                 lost += len(plans) - len(done)
                 self._emit([t for p in done for t in p.app.traces])
+                observe = self.plugins.observes_steps()
                 for p in done:
                     applied.extend(p.records)
-                    self._observe(p, when)
+                    if observe:
+                        self._observe(p, when)
                 progressed = progressed or bool(done)
             if not progressed:
                 break
@@ -909,90 +1011,77 @@ class Engine:
             )
             records.append(AppliedStep(h.id, k, sk.step.at, actions, "skipped", sk.due_at))
         st = schedule[target]
-        ctx = StepContext(handoff=h, policy=pol, step=st.step, stage=target, now=now)
+        step = st.step
+        ctx = StepContext(handoff=h, policy=pol, step=step, stage=target, now=now)
         run_actions(ctx, self.plugins.actions())
         next_due = (
             schedule[target + 1].due_at.astimezone(UTC) if target + 1 < len(schedule) else None
         )
         # One copy for the whole step; the version is the one the store will write.
         new = ctx.handoff._replace(stage=target + 1, next_due_at=next_due, version=h.version + 1)
-        rule = f"step:{st.step.at}"
-        due_iso = st.due_at.astimezone(UTC).isoformat()
+        rule = f"step:{step.at}"
         late = (now - st.due_at).total_seconds()
-        late_seconds = round(late, 3) if late > 0 else None
-        actions = tuple(a.raw for a in st.step.actions)
-        base: dict[str, Any] = {"stage": target, "due_at": due_iso}
-        if late_seconds is not None:
-            base["late_seconds"] = late_seconds
+        actions = self._raw_actions(step)
+        base: dict[str, Any] = {"stage": target, "due_at": st.due_at.astimezone(UTC).isoformat()}
+        if late > 0:
+            base["late_seconds"] = round(late, 3)
         shared = MappingProxyType(base)  # one read-only detail for every plain action
+        trace = TraceRecord._trusted
+        trace_id, hid, policy = new.trace_id, new.id, new.policy
         for raw in actions:
             extra = ctx.detail.get(raw)
-            detail = shared if not extra else MappingProxyType({**base, **extra})
+            if extra:
+                detail = MappingProxyType({**base, **extra})
+                outcome = "skipped" if "skipped" in extra else "ok"
+            else:
+                detail, outcome = shared, "ok"
             traces.append(
-                TraceRecord(
-                    trace_id=new.trace_id,
-                    handoff_id=new.id,
-                    policy=new.policy,
-                    rule=rule,
-                    action=raw,
-                    actor=ENGINE_ACTOR,
-                    at=now,
-                    outcome="skipped" if extra and "skipped" in extra else "ok",
-                    detail=detail,
-                )
+                trace(trace_id, hid, policy, rule, raw, ENGINE_ACTOR, now, outcome, detail)
             )
         notifications: list[Notification] = []
         if ctx.notifications:
             # Receivers see the record as the step leaves it (breached, reassigned).
-            payload = MappingProxyType(
-                {
-                    "handoff": new.to_dict(),
-                    "step": st.step.at,
-                    "stage": target,
-                    "link": ctx.values["link"],
-                }
-            )
-            subject = f"[{pol.name}] {h.id}: step {st.step.at}"
+            payload = StepPayload(new, step.at, target, ctx.values["link"])
+            subject = f"[{pol.name}] {h.id}: step {step.at}"
+            notification = Notification._trusted
             for action_raw, recipient, text in ctx.notifications:
                 key = f"{h.id}:{target}:{action_raw}:{recipient}"
                 for notifier_name in self._notifier_by_name:
                     notifications.append(
-                        Notification(
-                            idempotency_key=key,
-                            notifier=notifier_name,
-                            recipient=recipient,
-                            handoff_id=h.id,
-                            stage=target,
-                            step=st.step.at,
-                            action=action_raw,
-                            subject=subject,
-                            text=text,
-                            trace_id=h.trace_id,
-                            policy=h.policy,
-                            created_at=now,
-                            payload=payload,
+                        notification(
+                            key,
+                            notifier_name,
+                            recipient,
+                            h.id,
+                            target,
+                            step.at,
+                            action_raw,
+                            subject,
+                            text,
+                            h.trace_id,
+                            h.policy,
+                            now,
+                            payload,
                         )
                     )
-        escalations.append(
-            Escalation(
-                handoff_id=h.id,
-                stage=target,
-                step=st.step.at,
-                applied_at=now,
-                outcome="applied",
-                actions=actions,
-            )
+        escalations.append(Escalation._trusted(h.id, target, step.at, now, "applied", actions))
+        records.append(_applied_step(h.id, target, step.at, actions, "applied", st.due_at))
+        app = StepApplication._trusted(
+            new,
+            h.version,
+            h.stage,
+            tuple(escalations),
+            _dedupe(notifications),
+            tuple(traces),
         )
-        records.append(AppliedStep(h.id, target, st.step.at, actions, "applied", st.due_at))
-        app = StepApplication(
-            handoff=new,
-            expected_version=h.version,
-            expected_stage=h.stage,
-            escalations=tuple(escalations),
-            notifications=_dedupe(notifications),
-            traces=tuple(traces),
-        )
-        return _Plan(app=app, records=records, stage=target, step=st.step)
+        return _Plan(app=app, records=records, stage=target, step=step)
+
+    def _raw_actions(self, step: Step) -> tuple[str, ...]:
+        """The step's actions as written (one tuple per step, kept)."""
+        cached = self._step_actions.get(id(step))
+        if cached is None or cached[0] is not step:
+            cached = self._step_actions[id(step)] = (step, tuple(a.raw for a in step.actions))
+        return cached[1]
 
     # -- deliver ---------------------------------------------------------------
 

@@ -7,9 +7,11 @@ compare-and-set on :attr:`Handoff.version`.
 
 from __future__ import annotations
 
+import operator
+import os
+import random
 import re
-import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
@@ -22,14 +24,24 @@ from slakit.errors import InvalidTimestampError, ValidationError
 __all__ = ["Handoff", "Status", "new_trace_id", "is_w3c_trace_id"]
 
 _TRACE_RE = re.compile(r"^[0-9a-f]{32}$")
+_ids = random.Random()  # seeded from os.urandom
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_ids.seed)
+_getrandbits = _ids.getrandbits
 
 
 def new_trace_id() -> str:
-    """A random W3C trace id: 32 lowercase hex digits, never all zeros."""
+    """A random W3C trace id: 32 lowercase hex digits, never all zeros.
+
+    Trace ids need to be unique, not secret: like OpenTelemetry's own id
+    generator this draws from a Mersenne Twister, a private one seeded from
+    ``os.urandom`` (and again in a forked child), so it costs a fraction of a
+    system call per id and ``random.seed()`` elsewhere cannot repeat ids.
+    """
     while True:
-        tid = secrets.token_hex(16)
-        if tid != "0" * 32:
-            return tid
+        bits = _getrandbits(128)
+        if bits:
+            return f"{bits:032x}"
 
 
 def is_w3c_trace_id(value: str) -> bool:
@@ -227,11 +239,10 @@ class Handoff:
         Input from outside (events, config, plugin actions) goes through
         :func:`attrs.evolve` and the validators instead.
         """
-        new = object.__new__(Handoff)
-        setattr_ = object.__setattr__
-        for name in _FIELD_NAMES:
-            setattr_(new, name, changes[name] if name in changes else getattr(self, name))
-        return new
+        values = list(_values_of(self))
+        for name, value in changes.items():
+            values[_FIELD_INDEX[name]] = value
+        return _from_values(values)
 
     @classmethod
     def _trusted(cls, **values: Any) -> Handoff:
@@ -239,22 +250,17 @@ class Handoff:
 
         Every field must be given; ``attributes`` must already be read-only.
         """
-        new = object.__new__(cls)
-        setattr_ = object.__setattr__
-        for name in _FIELD_NAMES:
-            setattr_(new, name, values[name])
-        return new
+        return _from_values([values[name] for name in _FIELD_NAMES])
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready mapping: datetimes as ISO-8601 UTC text."""
-        out: dict[str, Any] = {}
-        for name in _FIELD_NAMES:
-            value = getattr(self, name)
-            if value is not None and name in _DATETIME_SET:
+        out = dict(zip(_FIELD_NAMES, _values_of(self), strict=True))
+        for name in _DATETIME_FIELDS:
+            value = out[name]
+            if value is not None:
                 if value.tzinfo is not UTC:
                     value = value.astimezone(UTC)
-                value = value.isoformat()
-            out[name] = value
+                out[name] = value.isoformat()
         out["attributes"] = dict(self.attributes)
         out["status"] = self.status
         return out
@@ -274,4 +280,20 @@ class Handoff:
 
 
 _FIELD_NAMES = tuple(a.name for a in attrs.fields(Handoff))
-_DATETIME_SET = frozenset(_DATETIME_FIELDS)
+_FIELD_INDEX = {name: i for i, name in enumerate(_FIELD_NAMES)}
+#: Every field's value, in field order, as one tuple.
+_values_of: Callable[[Handoff], tuple[Any, ...]] = operator.attrgetter(*_FIELD_NAMES)
+# The slots' own setters: a frozen class refuses setattr, its slot descriptors do not.
+_SETTERS = tuple(getattr(Handoff, name).__set__ for name in _FIELD_NAMES)
+
+
+def _from_values(values: Iterable[Any]) -> Handoff:
+    """A handoff from every field's value in field order, with no validation or conversion.
+
+    For values that were validated once already (a store's own rows, the
+    engine's own copies); anything from outside goes through ``Handoff(...)``.
+    """
+    new: Handoff = object.__new__(Handoff)
+    for set_, value in zip(_SETTERS, values, strict=True):
+        set_(new, value)
+    return new

@@ -155,6 +155,10 @@ class Plugins:
         assert self._sinks is not None
         return self._sinks.get(name)(**options)
 
+    def observes_steps(self) -> bool:
+        """Whether any plugin implements ``slakit_step_applied`` (else the engine skips it)."""
+        return bool(self.pm.hook.slakit_step_applied.get_hookimpls())
+
     def step_applied(
         self,
         handoff: Handoff,

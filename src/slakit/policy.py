@@ -444,6 +444,18 @@ def run_actions(ctx: StepContext, plugin_actions: Mapping[str, Action]) -> None:
 
 # -- policy ----------------------------------------------------------------
 
+_MINUTES: dict[float, timedelta] = {}
+
+
+def _minutes(minutes: float) -> timedelta:
+    """``timedelta(minutes=minutes)``, remembered: a few SLAs serve many records."""
+    delta = _MINUTES.get(minutes)
+    if delta is None:
+        if len(_MINUTES) >= 4096:
+            _MINUTES.clear()
+        delta = _MINUTES[minutes] = timedelta(minutes=minutes)
+    return delta
+
 
 @attrs.frozen
 class ScheduledStep:
@@ -502,6 +514,9 @@ class Policy:
     #: Runbook fields: description, owner, failure_modes, rollback, workflow, last_reviewed.
     runbook: Mapping[str, Any] = attrs.field(factory=dict, hash=False)
     _order_cache: dict[timedelta, tuple[tuple[int, timedelta], ...]] = attrs.field(
+        factory=dict, init=False, eq=False, hash=False, repr=False
+    )
+    _message_kinds: dict[tuple[int, timedelta], tuple[Step, str]] = attrs.field(
         factory=dict, init=False, eq=False, hash=False, repr=False
     )
 
@@ -663,7 +678,7 @@ class Policy:
     def effective_sla(self, handoff: Handoff) -> timedelta:
         """The record's SLA, or this policy's default when the record has none."""
         minutes = handoff.sla_minutes if handoff.sla_minutes is not None else self.sla_minutes
-        return timedelta(minutes=minutes)
+        return _minutes(minutes)
 
     def _after(
         self,
@@ -674,8 +689,12 @@ class Policy:
         paused_business_seconds: float = 0.0,
     ) -> datetime:
         if basis == "wall":
-            return start + offset + timedelta(seconds=paused_seconds)
-        return self.calendar.add(start, offset + timedelta(seconds=paused_business_seconds))
+            if paused_seconds:
+                offset = offset + timedelta(seconds=paused_seconds)
+            return start + offset
+        if paused_business_seconds:
+            offset = offset + timedelta(seconds=paused_business_seconds)
+        return self.calendar.add(start, offset)
 
     def due_after(self, handoff: Handoff, offset: timedelta) -> datetime:
         """The instant ``offset`` of (basis) time after the start, pauses included."""
@@ -718,7 +737,7 @@ class Policy:
         ``None`` past the last step. Takes plain values so a record can be
         scheduled before it is built (bulk ingest) as well as after a resume.
         """
-        sla = timedelta(minutes=sla_minutes)
+        sla = _minutes(sla_minutes)
         paused = (paused_seconds, paused_business_seconds)
         wall = self._after(started_at, sla, "wall", *paused).astimezone(UTC)
         business = self._after(started_at, sla, "business", *paused).astimezone(UTC)
@@ -751,12 +770,22 @@ class Policy:
         if step.message is not None:
             return render(step.message, values)
         sla = self.effective_sla(handoff)
-        if step.offset_for(sla) < sla:
-            template = DEFAULT_MESSAGES["before"]
-        elif any(a.name == "reassign" for a in step.actions) and handoff.backup_owner:
-            template = DEFAULT_MESSAGES["reassigned"]
+        # Which default message a step gets depends on the step and the SLA alone.
+        cached = self._message_kinds.get((id(step), sla))
+        if cached is not None and cached[0] is step:
+            kind = cached[1]
         else:
-            template = DEFAULT_MESSAGES["at"]
+            if step.offset_for(sla) < sla:
+                kind = "before"
+            elif any(a.name == "reassign" for a in step.actions):
+                kind = "reassigned"
+            else:
+                kind = "at"
+            if len(self._message_kinds) < 1024:
+                self._message_kinds[(id(step), sla)] = (step, kind)
+        if kind == "reassigned" and not handoff.backup_owner:
+            kind = "at"
+        template = DEFAULT_MESSAGES[kind]
         # The link goes last with no full stop after it, so it stays clickable.
         return render(template, values).rstrip()
 
@@ -765,6 +794,8 @@ _HANDOFF_FIELDS = tuple(a.name for a in attrs.fields(Handoff))
 
 
 def _template_value(policy: Policy, handoff: Handoff, key: str, values: Mapping[str, Any]) -> Any:
+    if key in _PLAIN_FIELD_SET:
+        return getattr(handoff, key)
     if key == "attributes":
         return dict(handoff.attributes)
     if key == "sla_minutes":
@@ -814,6 +845,8 @@ def template_values(
 
 
 _HANDOFF_FIELD_SET = frozenset(_HANDOFF_FIELDS)
+# The fields a template shows as they are (the rest have a rule above).
+_PLAIN_FIELD_SET = _HANDOFF_FIELD_SET - {"attributes", "sla_minutes"}
 _TEMPLATE_EXTRAS = (
     "attributes",
     "sla_minutes",

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 import attrs
 
@@ -14,16 +14,40 @@ from slakit.handoff import Handoff
 
 __all__ = [
     "Escalation",
+    "LazyPayload",
     "Notification",
     "OutboxItem",
     "OutboxState",
     "StepApplication",
+    "StepPayload",
     "TraceRecord",
 ]
 
 
+T = TypeVar("T")
+
+
+def _positional(cls: type[T]) -> Callable[..., T]:
+    """A constructor taking every field in order, with no converters or validators.
+
+    For values the engine built itself (mappings already read-only); input
+    from elsewhere goes through the class's own ``__init__``.
+    """
+    setters = tuple(getattr(cls, a.name).__set__ for a in attrs.fields(cls))  # type: ignore[arg-type]
+    new = object.__new__
+
+    def build(*values: Any) -> T:
+        obj: T = new(cls)
+        for set_, value in zip(setters, values, strict=True):
+            set_(obj, value)
+        return obj
+
+    build.__name__ = build.__qualname__ = f"{cls.__name__}._trusted"
+    return build
+
+
 def _frozen_map(value: Any) -> Mapping[str, Any]:
-    if type(value) is MappingProxyType:
+    if type(value) is MappingProxyType or isinstance(value, LazyPayload):
         return value  # already read-only; sharing it saves a copy per row
     return MappingProxyType(dict(value or {}))
 
@@ -38,6 +62,9 @@ class TraceRecord:
     ``"engine"``), ``outcome`` how it ended (``"ok"``, ``"sent"``, ``"retry"``,
     ``"dead"``, ``"skipped"``…) and ``detail`` anything else as a mapping.
     """
+
+    #: Every field in order, with no converters or validators (the engine's own values).
+    _trusted: ClassVar[Callable[..., TraceRecord]]
 
     trace_id: str
     handoff_id: str
@@ -82,6 +109,75 @@ class TraceRecord:
         )
 
 
+class LazyPayload(Mapping[str, Any]):
+    """A read-only payload mapping whose content is built the first time it is read.
+
+    Notifiers that never look at the payload (a log line, a chat message
+    with its own text) then cost nothing for it. Subclasses implement
+    :meth:`_build`.
+    """
+
+    __slots__ = ("_data",)
+
+    def __init__(self) -> None:
+        self._data: dict[str, Any] | None = None
+
+    def _build(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _built(self) -> dict[str, Any]:
+        data = self._data
+        if data is None:
+            data = self._data = self._build()
+        return data
+
+    def __getitem__(self, key: str) -> Any:
+        return self._built()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._built())
+
+    def __len__(self) -> int:
+        return len(self._built())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._built()!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled (sent to another process) as the plain mapping it stands for.
+        return (MappingProxyType, (dict(self._built()),))
+
+
+class StepPayload(LazyPayload):
+    """The payload of a step's notifications, built on first read.
+
+    ``{"handoff": <the record as the step leaves it, as Handoff.to_dict()>,
+    "step": ..., "stage": ..., "link": ...}``. Every notification of one step
+    shares one payload; a store that keeps the record's own row anyway can
+    store the payload without building it (the SQLite store does).
+    """
+
+    __slots__ = ("handoff", "link", "stage", "step")
+
+    def __init__(self, handoff: Handoff, step: str, stage: int, link: str) -> None:
+        super().__init__()
+        self.handoff = handoff
+        self.step = step
+        self.stage = stage
+        self.link = link
+
+    def _build(self) -> dict[str, Any]:
+        return {
+            "handoff": self.handoff.to_dict(),
+            "step": self.step,
+            "stage": self.stage,
+            "link": self.link,
+        }
+
+    def __len__(self) -> int:
+        return 4
+
+
 @attrs.frozen(kw_only=True)
 class Notification:
     """What a notifier is asked to deliver.
@@ -91,6 +187,9 @@ class Notification:
     :ivar notifier: the name of the notifier instance this row is routed to.
     :ivar payload: the handoff as JSON-ready data, plus the step's label.
     """
+
+    #: Every field in order, with no converters or validators (the engine's own values).
+    _trusted: ClassVar[Callable[..., Notification]]
 
     idempotency_key: str
     notifier: str
@@ -146,6 +245,9 @@ def outbox_key(idempotency_key: str, notifier: str) -> str:
 class Escalation:
     """The row that makes a (handoff, stage) happen once: ``UNIQUE(handoff_id, stage)``."""
 
+    #: Every field in order, with no converters or validators (the engine's own values).
+    _trusted: ClassVar[Callable[..., Escalation]]
+
     handoff_id: str
     stage: int
     step: str
@@ -162,6 +264,9 @@ class StepApplication:
     ``expected_version`` and ``expected_stage``; otherwise nothing is written.
     """
 
+    #: Every field in order, with no converters or validators (the engine's own values).
+    _trusted: ClassVar[Callable[..., StepApplication]]
+
     handoff: Handoff
     expected_version: int
     expected_stage: int
@@ -176,3 +281,10 @@ class StepApplication:
             "stages": [e.stage for e in self.escalations],
             "notifications": [n.idempotency_key for n in self.notifications],
         }
+
+
+# Positional constructors for the engine's hot path (see _positional).
+TraceRecord._trusted = staticmethod(_positional(TraceRecord))
+Notification._trusted = staticmethod(_positional(Notification))
+Escalation._trusted = staticmethod(_positional(Escalation))
+StepApplication._trusted = staticmethod(_positional(StepApplication))

@@ -171,6 +171,9 @@ class _ReplayPlugins(Plugins):
     def actions(self) -> dict[str, Action]:
         return self._source.actions() if self._source is not None else {}
 
+    def observes_steps(self) -> bool:
+        return False
+
     def step_applied(self, *args: Any, **kwargs: Any) -> None:
         """Observers must not see replayed steps."""
 
