@@ -12,6 +12,8 @@ from typing import Any
 
 import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import slakit
 import slakit.adapters.sqlite as sqlite_module
@@ -264,6 +266,67 @@ class TestStorage:
         store.close()
         with pytest.raises(StoreError, match="closed"):
             store.get("h1")
+
+    def test_a_steps_payload_is_stored_once_in_compact_form(
+        self, db: Path, store: SQLiteStore
+    ) -> None:
+        """The engine's payload is kept as the record's row and read back as its mapping.
+
+        Both notifications of the 2x step hold the same text; what notifiers get
+        is the record as the step left it (breached, reassigned), attributes too.
+        """
+        clock = ManualClock(T0)
+        engine = Engine(store=store, policies=[Policy.default(basis="wall")], clock=clock)
+        engine.start("a", owner="alice", backup_owner="bob", region="EMEA", score=0.5)
+        engine.check(T0 + timedelta(minutes=61))
+        texts = [r[0] for r in _raw(db).execute("SELECT payload FROM outbox WHERE stage = 1")]
+        assert len(texts) == 2
+        assert texts[0] == texts[1]
+        assert texts[0].startswith('{"handoff@":[')
+        after = store.get("a")
+        for row in store.outbox("a", state="pending"):
+            payload = dict(row.notification.payload)
+            if row.notification.stage == 1:
+                assert payload == {"handoff": after.to_dict(), "step": "2x", "stage": 1, "link": ""}
+                assert payload["handoff"]["breached"] is True
+                assert payload["handoff"]["owner"] == "bob"
+                assert payload["handoff"]["attributes"] == {"region": "EMEA", "score": 0.5}
+
+    def test_payloads_written_as_plain_json_still_read(self, db: Path, store: SQLiteStore) -> None:
+        """Rows from before the compact form (or from other writers) read as they are."""
+        _with_outbox(store)
+        _raw(db).execute("UPDATE outbox SET payload = ?", ('{"handoff":{"id":"h1"},"step":"1x"}',))
+        (row,) = store.outbox()
+        assert dict(row.notification.payload) == {"handoff": {"id": "h1"}, "step": "1x"}
+
+    @settings(max_examples=400, deadline=None)
+    @given(
+        st.dictionaries(
+            st.text(max_size=8),
+            st.one_of(
+                st.none(),
+                st.booleans(),
+                st.integers(),
+                st.floats(),
+                st.text(max_size=8),
+                st.lists(st.integers(), max_size=2),
+                st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+                st.datetimes(timezones=st.just(UTC)),
+            ),
+            max_size=5,
+        )
+    )
+    def test_trace_detail_text_is_the_encoders(self, detail: dict[str, Any]) -> None:
+        """The direct encoding of small trace details gives the JSON encoder's exact text."""
+        expected = sqlite_module._lenient_json(detail) if detail else "{}"
+        assert sqlite_module._detail_json(detail) == expected
+
+
+def _with_outbox(store: SQLiteStore) -> tuple[Any, ...]:
+    h = store.insert(make_handoff("h1"))
+    n = make_notification("h1")
+    assert store.apply_step(attrs.evolve(_first_step(h), notifications=(n,)))
+    return (n,)
 
 
 def _first_step(h: Handoff) -> StepApplication:

@@ -56,12 +56,14 @@ from slakit.errors import (
     UnknownHandoffError,
     ValidationError,
 )
-from slakit.handoff import Handoff
+from slakit.handoff import Handoff, _from_values, _values_of
 from slakit.records import (
     Escalation,
+    LazyPayload,
     Notification,
     OutboxItem,
     StepApplication,
+    StepPayload,
     TraceRecord,
 )
 
@@ -76,6 +78,8 @@ __all__ = [
 T = TypeVar("T")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_INF = float("inf")
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
 _MIN_SQLITE = (3, 35, 0)  # UPDATE … RETURNING
 _JOURNAL_MODES = ("WAL", "DELETE", "TRUNCATE", "PERSIST", "MEMORY", "OFF")
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
@@ -224,7 +228,12 @@ _V2: tuple[str, ...] = (
     "CREATE INDEX handoffs_cancelled ON handoffs (started_at, id) WHERE cancelled_at IS NOT NULL",
 )
 
-MIGRATIONS: list[tuple[str, ...]] = [_V1, _V2]
+# Version 3: no DDL. Outbox rows may hold a step's payload in its compact form
+# ({"handoff@": [the record's row], ...}, see _outbox_rows), which older code
+# would hand to notifiers as it is; the version keeps older code off the file.
+_V3: tuple[str, ...] = ()
+
+MIGRATIONS: list[tuple[str, ...]] = [_V1, _V2, _V3]
 
 #: The schema version this code writes.
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -321,6 +330,53 @@ def _lenient(value: Any) -> Any:
 
 _strict_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _lenient_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_lenient).encode
+# The encoder's own string quoting (what ensure_ascii=False uses).
+_encode_str: Callable[[str], str] = json.encoder.encode_basestring
+
+
+def _detail_json(detail: Mapping[str, Any]) -> str:
+    """``_lenient_json(dict(detail))``, built directly for the common small details.
+
+    A trace detail is a few names with text, number, boolean or null values;
+    anything else (NaN, nested values, other types) goes through the encoder.
+    The result is the same text.
+    """
+    if not detail:
+        return "{}"
+    parts = []
+    for key, value in detail.items():
+        kind = type(value)
+        if type(key) is not str:
+            return _lenient_json(dict(detail))
+        if kind is str:
+            text = _encode_str(value)
+        elif kind is int:
+            text = int.__repr__(value)
+        elif kind is float and -_INF < value < _INF:
+            text = float.__repr__(value)
+        elif value is None:
+            text = "null"
+        elif kind is bool:
+            text = "true" if value else "false"
+        else:
+            return _lenient_json(dict(detail))
+        parts.append(f"{_encode_str(key)}:{text}")
+    return "{" + ",".join(parts) + "}"
+
+
+_ACTIONS_JSON: dict[tuple[str, ...], str] = {}
+
+
+def _actions_json(actions: tuple[str, ...]) -> str:
+    """An escalation's actions as JSON (a policy has a few steps; each is encoded once)."""
+    if type(actions) is not tuple:
+        return _strict_json(list(actions))
+    text = _ACTIONS_JSON.get(actions)
+    if text is None:
+        text = _strict_json(list(actions))
+        if len(_ACTIONS_JSON) < 1024:
+            _ACTIONS_JSON[actions] = text
+    return text
 
 
 def _loads(text: str) -> Any:
@@ -349,95 +405,137 @@ def _attributes_json(h: Handoff) -> str:
 
 def _handoff_values(h: Handoff) -> tuple[Any, ...]:
     """The row for ``h`` in :data:`HANDOFF_COLUMNS` order."""
-    wbh = h.within_business_hours
+    (
+        id_,
+        policy,
+        started_at,
+        owner,
+        backup_owner,
+        sla_minutes,
+        first_response_at,
+        responded_by,
+        completed_at,
+        cancelled_at,
+        cancel_reason,
+        breached,
+        breach_reason,
+        trace_id,
+        wbh,
+        channel,
+        segment,
+        stage,
+        stopped_at,
+        next_due_at,
+        deadline_at,
+        wall_deadline_at,
+        business_deadline_at,
+        paused_at,
+        paused_seconds,
+        paused_business_seconds,
+        wall_elapsed_seconds,
+        business_elapsed_seconds,
+        ingested_at,
+        _attributes,
+        version,
+    ) = _values_of(h)
     return (
-        h.id,
-        h.policy,
-        to_us(h.started_at),
-        h.owner,
-        h.backup_owner,
-        h.sla_minutes,
-        _us(h.first_response_at),
-        h.responded_by,
-        _us(h.completed_at),
-        _us(h.cancelled_at),
-        h.cancel_reason,
-        1 if h.breached else 0,
-        h.breach_reason,
-        h.trace_id,
+        id_,
+        policy,
+        to_us(started_at),
+        owner,
+        backup_owner,
+        sla_minutes,
+        None if first_response_at is None else to_us(first_response_at),
+        responded_by,
+        None if completed_at is None else to_us(completed_at),
+        None if cancelled_at is None else to_us(cancelled_at),
+        cancel_reason,
+        1 if breached else 0,
+        breach_reason,
+        trace_id,
         None if wbh is None else (1 if wbh else 0),
-        h.channel,
-        h.segment,
-        h.stage,
-        _us(h.stopped_at),
-        _us(h.next_due_at),
-        _us(h.deadline_at),
-        _us(h.wall_deadline_at),
-        _us(h.business_deadline_at),
-        _us(h.paused_at),
-        h.paused_seconds,
-        h.paused_business_seconds,
-        h.wall_elapsed_seconds,
-        h.business_elapsed_seconds,
-        _us(h.ingested_at),
+        channel,
+        segment,
+        stage,
+        None if stopped_at is None else to_us(stopped_at),
+        None if next_due_at is None else to_us(next_due_at),
+        None if deadline_at is None else to_us(deadline_at),
+        None if wall_deadline_at is None else to_us(wall_deadline_at),
+        None if business_deadline_at is None else to_us(business_deadline_at),
+        None if paused_at is None else to_us(paused_at),
+        paused_seconds,
+        paused_business_seconds,
+        wall_elapsed_seconds,
+        business_elapsed_seconds,
+        None if ingested_at is None else to_us(ingested_at),
         _attributes_json(h),
-        h.version,
+        version,
     )
 
 
 def _handoff_from_row(r: Sequence[Any]) -> Handoff:
+    """The handoff a row in :data:`HANDOFF_COLUMNS` order holds."""
+    epoch = _EPOCH
+    us = timedelta
     wbh = r[14]
     # Rows were validated when written; rebuilding them skips the validators.
-    return Handoff._trusted(
-        id=r[0],
-        policy=r[1],
-        started_at=_EPOCH + timedelta(microseconds=r[2]),
-        owner=r[3],
-        backup_owner=r[4],
-        sla_minutes=r[5],
-        first_response_at=_dt(r[6]),
-        responded_by=r[7],
-        completed_at=_dt(r[8]),
-        cancelled_at=_dt(r[9]),
-        cancel_reason=r[10],
-        breached=bool(r[11]),
-        breach_reason=r[12],
-        trace_id=r[13],
-        within_business_hours=None if wbh is None else bool(wbh),
-        channel=r[15],
-        segment=r[16],
-        stage=r[17],
-        stopped_at=_dt(r[18]),
-        next_due_at=_dt(r[19]),
-        deadline_at=_dt(r[20]),
-        wall_deadline_at=_dt(r[21]),
-        business_deadline_at=_dt(r[22]),
-        paused_at=_dt(r[23]),
-        paused_seconds=r[24],
-        paused_business_seconds=r[25],
-        wall_elapsed_seconds=r[26],
-        business_elapsed_seconds=r[27],
-        ingested_at=_dt(r[28]),
-        attributes=MappingProxyType(_loads(r[29])),
-        version=r[30],
+    return _from_values(
+        (
+            r[0],
+            r[1],
+            epoch + us(microseconds=r[2]),
+            r[3],
+            r[4],
+            r[5],
+            None if r[6] is None else epoch + us(microseconds=r[6]),
+            r[7],
+            None if r[8] is None else epoch + us(microseconds=r[8]),
+            None if r[9] is None else epoch + us(microseconds=r[9]),
+            r[10],
+            bool(r[11]),
+            r[12],
+            r[13],
+            None if wbh is None else bool(wbh),
+            r[15],
+            r[16],
+            r[17],
+            None if r[18] is None else epoch + us(microseconds=r[18]),
+            None if r[19] is None else epoch + us(microseconds=r[19]),
+            None if r[20] is None else epoch + us(microseconds=r[20]),
+            None if r[21] is None else epoch + us(microseconds=r[21]),
+            None if r[22] is None else epoch + us(microseconds=r[22]),
+            None if r[23] is None else epoch + us(microseconds=r[23]),
+            r[24],
+            r[25],
+            r[26],
+            r[27],
+            None if r[28] is None else epoch + us(microseconds=r[28]),
+            _EMPTY if r[29] == "{}" else MappingProxyType(json.loads(r[29])),
+            r[30],
+        )
     )
 
 
 def _trace_values(t: TraceRecord) -> tuple[Any, ...]:
-    detail = t.detail
-    return trace_row(t, to_us(t.at), _lenient_json(dict(detail)) if detail else "{}")
+    return trace_row(t, to_us(t.at), _detail_json(t.detail))
 
 
 def _trace_rows(traces: Sequence[TraceRecord]) -> list[tuple[Any, ...]]:
-    # A step's plain actions share one detail object; encode it once.
+    # A step's plain actions share one detail object and one time; encode each once.
     encoded: dict[int, str] = {}
+    last_at: datetime | None = None
+    at_us = 0
     rows = []
     for t in traces:
         detail = t.detail
         key = id(detail)
-        if key not in encoded:
-            encoded[key] = _lenient_json(dict(detail)) if detail else "{}"
-        rows.append(trace_row(t, to_us(t.at), encoded[key]))
+        text = encoded.get(key)
+        if text is None:
+            text = encoded[key] = _detail_json(detail)
+        if t.at is not last_at:
+            last_at = t.at
+            at_us = to_us(last_at)
+        rows.append(trace_row(t, at_us, text))
     return rows
 
 
@@ -445,22 +543,76 @@ def _trace_from_row(r: Sequence[Any]) -> TraceRecord:
     return trace_from_row(r, from_us(r[6]), _loads(r[8]))
 
 
-def _outbox_rows(notifications: Sequence[Notification]) -> list[tuple[Any, ...]]:
+def _outbox_rows(
+    notifications: Sequence[Notification],
+    handoff: Handoff | None = None,
+    handoff_row: tuple[Any, ...] = (),
+) -> list[tuple[Any, ...]]:
+    """Outbox rows; ``handoff_row`` is ``handoff``'s row if the caller has it."""
     # A step's notifications share one payload object; encode it once.
     encoded: dict[int, str] = {}
     rows = []
     for n in notifications:
-        key = id(n.payload)
-        if key not in encoded:
-            encoded[key] = _lenient_json(dict(n.payload)) if n.payload else "{}"
-        rows.append(_outbox_values(n, encoded[key]))
+        payload = n.payload
+        key = id(payload)
+        text = encoded.get(key)
+        if text is None:
+            if type(payload) is StepPayload:
+                row = handoff_row if payload.handoff is handoff else ()
+                text = _compact_payload(payload, row or _handoff_values(payload.handoff))
+            else:
+                text = _lenient_json(dict(payload)) if payload else "{}"
+            encoded[key] = text
+        rows.append(_outbox_values(n, text))
     return rows
+
+
+#: How a payload stored in its compact form begins.
+_COMPACT = '{"handoff@":'
+
+
+def _compact_payload(payload: StepPayload, row: tuple[Any, ...]) -> str:
+    """A step's payload with the record as its row (``_payload`` expands it again).
+
+    The row is what the step writes to ``handoffs`` anyway, so this costs one
+    small array's encoding instead of the record's ``to_dict()`` and its JSON.
+    """
+    return (
+        f"{_COMPACT}{_strict_json(row)},"
+        f'"step":{_encode_str(payload.step)},'
+        f'"stage":{int(payload.stage)},'
+        f'"link":{_encode_str(payload.link)}}}'
+    )
+
+
+class _StoredPayload(LazyPayload):
+    """A payload as stored in the outbox, decoded when a notifier first reads it."""
+
+    __slots__ = ("_text",)
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self._text = text
+
+    def _build(self) -> dict[str, Any]:
+        text = self._text
+        if not text.startswith(_COMPACT):
+            data: dict[str, Any] = json.loads(text)
+            return data
+        data = json.loads(text)
+        row = data.pop("handoff@")
+        return {"handoff": _handoff_from_row(row).to_dict(), **data}
+
+
+def _payload(text: str) -> Mapping[str, Any]:
+    """A stored payload as notifiers see it: the compact form expanded (on first read)."""
+    return _EMPTY if text == "{}" else _StoredPayload(text)
 
 
 def _outbox_values(n: Notification, payload_json: str | None = None) -> tuple[Any, ...]:
     created = to_us(n.created_at)
     if payload_json is None:
-        payload_json = _lenient_json(dict(n.payload)) if n.payload else "{}"
+        payload_json = _outbox_rows([n])[0][12]
     # The first attempt is due when the notification is created.
     return (*notification_row(n, created, payload_json), created)
 
@@ -469,7 +621,7 @@ def _outbox_from_row(r: Sequence[Any]) -> OutboxItem:
     return outbox_from_row(
         r,
         created_at=from_us(r[12]),
-        payload=_loads(r[13]),
+        payload=_payload(r[13]),
         next_attempt_at=_dt(r[16]),
         lease_until=_dt(r[18]),
     )
@@ -504,34 +656,43 @@ def _is_busy(exc: sqlite3.Error) -> bool:
     return "locked" in text or "busy" in text
 
 
-@attrs.frozen
 class _PreparedStep:
     """A step application as statement parameters, built before the transaction opens."""
 
-    handoff_id: str
-    step_params: tuple[Any, ...]
-    full_params: tuple[Any, ...]
-    escalations: list[tuple[Any, ...]]
-    outbox: list[tuple[Any, ...]]
-    traces: list[tuple[Any, ...]]
+    __slots__ = ("escalations", "expected", "handoff_id", "outbox", "stage", "traces", "values")
 
-    @classmethod
-    def of(cls, application: StepApplication) -> _PreparedStep:
+    def __init__(self, application: StepApplication) -> None:
         h = application.handoff
-        expected = application.expected_version
-        stage = application.expected_stage
-        values = _handoff_values(h)
-        return cls(
-            handoff_id=h.id,
-            step_params=(values[1], *values[3:-1], expected + 1, h.id, expected, stage, values[2]),
-            full_params=(*values[1:-1], expected + 1, h.id, expected, stage),
-            escalations=[
-                escalation_row(e, to_us(e.applied_at), _strict_json(list(e.actions)))
-                for e in application.escalations
-            ],
-            outbox=_outbox_rows(application.notifications),
-            traces=_trace_rows(application.traces),
+        self.handoff_id = h.id
+        self.expected = application.expected_version
+        self.stage = application.expected_stage
+        self.values = values = _handoff_values(h)
+        self.escalations = [
+            escalation_row(e, to_us(e.applied_at), _actions_json(e.actions))
+            for e in application.escalations
+        ]
+        self.outbox = _outbox_rows(application.notifications, h, values)
+        self.traces = _trace_rows(application.traces)
+
+    @property
+    def step_params(self) -> tuple[Any, ...]:
+        """:data:`_APPLY_STEP`'s parameters: every column but id and started_at."""
+        values, expected = self.values, self.expected
+        return (
+            values[1],
+            *values[3:-1],
+            expected + 1,
+            self.handoff_id,
+            expected,
+            self.stage,
+            values[2],
         )
+
+    @property
+    def full_params(self) -> tuple[Any, ...]:
+        """:data:`_APPLY_HANDOFF`'s parameters, for a step that moved ``started_at``."""
+        expected = self.expected
+        return (*self.values[1:-1], expected + 1, self.handoff_id, expected, self.stage)
 
     def update(self, conn: sqlite3.Connection) -> bool:
         """The compare-and-set on the handoff alone; ``False`` when another writer won.
@@ -922,7 +1083,7 @@ class SQLiteStore(RecordStore):
         return [_handoff_from_row(r) for r in rows]
 
     def apply_step(self, application: StepApplication) -> bool:
-        step = _PreparedStep.of(application)
+        step = _PreparedStep(application)
 
         def tx(conn: sqlite3.Connection) -> bool:
             if not step.write(conn):
@@ -944,7 +1105,7 @@ class SQLiteStore(RecordStore):
         :raises UnknownHandoffError: when one names a missing handoff; then
             nothing of the batch is written.
         """
-        steps = [_PreparedStep.of(a) for a in applications]
+        steps = [_PreparedStep(a) for a in applications]
 
         def one_by_one(conn: sqlite3.Connection) -> list[bool]:
             done: list[bool] = []

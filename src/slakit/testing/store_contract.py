@@ -34,6 +34,7 @@ from slakit.records import (
     OutboxItem,
     OutboxState,
     StepApplication,
+    StepPayload,
     TraceRecord,
 )
 
@@ -442,6 +443,33 @@ class StoreContract:
         (row,) = store.outbox()
         assert isinstance(row, OutboxItem)
         assert dict(row.notification.payload) == {"id": "o0", "nested": {"a": [1, 2]}}
+
+    def test_step_payload_comes_back_as_its_mapping(self, store: RecordStore) -> None:
+        """A StepPayload (the engine's payload) reads back as the mapping it stands for.
+
+        Two notifications of one step share it; the record in it is the one
+        the step writes, attributes, breach and reassignment included.
+        """
+        h = store.insert(make_handoff("h1", attributes={"region": "EMEA", "n": [1, 2.5]}))
+        step = _step(h)
+        new = attrs.evolve(step.handoff, breached=True, owner="bob", backup_owner="alice")
+        payload = StepPayload(new, "2x", 0, "https://crm.example/leads/h1")
+        notes = tuple(
+            make_notification("h1", recipient=who, payload=payload) for who in ("alice", "bob")
+        )
+        assert store.apply_step(attrs.evolve(step, handoff=new, notifications=notes)) is True
+        expected = {
+            "handoff": new.to_dict(),
+            "step": "2x",
+            "stage": 0,
+            "link": "https://crm.example/leads/h1",
+        }
+        rows = store.outbox("h1")
+        assert len(rows) == 2
+        for row in rows:
+            assert dict(row.notification.payload) == expected
+        claimed = store.claim_outbox(notes[0].created_at, 10, "w1", 60)
+        assert [dict(c.notification.payload) for c in claimed] == [expected, expected]
 
     # -- traces, listing, wakeup -----------------------------------------
 
