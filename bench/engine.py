@@ -43,6 +43,7 @@ sys.path[:] = [p for p in sys.path if not p or Path(p).resolve() != _HERE]
 
 import argparse  # noqa: E402
 import cProfile  # noqa: E402
+import gc  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
 import pstats  # noqa: E402
@@ -229,6 +230,7 @@ def load() -> str:
 def tick_cost(folder: Path, sizes: tuple[int, ...], trials: int) -> list[dict[str, Any]]:
     """Median tick per database size; the sizes take turns, so load on the machine
     weighs on each alike."""
+    gc.collect()  # cyclic garbage of an earlier measurement is not this one's cost
     nows = [T0 + timedelta(hours=k) for k in range(trials)]
     engines: list[Engine] = []
     out: list[dict[str, Any]] = []
@@ -294,6 +296,7 @@ def records(n: int, prefix: str = "h") -> list[dict[str, Any]]:
 
 
 def steps_per_second(folder: Path, n: int) -> dict[str, Any]:
+    gc.collect()  # cyclic garbage of an earlier measurement is not this one's cost
     store = SQLiteStore(fresh_db(folder, "steps.db"))
     engine = engine_for(store, Policy.default(basis="wall"))
     for lo in range(0, n, 10_000):
@@ -405,6 +408,7 @@ def profile_engine(folder: Path, n: int) -> list[tuple[str, int, float]]:
 
 
 def ingest(folder: Path, n: int) -> dict[str, Any]:
+    gc.collect()  # cyclic garbage of an earlier measurement is not this one's cost
     store = SQLiteStore(fresh_db(folder, "ingest.db"))
     engine = engine_for(store, Policy.default(basis="wall"))
     engine.setup()

@@ -41,6 +41,7 @@ class Fleet:
         self.tmp = tmp
         self.stop_path = tmp / "stop"
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.logs: dict[int, Path] = {}
         self.runs = 0
 
     def spawn(self, name: str, **options: Any) -> subprocess.Popen[bytes]:
@@ -60,7 +61,12 @@ class Fleet:
             [sys.executable, str(WORKER), json.dumps(config)], stdout=log, stderr=log
         )
         self.procs[run] = proc
+        self.logs[proc.pid] = self.tmp / f"stderr.{run}"
         return proc
+
+    def said(self, proc: subprocess.Popen[bytes]) -> str:
+        """What a worker wrote to stdout and stderr (for failure messages)."""
+        return self.logs[proc.pid].read_text(errors="replace")[-4000:]
 
     def query(self, q: str) -> tuple[Any, ...]:
         with psycopg.connect(self.dsn, autocommit=True) as conn:
@@ -202,7 +208,9 @@ class TestCrashedWorker:
         leases = {"claim_lease": 2, "outbox_lease": 4, "batch_size": 50}
         victim = f.spawn("w0", fault=fault, fault_after=40, **leases)
         victim.wait(60)
-        assert victim.returncode == -signal.SIGKILL, "the fault point was never reached"
+        assert victim.returncode == -signal.SIGKILL, (
+            f"the fault point was never reached; the worker said:\n{f.said(victim)}"
+        )
         for i in (1, 2):
             f.spawn(f"w{i}", **leases)
         f.spawn("w0", **leases)  # the restart
