@@ -432,6 +432,10 @@ class TestStoreAndPythonAgree:
         rep = hit_rate(engine.store, by="attributes.tags", now=T0)
         assert rep.computed_by == "python"
         assert set(rep.groups) == {('["x", "y"]',), ('{"a": 2, "k": 1}',), ("plain",)}
+        # The same with two keys (which SQLite scans and Python counts).
+        two = hit_rate(engine.store, by=("policy", "attributes.tags"), now=T0)
+        assert two.computed_by == "python"
+        assert set(two.groups) == {("lead", k) for (k,) in rep.groups}
         engine.close()
 
 

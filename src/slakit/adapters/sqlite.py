@@ -22,6 +22,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -1407,14 +1408,18 @@ class SQLiteStore(RecordStore):
             where.append("started_at < :until")
             params["until"] = to_us(until)
         live = "cancelled_at IS NULL"
-        counts = [f"sum({live})", f"sum(NOT ({live}))"]
+        # Per handoff: live (not cancelled), then met and missed on each basis.
+        flags = [live]
         for basis in ("wall", "business"):
             d = f"{basis}_deadline_at"
-            counts.append(f"sum({live} AND stopped_at <= {d})")
-            counts.append(
-                f"sum({live} AND (stopped_at > {d} OR "
-                f"(stopped_at IS NULL AND :now > {d} AND (paused_at IS NULL OR paused_at > {d}))))"
+            flags.append(f"{live} AND stopped_at <= {d}")
+            flags.append(
+                f"{live} AND (stopped_at > {d} OR "
+                f"(stopped_at IS NULL AND :now > {d} AND (paused_at IS NULL OR paused_at > {d})))"
             )
+        if len(keys) >= 2:
+            return self._counted_hit_rate(keys, exprs, attrs_at, flags, where, params)
+        counts = [f"sum({flags[0]})", f"sum(NOT ({live}))", *(f"sum({f})" for f in flags[1:])]
         # Per attribute key, the JSON types seen in the group (to restore booleans
         # and to spot objects and arrays).
         types = [f"group_concat(DISTINCT json_type(attributes, :path{i}))" for i in attrs_at]
@@ -1438,6 +1443,65 @@ class SQLiteStore(RecordStore):
                         values[i] = bool(values[i])
                 fixed.append(values)
             rows = fixed
+        return hit_rate_groups(keys, rows)
+
+    def _counted_hit_rate(
+        self,
+        keys: list[str],
+        exprs: list[str],
+        attrs_at: list[int],
+        flags: list[str],
+        where: list[str],
+        params: dict[str, Any],
+    ) -> list[dict[str, Any]] | None:
+        """:meth:`aggregate_hit_rate` for two or more keys: SQLite scans, Python counts.
+
+        SQLite has no hash aggregate: a ``GROUP BY`` of two columns sorts every
+        row (1.4 s over a million handoffs on a 2-core machine). Here each row
+        is reduced in SQL to its key values and a five-bit outcome mask, and
+        Python counts the distinct tuples (a few hundred) as they stream by:
+        0.85 s on the same data. One key stays with ``GROUP BY``, which is
+        faster for it (0.6-0.8 s).
+        """
+        mask = " | ".join(f"(coalesce({f}, 0) << {i})" for i, f in enumerate(flags))
+        types = [f"json_type(attributes, :path{i})" for i in attrs_at]
+        sql = f"SELECT {', '.join([*exprs, *types, mask])} FROM handoffs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+
+        def count(conn: sqlite3.Connection) -> Counter[tuple[Any, ...]]:
+            return Counter(conn.execute(sql, params))
+
+        seen = self._read("aggregate_hit_rate", count)
+        width = len(keys)
+        sums: dict[tuple[Any, ...], list[int]] = {}
+        kinds: dict[tuple[Any, ...], list[set[str]]] = {}
+        for row, n in seen.items():
+            key, m = row[:width], row[-1]
+            acc = sums.get(key)
+            if acc is None:
+                acc = sums[key] = [0] * 6
+                kinds[key] = [set() for _ in attrs_at]
+            if m & 1:
+                acc[0] += n
+            else:
+                acc[1] += n  # cancelled: excluded
+            for bit in range(1, 5):
+                if m >> bit & 1:
+                    acc[bit + 1] += n
+            for j, kind in enumerate(row[width:-1]):
+                if kind is not None:
+                    kinds[key][j].add(kind)
+        rows = []
+        for key, acc in sorted(sums.items(), key=lambda item: _sql_order(item[0])):
+            values = list(key)
+            for j, i in enumerate(attrs_at):
+                seen_kinds = kinds[key][j]
+                if seen_kinds & {"object", "array"}:
+                    return None
+                if values[i] is not None and seen_kinds and seen_kinds <= {"true", "false"}:
+                    values[i] = bool(values[i])
+            rows.append([*values, *acc])
         return hit_rate_groups(keys, rows)
 
     def query(
@@ -1464,6 +1528,21 @@ class SQLiteStore(RecordStore):
                 conn.execute("PRAGMA query_only = OFF")
 
         return self._read("query", q)
+
+
+def _sql_order(key: tuple[Any, ...]) -> tuple[tuple[int, Any], ...]:
+    """A sort key putting values in SQLite's order: NULL, numbers, text, blobs."""
+    out: list[tuple[int, Any]] = []
+    for v in key:
+        if v is None:
+            out.append((0, 0))
+        elif isinstance(v, int | float):
+            out.append((1, v))
+        elif isinstance(v, str):
+            out.append((2, v))
+        else:
+            out.append((3, v))
+    return tuple(out)
 
 
 def _fetch(
