@@ -11,13 +11,14 @@ import operator
 import os
 import random
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
 import attrs
 
+from slakit import _build
 from slakit._time import from_iso, optional_aware, validate_sla
 from slakit.errors import InvalidTimestampError, ValidationError
 
@@ -283,17 +284,9 @@ _FIELD_NAMES = tuple(a.name for a in attrs.fields(Handoff))
 _FIELD_INDEX = {name: i for i, name in enumerate(_FIELD_NAMES)}
 #: Every field's value, in field order, as one tuple.
 _values_of: Callable[[Handoff], tuple[Any, ...]] = operator.attrgetter(*_FIELD_NAMES)
-# The slots' own setters: a frozen class refuses setattr, its slot descriptors do not.
-_SETTERS = tuple(getattr(Handoff, name).__set__ for name in _FIELD_NAMES)
 
 
-def _from_values(values: Iterable[Any]) -> Handoff:
-    """A handoff from every field's value in field order, with no validation or conversion.
-
-    For values that were validated once already (a store's own rows, the
-    engine's own copies); anything from outside goes through ``Handoff(...)``.
-    """
-    new: Handoff = object.__new__(Handoff)
-    for set_, value in zip(_SETTERS, values, strict=True):
-        set_(new, value)
-    return new
+#: A handoff from every field's value in field order (one sequence), with no
+#: validation or conversion: for values validated once already (a store's own
+#: rows, the engine's own copies); anything from outside goes through Handoff(...).
+_from_values: Callable[[Sequence[Any]], Handoff] = _build.packed(Handoff, _FIELD_NAMES)

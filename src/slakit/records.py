@@ -9,6 +9,7 @@ from typing import Any, ClassVar, TypeVar
 
 import attrs
 
+from slakit import _build
 from slakit._time import from_iso, to_iso
 from slakit.handoff import Handoff
 
@@ -33,17 +34,7 @@ def _positional(cls: type[T]) -> Callable[..., T]:
     For values the engine built itself (mappings already read-only); input
     from elsewhere goes through the class's own ``__init__``.
     """
-    setters = tuple(getattr(cls, a.name).__set__ for a in attrs.fields(cls))  # type: ignore[arg-type]
-    new = object.__new__
-
-    def build(*values: Any) -> T:
-        obj: T = new(cls)
-        for set_, value in zip(setters, values, strict=True):
-            set_(obj, value)
-        return obj
-
-    build.__name__ = build.__qualname__ = f"{cls.__name__}._trusted"
-    return build
+    return _build.positional(cls, [a.name for a in attrs.fields(cls)])  # type: ignore[arg-type]
 
 
 def _frozen_map(value: Any) -> Mapping[str, Any]:
