@@ -215,6 +215,46 @@ class TestStart:
         assert h.wall_elapsed_seconds == 12 * 60
         assert h.next_due_at is None
 
+    def test_history_values_are_checked(self) -> None:
+        """History times before the start, and non-text names, are refused naming the field."""
+        engine, _ = wall_engine()
+        start = T0 - timedelta(days=1)
+        cases: list[tuple[dict[str, Any], type[Exception], str]] = [
+            (
+                {"first_response_at": start - timedelta(minutes=1)},
+                InvalidTimestampError,
+                "first_response_at",
+            ),
+            ({"completed_at": start - timedelta(seconds=1)}, InvalidTimestampError, "completed_at"),
+            ({"cancelled_at": start - timedelta(hours=1)}, InvalidTimestampError, "cancelled_at"),
+            ({"first_response_at": start, "responded_by": 7}, ValidationError, "responded_by"),
+            ({"cancelled_at": start, "cancel_reason": ["x"]}, ValidationError, "cancel_reason"),
+            ({"completed_at": datetime(2026, 3, 1, 12, 0)}, NaiveDatetimeError, "completed_at"),
+        ]
+        for extra, error, field in cases:
+            with pytest.raises(error, match=field) as e:
+                engine.prepare({"id": "old", "started_at": start, **extra})
+            assert e.value.field == field  # type: ignore[attr-defined]
+        h, traces = engine.prepare(
+            {"id": "old", "started_at": start, "cancelled_at": start, "cancel_reason": "spam"}
+        )
+        assert (h.cancelled_at, h.cancel_reason, h.next_due_at) == (start, "spam", None)
+        assert [t.rule for t in traces] == ["start", "cancel"]
+        assert attrs.evolve(h) == h
+
+    def test_start_prepared_writes_what_prepare_built(self) -> None:
+        """start_prepared writes prepared records and their traces, all or nothing."""
+        engine, _ = wall_engine()
+        prepared = [engine.prepare({"id": f"P{i}", "owner": "a"}) for i in range(3)]
+        with capture_traces() as traces:
+            assert engine.start_prepared(prepared) == 3
+        assert [t.handoff_id for t in traces] == ["P0", "P1", "P2"]
+        assert engine.get("P1") == prepared[1][0]
+        again = [engine.prepare({"id": "P3"}), engine.prepare({"id": "P0"})]
+        with pytest.raises(DuplicateHandoffError, match="'P0'"):
+            engine.start_prepared(again)
+        assert engine.store.count() == 3
+
 
 class TestSteps:
     def test_playbook_policy_alerts_then_reassigns_and_breaches(self) -> None:

@@ -28,6 +28,7 @@ from slakit._cliutil import (
     config_option,
     console,
     fail,
+    gc_paused,
     json_option,
     now_option,
     open_engine,
@@ -586,6 +587,7 @@ def import_(
     with (
         open_engine(config) as engine,
         progress_bar(disable=as_json or total < 1000) as bar,
+        gc_paused(),
     ):
         task = bar.add_task("validating", total=total)
         now = engine.clock.now()
@@ -603,7 +605,7 @@ def import_(
                         value=prepared[0].id,
                     )
                 seen.add(prepared[0].id)
-                good.append(rec)
+                good.append(prepared)
             except SlakitError as exc:
                 errors.append(f"{file}:{line}: {' '.join(str(exc).split())}")
             bar.advance(task)
@@ -620,7 +622,7 @@ def import_(
         imported = 0
         for i in range(0, len(good), batch_size):
             chunk = good[i : i + batch_size]
-            imported += engine.start_many(chunk)
+            imported += engine.start_prepared(chunk)
             bar.advance(task, len(chunk))
     for err in errors:
         click.echo(f"Error: {err}", err=True)

@@ -15,9 +15,13 @@ from slakit.records import TraceRecord
 __all__ = ["JSONLTraceSink", "trace_line"]
 
 
+# json.dumps builds an encoder per call when given options; one is enough.
+_encode = json.JSONEncoder(sort_keys=True, default=str).encode
+
+
 def trace_line(record: TraceRecord) -> str:
     """One trace line as the sink writes it: sorted-key JSON and a newline."""
-    return json.dumps(record.to_dict(), sort_keys=True, default=str) + "\n"
+    return _encode(record.to_dict()) + "\n"
 
 
 class JSONLTraceSink(TraceSink):
