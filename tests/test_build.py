@@ -87,3 +87,14 @@ def test_wrong_number_of_values_is_refused() -> None:
     packed = _build.packed(Escalation, ["handoff_id", "stage"])
     with pytest.raises(ValueError):
         packed(("L1", 0, "extra"))
+
+
+def test_a_lazy_payload_pickles_as_its_mapping() -> None:
+    """A payload sent to another process arrives as the plain mapping it stands for."""
+    import pickle
+
+    h = Handoff(id="L1", policy="lead", started_at=T0)
+    payload = StepPayload(h, "1x", 0, "https://crm.example/L1")
+    back = pickle.loads(pickle.dumps(payload))
+    assert back == dict(payload)
+    assert back["handoff"]["id"] == "L1"

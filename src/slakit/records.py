@@ -135,8 +135,8 @@ class LazyPayload(Mapping[str, Any]):
         return f"{type(self).__name__}({self._built()!r})"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Pickled (sent to another process) as the plain mapping it stands for.
-        return (MappingProxyType, (dict(self._built()),))
+        # Pickled (sent to another process) as the plain dict it stands for.
+        return (dict, (self._built(),))
 
 
 class StepPayload(LazyPayload):
