@@ -96,6 +96,8 @@ class TestStart:
         assert e.value.field == "owner"
         with pytest.raises(ValidationError, match="trace_id must be a non-empty string"):
             engine.prepare({"id": "a", "trace_id": "  "})
+        with pytest.raises(ValidationError, match="attributes of record 'a' must be a mapping"):
+            engine.prepare({"id": "a", "attributes": "region=EMEA"})
 
     def test_trace_ids_do_not_follow_the_random_module(self) -> None:
         """Seeding ``random`` elsewhere (tests, simulations) cannot repeat trace ids."""

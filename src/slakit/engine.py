@@ -599,6 +599,12 @@ class Engine:
             history = {k: v for k in _HISTORY_KEYS if (v := pop(k, None)) is not None}
         extra = pop("attributes", None)
         if extra:
+            if not isinstance(extra, Mapping):
+                raise ValidationError(
+                    f"attributes of record {hid!r} must be a mapping, got {extra!r}",
+                    field="attributes",
+                    value=extra,
+                )
             attributes = dict(extra)
             attributes.update(data)
         else:
