@@ -362,8 +362,8 @@ HOT_SPOTS = (
     ("  run_actions: the step's actions", "policy.py", "run_actions"),
     ("    Policy.message_for: notification text", "policy.py", "message_for"),
     ("  Policy.schedule: step due times", "policy.py", "schedule"),
-    ("Handoff copies (claimed rows, step changes)", "handoff.py", "_from_values"),
-    ("Trace, notification, escalation records", "records.py", "build"),
+    ("Handoff copies (claimed rows, step changes)", "<slakit packed Handoff>", "build"),
+    ("Trace, notification, escalation records", "<slakit positional ", "build"),
     ("Handoff.to_dict: payloads (none until read)", "handoff.py", "to_dict"),
     ("SQLiteStore.claim_due", "sqlite.py", "claim_due"),
     ("  rows to Handoff values", "sqlite.py", "_handoff_from_row"),
@@ -447,7 +447,9 @@ def profile_engine(folder: Path, n: int) -> list[tuple[str, int, float]]:
         calls = cumulative = 0.0
         for (file, _line, name), (_cc, nc, _tt, ct, _callers) in stats.items():
             builtin = suffix == "~" and file == "~" and name.startswith(func)
-            if builtin or (name == func and file.endswith(suffix)):
+            # Generated constructors (slakit._build) are named "<slakit ...>".
+            generated = suffix.startswith("<") and file.startswith(suffix) and name == func
+            if builtin or generated or (name == func and file.endswith(suffix)):
                 calls += nc
                 cumulative += ct
         out.append((label, int(calls), cumulative / total))
