@@ -116,22 +116,31 @@ class TestStart:
     def test_a_forked_child_draws_other_trace_ids(self) -> None:
         """A worker forked from a parent does not repeat the parent's trace ids."""
         import os
-
-        from slakit.handoff import new_trace_id
+        import subprocess
+        import sys
 
         if not hasattr(os, "fork"):
             pytest.skip("no fork() on this platform")
-        read, write = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child
-            os.write(write, new_trace_id().encode())
-            os._exit(0)
-        os.close(write)
-        child = os.read(read, 64).decode()
-        os.waitpid(pid, 0)
-        os.close(read)
-        assert len(child) == 32
-        assert child != new_trace_id()
+        # Forked from a fresh single-threaded interpreter (forking the test
+        # process itself, which has threads, is unsafe).
+        code = (
+            "import os\n"
+            "from slakit.handoff import new_trace_id\n"
+            "new_trace_id()\n"
+            "read, write = os.pipe()\n"
+            "pid = os.fork()\n"
+            "if pid == 0:\n"
+            "    os.write(write, new_trace_id().encode())\n"
+            "    os._exit(0)\n"
+            "os.waitpid(pid, 0)\n"
+            "print(os.read(read, 64).decode(), new_trace_id())\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+        ).stdout.split()
+        child, parent = out
+        assert len(child) == len(parent) == 32
+        assert child != parent
 
     def test_record_sla_overrides_policy_default(self) -> None:
         """sla_minutes on the record wins over the policy's default."""

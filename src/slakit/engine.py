@@ -224,6 +224,7 @@ class Engine:
         self.config: Mapping[str, Any] = {}
         self.calendars: dict[str, Any] = {}
         self._step_actions: dict[int, tuple[Step, tuple[str, ...]]] = {}
+        self._owner_details: dict[str, Mapping[str, Any]] = {}
 
     # -- construction ----------------------------------------------------------
 
@@ -636,11 +637,26 @@ class Engine:
                 ENGINE_ACTOR,
                 when,
                 "ok",
-                _EMPTY if h.owner is None else MappingProxyType({"owner": h.owner}),
+                self._owner_detail(h.owner),
             )
         )
         if later:
             traces.extend(later)
+
+    def _owner_detail(self, owner: str | None) -> Mapping[str, Any]:
+        """The start trace's detail, ``{"owner": owner}``: one read-only mapping per owner.
+
+        A bulk ingest has many records and few owners; sharing the mapping
+        saves two objects per record, and a store encodes it once per batch.
+        """
+        if owner is None:
+            return _EMPTY
+        detail = self._owner_details.get(owner)
+        if detail is None:
+            if len(self._owner_details) >= 4096:
+                self._owner_details.clear()
+            detail = self._owner_details[owner] = MappingProxyType({"owner": owner})
+        return detail
 
     def _apply_history(
         self, h: Handoff, history: Mapping[str, Any], now: datetime

@@ -1006,7 +1006,7 @@ class SQLiteStore(RecordStore):
     def insert_many(self, handoffs: Sequence[Handoff], traces: Sequence[TraceRecord] = ()) -> int:
         check_batch_ids(handoffs)
         rows = [_handoff_values(h) for h in handoffs]
-        trace_rows = [_trace_values(t) for t in traces]
+        trace_rows = _trace_rows(traces)
 
         def tx(conn: sqlite3.Connection) -> int:
             conn.executemany(_INSERT_HANDOFF, rows)
