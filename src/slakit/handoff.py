@@ -245,14 +245,6 @@ class Handoff:
             values[_FIELD_INDEX[name]] = value
         return _from_values(values)
 
-    @classmethod
-    def _trusted(cls, **values: Any) -> Handoff:
-        """Build from values a store wrote itself (already validated once), skipping validators.
-
-        Every field must be given; ``attributes`` must already be read-only.
-        """
-        return _from_values([values[name] for name in _FIELD_NAMES])
-
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready mapping: datetimes as ISO-8601 UTC text."""
         out = dict(zip(_FIELD_NAMES, _values_of(self), strict=True))

@@ -598,8 +598,8 @@ class _StoredPayload(LazyPayload):
     def _build(self) -> dict[str, Any]:
         text = self._text
         if not text.startswith(_COMPACT):
-            data: dict[str, Any] = json.loads(text)
-            return data
+            plain: dict[str, Any] = _loads(text)
+            return plain
         data = json.loads(text)
         row = data.pop("handoff@")
         return {"handoff": _handoff_from_row(row).to_dict(), **data}
@@ -610,10 +610,8 @@ def _payload(text: str) -> Mapping[str, Any]:
     return _EMPTY if text == "{}" else _StoredPayload(text)
 
 
-def _outbox_values(n: Notification, payload_json: str | None = None) -> tuple[Any, ...]:
+def _outbox_values(n: Notification, payload_json: str) -> tuple[Any, ...]:
     created = to_us(n.created_at)
-    if payload_json is None:
-        payload_json = _outbox_rows([n])[0][12]
     # The first attempt is due when the notification is created.
     return (*notification_row(n, created, payload_json), created)
 
