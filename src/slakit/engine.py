@@ -223,7 +223,6 @@ class Engine:
         self.config_path: Path | None = None
         self.config: Mapping[str, Any] = {}
         self.calendars: dict[str, Any] = {}
-        self._step_actions: dict[int, tuple[Step, tuple[str, ...]]] = {}
         self._owner_details: dict[str, Mapping[str, Any]] = {}
 
     # -- construction ----------------------------------------------------------
@@ -987,7 +986,7 @@ class Engine:
                 plan.app.handoff,
                 plan.stage,
                 step.at,
-                [a.raw for a in step.actions],
+                list(step.raw_actions),
                 now,
                 self,
             )
@@ -1035,7 +1034,7 @@ class Engine:
         records: list[AppliedStep] = []
         for k in range(h.stage, target):
             sk = schedule[k]
-            actions = tuple(a.raw for a in sk.step.actions)
+            actions = sk.step.raw_actions
             traces.append(
                 self._trace(
                     h,
@@ -1070,7 +1069,7 @@ class Engine:
         new = ctx.handoff._replace(stage=target + 1, next_due_at=next_due, version=h.version + 1)
         rule = f"step:{step.at}"
         late = (now - st.due_at).total_seconds()
-        actions = self._raw_actions(step)
+        actions = step.raw_actions
         base: dict[str, Any] = {"stage": target, "due_at": st.due_at.astimezone(UTC).isoformat()}
         if late > 0:
             base["late_seconds"] = round(late, 3)
@@ -1124,13 +1123,6 @@ class Engine:
             tuple(traces),
         )
         return _Plan(app=app, records=records, stage=target, step=step)
-
-    def _raw_actions(self, step: Step) -> tuple[str, ...]:
-        """The step's actions as written (one tuple per step, kept)."""
-        cached = self._step_actions.get(id(step))
-        if cached is None or cached[0] is not step:
-            cached = self._step_actions[id(step)] = (step, tuple(a.raw for a in step.actions))
-        return cached[1]
 
     # -- deliver ---------------------------------------------------------------
 

@@ -154,6 +154,15 @@ class Step:
     offset: timedelta
     actions: tuple[ActionSpec, ...]
     message: str | None = None
+    #: The actions as written (``("mark_breached", "reassign:backup", ...)``).
+    raw_actions: tuple[str, ...] = attrs.field(init=False, eq=False, repr=False)
+    # Whether an action reassigns (the default message then says so).
+    _reassigns: bool = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        # Derived once here: the engine reads both for every handoff the step fires on.
+        object.__setattr__(self, "raw_actions", tuple(a.raw for a in self.actions))
+        object.__setattr__(self, "_reassigns", any(a.name == "reassign" for a in self.actions))
 
     def offset_for(self, sla: timedelta) -> timedelta:
         """Time from the start (on the policy's basis) at which the step is due."""
@@ -516,9 +525,6 @@ class Policy:
     _order_cache: dict[timedelta, tuple[tuple[int, timedelta], ...]] = attrs.field(
         factory=dict, init=False, eq=False, hash=False, repr=False
     )
-    _message_kinds: dict[tuple[int, timedelta], tuple[Step, str]] = attrs.field(
-        factory=dict, init=False, eq=False, hash=False, repr=False
-    )
 
     @classmethod
     def default(cls, name: str = "default", *, sla_minutes: float = 30.0, **kw: Any) -> Policy:
@@ -770,22 +776,12 @@ class Policy:
         if step.message is not None:
             return render(step.message, values)
         sla = self.effective_sla(handoff)
-        # Which default message a step gets depends on the step and the SLA alone.
-        cached = self._message_kinds.get((id(step), sla))
-        if cached is not None and cached[0] is step:
-            kind = cached[1]
+        if step.offset_for(sla) < sla:
+            template = DEFAULT_MESSAGES["before"]
+        elif step._reassigns and handoff.backup_owner:
+            template = DEFAULT_MESSAGES["reassigned"]
         else:
-            if step.offset_for(sla) < sla:
-                kind = "before"
-            elif any(a.name == "reassign" for a in step.actions):
-                kind = "reassigned"
-            else:
-                kind = "at"
-            if len(self._message_kinds) < 1024:
-                self._message_kinds[(id(step), sla)] = (step, kind)
-        if kind == "reassigned" and not handoff.backup_owner:
-            kind = "at"
-        template = DEFAULT_MESSAGES[kind]
+            template = DEFAULT_MESSAGES["at"]
         # The link goes last with no full stop after it, so it stays clickable.
         return render(template, values).rstrip()
 

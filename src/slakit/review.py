@@ -942,7 +942,7 @@ def _silent_steps(
         handoffs = counts.group(name).handoffs
         for step in pol.steps:
             if (name, step.at) not in fired:
-                out.append(SilentStep(name, step.at, tuple(a.raw for a in step.actions), handoffs))
+                out.append(SilentStep(name, step.at, step.raw_actions, handoffs))
     return out
 
 
@@ -1045,7 +1045,7 @@ def _runbook_page(pol: Policy, notifiers: Sequence[str], sinks: Sequence[str]) -
     calendar = pol.calendar_name or "always open"
     stop = "first response" if pol.stop == "first_response" else "completion"
     consequence = pf.get("consequence") or "; ".join(
-        f"at {s.at}: {', '.join(a.raw for a in s.actions)}" for s in pol.steps
+        f"at {s.at}: {', '.join(s.raw_actions)}" for s in pol.steps
     )
     trace = pf.get("trace") or unset
     routes = []
@@ -1085,7 +1085,7 @@ def _runbook_page(pol: Policy, notifiers: Sequence[str], sinks: Sequence[str]) -
     for s in sorted(pol.steps, key=lambda s: s.offset_for(sla)):
         lines.append(
             f"| `{s.at}` | {_fmt_minutes(s.offset_for(sla))} ({pol.basis}) "
-            f"| {', '.join(a.raw for a in s.actions)} |"
+            f"| {', '.join(s.raw_actions)} |"
         )
     lines += ["", "## Failure modes", ""]
     modes = _as_lines(rb.get("failure_modes"))
