@@ -34,7 +34,7 @@ from slakit.errors import (
     UnknownPolicyError,
     ValidationError,
 )
-from slakit.handoff import Handoff, _from_values, new_trace_id
+from slakit.handoff import Handoff, _from_values, _optional_text, new_trace_id
 from slakit.plugins import Plugins, get_plugins
 from slakit.policy import Policy, ScheduledStep, Step, StepContext, run_actions
 from slakit.records import (
@@ -533,9 +533,7 @@ class Engine:
         prepare = self._prepare
         for rec in records:
             prepare(rec, now, handoffs, traces)
-        count = self.store.insert_many(handoffs, traces)
-        self._emit(traces)
-        return count
+        return self._insert_many(handoffs, traces)
 
     def start_prepared(self, prepared: Iterable[tuple[Handoff, Sequence[TraceRecord]]]) -> int:
         """Write records :meth:`prepare` built, in one store transaction.
@@ -553,6 +551,10 @@ class Engine:
         for h, lines in prepared:
             handoffs.append(h)
             traces.extend(lines)
+        return self._insert_many(handoffs, traces)
+
+    def _insert_many(self, handoffs: list[Handoff], traces: list[TraceRecord]) -> int:
+        """One store transaction for a batch of new records, then their trace lines to sinks."""
         count = self.store.insert_many(handoffs, traces)
         self._emit(traces)
         return count
@@ -1305,12 +1307,6 @@ class Engine:
             self._running = False
             self._stop.clear()
         return ticks
-
-
-def _optional_text(field: str, value: Any) -> str | None:
-    if value is not None and not isinstance(value, str):
-        raise ValidationError(f"{field} must be a string, got {value!r}", field=field, value=value)
-    return value
 
 
 def _dedupe(items: list[Notification]) -> tuple[Notification, ...]:

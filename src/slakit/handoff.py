@@ -75,11 +75,18 @@ def _non_empty_str(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> N
         )
 
 
-def _optional_str(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+def _optional_text(field: str, value: Any) -> str | None:
+    """``value`` when it is text or ``None``.
+
+    :raises ValidationError: naming ``field`` otherwise.
+    """
     if value is not None and not isinstance(value, str):
-        raise ValidationError(
-            f"{attribute.name} must be a string, got {value!r}", field=attribute.name, value=value
-        )
+        raise ValidationError(f"{field} must be a string, got {value!r}", field=field, value=value)
+    return value
+
+
+def _optional_str(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    _optional_text(attribute.name, value)
 
 
 def _sla(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
