@@ -303,12 +303,18 @@ def records(n: int, prefix: str = "h") -> list[dict[str, Any]]:
     ]
 
 
-def steps_per_second(folder: Path, n: int) -> dict[str, Any]:
-    gc.collect()  # cyclic garbage of an earlier measurement is not this one's cost
-    store = SQLiteStore(fresh_db(folder, "steps.db"))
+def started(folder: Path, name: str, n: int) -> tuple[SQLiteStore, Engine]:
+    """A fresh database with ``n`` handoffs started at T0 under the playbook's policy."""
+    store = SQLiteStore(fresh_db(folder, name))
     engine = engine_for(store, Policy.default(basis="wall"))
     for lo in range(0, n, 10_000):
         engine.start_many(records(min(10_000, n - lo), prefix=f"h{lo}-"))
+    return store, engine
+
+
+def steps_per_second(folder: Path, n: int) -> dict[str, Any]:
+    gc.collect()  # cyclic garbage of an earlier measurement is not this one's cost
+    store, engine = started(folder, "steps.db", n)
     recorded: list[StepApplication] = []
     apply = store.apply_steps
 
@@ -329,10 +335,7 @@ def steps_per_second(folder: Path, n: int) -> dict[str, Any]:
     engine.close()
 
     # The store alone: the same applications on a fresh copy of the starting data.
-    replay = SQLiteStore(fresh_db(folder, "replay.db"))
-    replay_engine = engine_for(replay, Policy.default(basis="wall"))
-    for lo in range(0, n, 10_000):
-        replay_engine.start_many(records(min(10_000, n - lo), prefix=f"h{lo}-"))
+    replay, replay_engine = started(folder, "replay.db", n)
     with stopwatch() as store_only:
         for app in recorded:
             assert replay.apply_step(app)
@@ -378,10 +381,7 @@ def batched(folder: Path, n: int, recorded: list[StepApplication], size: int = 5
 
     Stage-0 steps go before stage-1 steps, as an engine batching a claim would send them.
     """
-    store = SQLiteStore(fresh_db(folder, "batched.db"))
-    engine = engine_for(store, Policy.default(basis="wall"))
-    for lo in range(0, n, 10_000):
-        engine.start_many(records(min(10_000, n - lo), prefix=f"h{lo}-"))
+    store, engine = started(folder, "batched.db", n)
     ordered = sorted(recorded, key=lambda a: a.expected_stage)
     with stopwatch() as took:
         for lo in range(0, len(ordered), size):
@@ -396,10 +396,7 @@ def statements_only(
     """Steps/s of SQLite itself: ``apply_steps``' statements with their parameters built
     beforehand, ``size`` steps per transaction. No Python planning or row building is
     timed, so this is the ceiling any engine on this schema and machine can reach."""
-    store = SQLiteStore(fresh_db(folder, "statements.db"))
-    engine = engine_for(store, Policy.default(basis="wall"))
-    for lo in range(0, n, 10_000):
-        engine.start_many(records(min(10_000, n - lo), prefix=f"h{lo}-"))
+    store, engine = started(folder, "statements.db", n)
     ordered = sorted(recorded, key=lambda a: a.expected_stage)
     batches = []
     for lo in range(0, len(ordered), size):
