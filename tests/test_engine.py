@@ -88,6 +88,40 @@ class TestStart:
             assert type(h.sla_minutes) is float
             assert type(h.attributes) is type(attrs.evolve(h).attributes)
 
+    def test_fast_and_validated_builds_agree_field_by_field(self) -> None:
+        """The positional fast path puts every value in the field Handoff(...) would."""
+
+        class Text(str):  # a str subclass sends the build through Handoff(...)
+            pass
+
+        # Business hours and a 75% step, so every deadline and the first due time differ.
+        cal = slakit.BusinessCalendar.weekdays("America/New_York", "09:00-17:00")
+        policy = slakit.Policy.from_config(
+            {
+                "calendar": cal,
+                "basis": "business",
+                "sla_minutes": 30,
+                "steps": [{"at": "75%", "do": ["notify:owner"]}],
+            },
+            name="lead",
+        )
+        engine = slakit.Engine(policies=[policy], clock=slakit.ManualClock(T0))
+        record = {
+            "id": "a",
+            "owner": "alice",
+            "backup_owner": "bob",
+            "sla_minutes": 45,
+            "started_at": T0 - timedelta(hours=3),
+            "trace_id": "0af7651916cd43dd8448eb211c80319c",
+            "channel": "web",
+            "segment": "smb",
+            "region": "EMEA",
+        }
+        fast, _ = engine.prepare(record, now=T0)
+        slow, _ = engine.prepare({**record, "owner": Text("alice")}, now=T0)
+        assert len({fast.deadline_at, fast.wall_deadline_at, fast.next_due_at}) == 3
+        assert attrs.asdict(fast) == attrs.asdict(slow)
+
     def test_odd_values_get_the_validators_messages(self) -> None:
         """A value of an unexpected type is refused by the record's own validators."""
         engine, _ = wall_engine()
