@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -586,3 +587,30 @@ class TestAggregateHitRate:
         _hit_rate_fixture(store)
         report = slakit.hit_rate(store, by=("channel",), basis="wall", now=T0 + timedelta(days=1))
         assert report.computed_by == "store"
+
+
+# -- binding None ------------------------------------------------------------------
+
+
+def test_none_binds_as_null() -> None:
+    conn = sqlite3.connect(":memory:")
+    assert conn.execute("SELECT ? IS NULL, typeof(?)", (None, None)).fetchone() == (1, "null")
+    key = (type(None), sqlite3.PrepareProtocol)
+    if sys.version_info < (3, 12):
+        # Before 3.12 the store registers the quick adapter for None at import.
+        assert sqlite3.adapters[key] is sqlite_module._return_none
+    else:
+        assert key not in sqlite3.adapters
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="the adapter is only for Python < 3.12")
+def test_an_adapter_for_none_registered_elsewhere_is_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def theirs(value: None) -> str:
+        return "null-ish"
+
+    key = (type(None), sqlite3.PrepareProtocol)
+    monkeypatch.setitem(sqlite3.adapters, key, theirs)
+    sqlite_module._bind_none_quickly()
+    assert sqlite3.adapters[key] is theirs

@@ -59,7 +59,8 @@ def to_us(value: datetime) -> int:
 
 def from_us(value: int) -> datetime:
     """The UTC datetime ``value`` microseconds after the Unix epoch."""
-    return _EPOCH + timedelta(microseconds=value)
+    # Positional arguments: timedelta's keyword path is over twice as slow.
+    return _EPOCH + timedelta(0, 0, value)
 
 
 def to_iso(value: datetime | None) -> str | None:

@@ -137,7 +137,7 @@ def _wall_us(naive: datetime, tz: ZoneInfo) -> int:
 
 
 def _wall(us: int, tz: ZoneInfo) -> datetime:
-    return (_EPOCH + timedelta(microseconds=us)).astimezone(tz).replace(tzinfo=None)
+    return (_EPOCH + timedelta(0, 0, us)).astimezone(tz).replace(tzinfo=None)
 
 
 def _from_us(us: int, tz: ZoneInfo) -> datetime:
@@ -145,7 +145,7 @@ def _from_us(us: int, tz: ZoneInfo) -> datetime:
         # Fast and still exact: below 2**32 s the float's error stays under half a
         # microsecond, and fromtimestamp rounds to the nearest one (and sets fold).
         return datetime.fromtimestamp(us / 1e6, tz)
-    return (_EPOCH + timedelta(microseconds=us)).astimezone(tz)
+    return (_EPOCH + timedelta(0, 0, us)).astimezone(tz)
 
 
 def _utc_year_us(year: int) -> int:
@@ -812,7 +812,7 @@ def _holiday_table(spec: Mapping[str, Any]) -> Any:
 
 def _utc_year(us: int) -> int:
     try:
-        return (_EPOCH + timedelta(microseconds=us)).year
+        return (_EPOCH + timedelta(0, 0, us)).year
     except OverflowError:
         return _MIN_YEAR - 1 if us < 0 else _MAX_YEAR + 1
 

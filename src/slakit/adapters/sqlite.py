@@ -19,6 +19,7 @@ import json
 import os
 import random
 import sqlite3
+import sys
 import threading
 import time
 import uuid
@@ -85,6 +86,31 @@ _MIN_SQLITE = (3, 35, 0)  # UPDATE … RETURNING
 _JOURNAL_MODES = ("WAL", "DELETE", "TRUNCATE", "PERSIST", "MEMORY", "OFF")
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 _PAGE = 1000
+
+
+def _return_none(_: None) -> None:
+    return None
+
+
+def _bind_none_quickly() -> None:
+    """Let ``sqlite3`` bind ``None`` without a failed attribute lookup.
+
+    Before Python 3.12, ``sqlite3`` treats ``None`` as a value to adapt: with
+    no adapter registered it looks ``__adapt__`` up on its protocol type, and
+    the AttributeError that lookup formats and drops costs about 0.3 µs per
+    NULL parameter (a handoff's row has a dozen). An adapter that returns
+    ``None`` binds the same NULL through one dictionary hit. Nothing is
+    registered if some other code already adapts ``None``; Python 3.12 and
+    later look the name up without the error, so they are left alone.
+    """
+    if sys.version_info >= (3, 12):
+        return
+    adapters: dict[Any, Any] = getattr(sqlite3, "adapters", {})
+    if (type(None), sqlite3.PrepareProtocol) not in adapters:
+        sqlite3.register_adapter(type(None), _return_none)
+
+
+_bind_none_quickly()
 
 #: The handoff columns, in :class:`~slakit.handoff.Handoff` field order. The
 #: table also has ``lease_owner`` and ``lease_until`` for claims.
@@ -318,7 +344,7 @@ def _us(value: datetime | None) -> int | None:
 
 
 def _dt(value: int | None) -> datetime | None:
-    return None if value is None else _EPOCH + timedelta(microseconds=value)
+    return None if value is None else _EPOCH + timedelta(0, 0, value)
 
 
 def _lenient(value: Any) -> Any:
@@ -477,21 +503,21 @@ def _handoff_values(h: Handoff) -> tuple[Any, ...]:
 def _handoff_from_row(r: Sequence[Any]) -> Handoff:
     """The handoff a row in :data:`HANDOFF_COLUMNS` order holds."""
     epoch = _EPOCH
-    us = timedelta
+    us = timedelta  # positional (days, seconds, µs): faster than the keyword form
     wbh = r[14]
     # Rows were validated when written; rebuilding them skips the validators.
     return _from_values(
         (
             r[0],
             r[1],
-            epoch + us(microseconds=r[2]),
+            epoch + us(0, 0, r[2]),
             r[3],
             r[4],
             r[5],
-            None if r[6] is None else epoch + us(microseconds=r[6]),
+            None if r[6] is None else epoch + us(0, 0, r[6]),
             r[7],
-            None if r[8] is None else epoch + us(microseconds=r[8]),
-            None if r[9] is None else epoch + us(microseconds=r[9]),
+            None if r[8] is None else epoch + us(0, 0, r[8]),
+            None if r[9] is None else epoch + us(0, 0, r[9]),
             r[10],
             bool(r[11]),
             r[12],
@@ -500,17 +526,17 @@ def _handoff_from_row(r: Sequence[Any]) -> Handoff:
             r[15],
             r[16],
             r[17],
-            None if r[18] is None else epoch + us(microseconds=r[18]),
-            None if r[19] is None else epoch + us(microseconds=r[19]),
-            None if r[20] is None else epoch + us(microseconds=r[20]),
-            None if r[21] is None else epoch + us(microseconds=r[21]),
-            None if r[22] is None else epoch + us(microseconds=r[22]),
-            None if r[23] is None else epoch + us(microseconds=r[23]),
+            None if r[18] is None else epoch + us(0, 0, r[18]),
+            None if r[19] is None else epoch + us(0, 0, r[19]),
+            None if r[20] is None else epoch + us(0, 0, r[20]),
+            None if r[21] is None else epoch + us(0, 0, r[21]),
+            None if r[22] is None else epoch + us(0, 0, r[22]),
+            None if r[23] is None else epoch + us(0, 0, r[23]),
             r[24],
             r[25],
             r[26],
             r[27],
-            None if r[28] is None else epoch + us(microseconds=r[28]),
+            None if r[28] is None else epoch + us(0, 0, r[28]),
             _EMPTY if r[29] == "{}" else MappingProxyType(json.loads(r[29])),
             r[30],
         )
