@@ -1091,7 +1091,7 @@ class Engine:
         notifications: list[Notification] = []
         if ctx.notifications:
             # Receivers see the record as the step leaves it (breached, reassigned).
-            payload = StepPayload(new, step.at, target, ctx.values["link"])
+            payload = StepPayload(new, step.at, target, ctx.link())
             subject = f"[{pol.name}] {h.id}: step {step.at}"
             notification = Notification._trusted
             for action_raw, recipient, text in ctx.notifications:

@@ -337,13 +337,98 @@ class _SafeMap(dict[str, Any]):
         return "{" + key + "}"
 
 
+#: What a template that cannot be filled falls back to (the template as written).
+_RENDER_ERRORS = (KeyError, IndexError, AttributeError, ValueError, TypeError)
+
+
 def render(template: str, values: Mapping[str, Any]) -> str:
     """Fill a message template; unknown names are left as written."""
     mapping = values if isinstance(values, TemplateValues) else _SafeMap(values)
     try:
         return template.format_map(mapping)
-    except (KeyError, IndexError, AttributeError, ValueError, TypeError):
+    except _RENDER_ERRORS:
         return template
+
+
+#: ``render_fast(policy, handoff, step, recipient) -> str``: a template compiled.
+Renderer = Callable[["Policy", Handoff, str, str], str]
+_RENDERERS: dict[str, Renderer | None] = {}
+
+
+def _renderer(template: str) -> Renderer | None:
+    """``template`` compiled to straight-line code, or ``None`` when it needs :func:`render`.
+
+    A notification's text is rendered for every step, so the common templates
+    (``{name}`` and ``{name:spec}`` with the names :class:`TemplateValues`
+    knows) become one generated function that reads the record's fields
+    directly: the same text as ``render(template, TemplateValues(...))``
+    without building the mapping. Anything else (unknown names, indexes,
+    attributes, conversions, nested specs) is left to :func:`render`.
+    """
+    try:
+        return _RENDERERS[template]
+    except KeyError:
+        pass
+    fn = _compile_template(template)
+    if len(_RENDERERS) < 1024:
+        _RENDERERS[template] = fn
+    return fn
+
+
+def _compile_template(template: str) -> Renderer | None:
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError:
+        return None
+    namespace: dict[str, Any] = {"_remaining": _remaining_minutes, "_link": _link}
+    pieces: list[str] = []
+    for literal, name, spec, conversion in parsed:
+        if literal:
+            namespace[f"l{len(namespace)}"] = literal
+            pieces.append(f"l{len(namespace) - 1}")
+        if name is None:
+            continue
+        expression = _field_expression(name)
+        if expression is None or conversion is not None or "{" in (spec or ""):
+            return None
+        namespace[f"s{len(namespace)}"] = spec or ""
+        pieces.append(f"format({expression}, s{len(namespace) - 1})")
+    body = f"({', '.join(pieces)},)" if pieces else "()"
+    source = f"def render_fast(p, h, step, recipient):\n    return ''.join({body})\n"
+    exec(compile(source, "<slakit template>", "exec"), namespace)
+    fn: Renderer = namespace["render_fast"]
+    return fn
+
+
+def _field_expression(name: str) -> str | None:
+    """Python for the template name ``name`` (as :func:`_template_value` computes it)."""
+    if name in _PLAIN_FIELD_SET:
+        return f"h.{name}"
+    return _EXPRESSIONS.get(name)
+
+
+_EXPRESSIONS = {
+    "attributes": "dict(h.attributes)",
+    "sla_minutes": "(p.sla_minutes if h.sla_minutes is None else h.sla_minutes)",
+    "status": "h.status",
+    "deadline": "(h.deadline_at.isoformat() if h.deadline_at else '')",
+    "remaining_minutes": "_remaining(h)",
+    "link": "_link(p, h, step, recipient)",
+    "step": "step",
+    "recipient": "recipient",
+}
+
+
+def _remaining_minutes(handoff: Handoff) -> Any:
+    if handoff.deadline_at is None or handoff.next_due_at is None:
+        return ""
+    return max(0, round((handoff.deadline_at - handoff.next_due_at).total_seconds() / 60))
+
+
+def _link(policy: Policy, handoff: Handoff, step: str, recipient: str) -> str:
+    if not policy.link:
+        return ""
+    return render(policy.link, TemplateValues(policy, handoff, step=step, recipient=recipient))
 
 
 DEFAULT_MESSAGES = {
@@ -389,11 +474,23 @@ class StepContext:
             self._values = TemplateValues(self.policy, self.handoff, step=self.step.at)
         return self._values
 
+    def link(self) -> Any:
+        """The policy's link for the handoff as it is now (``values["link"]``)."""
+        values = self._values
+        if values is not None and values.handoff is self.handoff:
+            return values["link"]
+        return _link(self.policy, self.handoff, self.step.at, "")
+
     def notify(self, recipient: str, text: str | None = None) -> None:
         """Ask for a notification to ``recipient`` through every configured notifier."""
         if text is None:
+            # Values an action asked for (and may have added names to) are used
+            # as they are; otherwise message_for reads the record directly.
+            values = self._values
+            if values is not None and values.handoff is not self.handoff:
+                values = None
             text = self.policy.message_for(
-                self.step, self.handoff, recipient=recipient, values=self.values
+                self.step, self.handoff, recipient=recipient, values=values
             )
         self.notifications.append((self.current_action, recipient, text))
 
@@ -765,9 +862,19 @@ class Policy:
     ) -> str:
         """The text of a notification for ``step``.
 
-        :param values: precomputed :func:`template_values` of ``handoff`` (an optimisation).
+        :param values: the template names to use, e.g. precomputed
+            :func:`template_values` of ``handoff``. When ``None`` they are
+            computed from the record as the template reads them.
         """
         if values is None:
+            template = self._template_for(step, handoff)
+            fast = _renderer(template)
+            if fast is not None:
+                try:
+                    text = fast(self, handoff, step.at, recipient)
+                except _RENDER_ERRORS:
+                    text = template
+                return text if step.message is not None else text.rstrip()
             values = TemplateValues(self, handoff, step=step.at)
         if isinstance(values, TemplateValues):
             values["recipient"] = recipient  # rendered at once, so sharing the cache is safe
@@ -775,15 +882,19 @@ class Policy:
             values = {**values, "recipient": recipient}
         if step.message is not None:
             return render(step.message, values)
+        # The link goes last with no full stop after it, so it stays clickable.
+        return render(self._template_for(step, handoff), values).rstrip()
+
+    def _template_for(self, step: Step, handoff: Handoff) -> str:
+        """The step's own message, else the default for when it fires."""
+        if step.message is not None:
+            return step.message
         sla = self.effective_sla(handoff)
         if step.offset_for(sla) < sla:
-            template = DEFAULT_MESSAGES["before"]
-        elif step._reassigns and handoff.backup_owner:
-            template = DEFAULT_MESSAGES["reassigned"]
-        else:
-            template = DEFAULT_MESSAGES["at"]
-        # The link goes last with no full stop after it, so it stays clickable.
-        return render(template, values).rstrip()
+            return DEFAULT_MESSAGES["before"]
+        if step._reassigns and handoff.backup_owner:
+            return DEFAULT_MESSAGES["reassigned"]
+        return DEFAULT_MESSAGES["at"]
 
 
 _HANDOFF_FIELDS = tuple(a.name for a in attrs.fields(Handoff))
@@ -801,9 +912,7 @@ def _template_value(policy: Policy, handoff: Handoff, key: str, values: Mapping[
     if key == "deadline":
         return handoff.deadline_at.isoformat() if handoff.deadline_at else ""
     if key == "remaining_minutes":
-        if handoff.deadline_at is None or handoff.next_due_at is None:
-            return ""
-        return max(0, round((handoff.deadline_at - handoff.next_due_at).total_seconds() / 60))
+        return _remaining_minutes(handoff)
     if key == "link":
         return render(policy.link, values) if policy.link else ""
     if key in _HANDOFF_FIELD_SET:
