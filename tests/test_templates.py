@@ -13,6 +13,7 @@ from slakit import Policy
 from slakit.handoff import Handoff
 from slakit.policy import (
     DEFAULT_MESSAGES,
+    TEMPLATE_FIELDS,
     StepContext,
     TemplateValues,
     _renderer,
@@ -40,6 +41,8 @@ _KNOWN = [
     "step",
     "recipient",
     "stage",
+    "action",
+    "elapsed_minutes",
 ]
 _OTHER = ["customer", "", "0", "owner.upper", "attributes[region]", "id!r"]
 _SPECS = ["", "g", ">12", "d", ".1f", "s", "^9"]
@@ -84,8 +87,14 @@ def _policy(link: str) -> Policy:
     return Policy.default("speed-to-lead", link=link)
 
 
+NOW = T0 + timedelta(hours=3)
+
+
 def slow(template: str, policy: Policy, h: Handoff, step: str, recipient: str) -> str:
-    return render(template, TemplateValues(policy, h, step=step, recipient=recipient))
+    values = TemplateValues(
+        policy, h, step=step, recipient=recipient, action="notify:owner", now=NOW
+    )
+    return render(template, values)
 
 
 def fast(template: str, policy: Policy, h: Handoff, step: str, recipient: str) -> str | None:
@@ -93,7 +102,7 @@ def fast(template: str, policy: Policy, h: Handoff, step: str, recipient: str) -
     if fn is None:
         return None
     try:
-        return fn(policy, h, step, recipient)
+        return fn(policy, h, step, recipient, "notify:owner", NOW)
     except (KeyError, IndexError, AttributeError, ValueError, TypeError):
         return template
 
@@ -172,3 +181,95 @@ def test_message_for_with_and_without_values_agree() -> None:
         )
         assert plain == given_values
         assert plain.endswith("https://crm.example.com/leads/L-9")
+
+
+@pytest.mark.parametrize("name", sorted(TEMPLATE_FIELDS))
+def test_every_name_a_config_may_use_is_filled(name: str) -> None:
+    """A name that passes config validation never renders as written."""
+    policy = Policy.from_config(
+        {
+            "sla_minutes": 30,
+            "steps": [{"at": "1x", "do": ["notify:owner"], "message": f"<{{{name}}}>"}],
+        },
+        name="p",
+    )
+    h = Handoff(id="L-1", policy="p", started_at=T0, owner="alice")
+    step = policy.steps[0]
+    for values in (None, TemplateValues(policy, h, step=step.at, now=NOW)):
+        text = policy.message_for(
+            step, h, recipient="alice", values=values, action="notify:owner", now=NOW
+        )
+        assert text != f"<{{{name}}}>", (name, values is None)
+
+
+def _elapsed(policy: Policy, h: Handoff, now: datetime) -> str:
+    step = attrs.evolve(policy.steps[0], message="{elapsed_minutes}")
+    return policy.message_for(step, h, recipient="x", now=now)
+
+
+def test_elapsed_minutes_counts_the_clock_on_the_policy_basis() -> None:
+    h = Handoff(id="L-1", policy="p", started_at=T0, owner="alice")
+    wall = Policy.default("p", basis="wall")
+    assert _elapsed(wall, h, T0 + timedelta(minutes=61, seconds=59)) == "61"
+    assert _elapsed(wall, h, T0 - timedelta(minutes=5)) == "0"
+    # Earlier pauses are left out, and a running pause stops the count.
+    paused = attrs.evolve(h, paused_seconds=600.0)
+    assert _elapsed(wall, paused, T0 + timedelta(minutes=60)) == "50"
+    pausing = attrs.evolve(h, paused_at=T0 + timedelta(minutes=20))
+    assert _elapsed(wall, pausing, T0 + timedelta(minutes=60)) == "20"
+    stopped = attrs.evolve(h, stopped_at=T0 + timedelta(minutes=7))
+    assert _elapsed(wall, stopped, T0 + timedelta(minutes=60)) == "7"
+    # Business basis: Friday 16:30 to Monday 09:30 on a 9-17 weekday calendar is 60 minutes.
+    business = Policy.from_config(
+        {
+            "basis": "business",
+            "sla_minutes": 30,
+            "calendar": {
+                "timezone": "UTC",
+                "hours": {d: "09:00-17:00" for d in ("mon", "tue", "wed", "thu", "fri")},
+            },
+            "steps": [{"at": "1x", "do": ["notify:owner"]}],
+        },
+        name="p",
+    )
+    friday = datetime(2026, 3, 6, 16, 30, tzinfo=UTC)
+    late = attrs.evolve(h, started_at=friday)
+    assert _elapsed(business, late, datetime(2026, 3, 9, 9, 30, tzinfo=UTC)) == "60"
+    assert _elapsed(wall, h, T0) == "0"
+
+
+def test_elapsed_minutes_is_empty_without_a_time() -> None:
+    h = Handoff(id="L-1", policy="p", started_at=T0, owner="alice")
+    policy = Policy.default("p")
+    step = attrs.evolve(policy.steps[0], message="[{elapsed_minutes}]")
+    assert policy.message_for(step, h, recipient="x") == "[]"
+
+
+def test_a_steps_message_names_its_action_and_elapsed_time() -> None:
+    """End to end: the engine fills {action} and {elapsed_minutes} for each notification."""
+    from slakit import Engine, ManualClock
+    from slakit.adapters.memory import MemoryStore
+    from slakit.testing import capture_notifications
+
+    policy = Policy.from_config(
+        {
+            "sla_minutes": 30,
+            "steps": [
+                {
+                    "at": "2x",
+                    "do": ["notify:owner", "notify:backup"],
+                    "message": "{action} after {elapsed_minutes} min",
+                }
+            ],
+        },
+        name="p",
+    )
+    engine = Engine(store=MemoryStore(), policies=[policy], clock=ManualClock(T0))
+    with capture_notifications() as sent:
+        engine.start(id="L-1", policy="p", owner="alice", backup_owner="bob", started_at=T0)
+        engine.check(T0 + timedelta(minutes=65))
+        engine.deliver(T0 + timedelta(minutes=65))
+    assert sorted(n.text for n in sent) == [
+        "notify:backup after 65 min",
+        "notify:owner after 65 min",
+    ]

@@ -350,8 +350,8 @@ def render(template: str, values: Mapping[str, Any]) -> str:
         return template
 
 
-#: ``render_fast(policy, handoff, step, recipient) -> str``: a template compiled.
-Renderer = Callable[["Policy", Handoff, str, str], str]
+#: ``render_fast(policy, handoff, step, recipient, action, now) -> str``: a template compiled.
+Renderer = Callable[["Policy", Handoff, str, str, str, "datetime | None"], str]
 _RENDERERS: dict[str, Renderer | None] = {}
 
 
@@ -380,7 +380,11 @@ def _compile_template(template: str) -> Renderer | None:
         parsed = list(string.Formatter().parse(template))
     except ValueError:
         return None
-    namespace: dict[str, Any] = {"_remaining": _remaining_minutes, "_link": _link}
+    namespace: dict[str, Any] = {
+        "_remaining": _remaining_minutes,
+        "_elapsed": _elapsed_minutes,
+        "_link": _link,
+    }
     pieces: list[str] = []
     for literal, name, spec, conversion in parsed:
         if literal:
@@ -394,7 +398,7 @@ def _compile_template(template: str) -> Renderer | None:
         namespace[f"s{len(namespace)}"] = spec or ""
         pieces.append(f"format({expression}, s{len(namespace) - 1})")
     body = f"({', '.join(pieces)},)" if pieces else "()"
-    source = f"def render_fast(p, h, step, recipient):\n    return ''.join({body})\n"
+    source = f"def render_fast(p, h, step, recipient, action, now):\n    return ''.join({body})\n"
     exec(compile(source, "<slakit template>", "exec"), namespace)
     fn: Renderer = namespace["render_fast"]
     return fn
@@ -413,9 +417,11 @@ _EXPRESSIONS = {
     "status": "h.status",
     "deadline": "(h.deadline_at.isoformat() if h.deadline_at else '')",
     "remaining_minutes": "_remaining(h)",
-    "link": "_link(p, h, step, recipient)",
+    "elapsed_minutes": "_elapsed(p, h, now)",
+    "link": "_link(p, h, step, recipient, action, now)",
     "step": "step",
     "recipient": "recipient",
+    "action": "action",
 }
 
 
@@ -425,10 +431,34 @@ def _remaining_minutes(handoff: Handoff) -> Any:
     return max(0, round((handoff.deadline_at - handoff.next_due_at).total_seconds() / 60))
 
 
-def _link(policy: Policy, handoff: Handoff, step: str, recipient: str) -> str:
+def _elapsed_minutes(policy: Policy, handoff: Handoff, now: datetime | None) -> Any:
+    """Whole minutes the clock has run by ``now``, on the policy's basis, pauses left out."""
+    if now is None:
+        return ""
+    end = now
+    for stop in (handoff.stopped_at, handoff.paused_at):
+        if stop is not None and stop < end:
+            end = stop
+    if policy.basis == "wall":
+        seconds = (end - handoff.started_at).total_seconds() - handoff.paused_seconds
+    else:
+        ran = policy.calendar.elapsed(handoff.started_at, end)
+        seconds = ran.total_seconds() - handoff.paused_business_seconds
+    return max(0, math.floor(seconds / 60))
+
+
+def _link(
+    policy: Policy,
+    handoff: Handoff,
+    step: str,
+    recipient: str,
+    action: str = "",
+    now: datetime | None = None,
+) -> str:
     if not policy.link:
         return ""
-    return render(policy.link, TemplateValues(policy, handoff, step=step, recipient=recipient))
+    values = TemplateValues(policy, handoff, step=step, recipient=recipient, action=action, now=now)
+    return render(policy.link, values)
 
 
 DEFAULT_MESSAGES = {
@@ -471,7 +501,9 @@ class StepContext:
     def values(self) -> TemplateValues:
         """The template names for the handoff as it is now (each computed on first use)."""
         if self._values is None or self._values.handoff is not self.handoff:
-            self._values = TemplateValues(self.policy, self.handoff, step=self.step.at)
+            self._values = TemplateValues(
+                self.policy, self.handoff, step=self.step.at, now=self.now
+            )
         return self._values
 
     def link(self) -> Any:
@@ -479,7 +511,7 @@ class StepContext:
         values = self._values
         if values is not None and values.handoff is self.handoff:
             return values["link"]
-        return _link(self.policy, self.handoff, self.step.at, "")
+        return _link(self.policy, self.handoff, self.step.at, "", "", self.now)
 
     def notify(self, recipient: str, text: str | None = None) -> None:
         """Ask for a notification to ``recipient`` through every configured notifier."""
@@ -490,7 +522,12 @@ class StepContext:
             if values is not None and values.handoff is not self.handoff:
                 values = None
             text = self.policy.message_for(
-                self.step, self.handoff, recipient=recipient, values=values
+                self.step,
+                self.handoff,
+                recipient=recipient,
+                values=values,
+                action=self.current_action,
+                now=self.now,
             )
         self.notifications.append((self.current_action, recipient, text))
 
@@ -859,25 +896,32 @@ class Policy:
         *,
         recipient: str,
         values: Mapping[str, Any] | None = None,
+        action: str = "",
+        now: datetime | None = None,
     ) -> str:
         """The text of a notification for ``step``.
 
         :param values: the template names to use, e.g. precomputed
             :func:`template_values` of ``handoff``. When ``None`` they are
             computed from the record as the template reads them.
+        :param action: the action asking for it (``{action}``), e.g. ``notify:owner``.
+        :param now: the step's time (``{elapsed_minutes}`` is the clock's run up to it).
         """
         if values is None:
             template = self._template_for(step, handoff)
             fast = _renderer(template)
             if fast is not None:
                 try:
-                    text = fast(self, handoff, step.at, recipient)
+                    text = fast(self, handoff, step.at, recipient, action, now)
                 except _RENDER_ERRORS:
                     text = template
                 return text if step.message is not None else text.rstrip()
-            values = TemplateValues(self, handoff, step=step.at)
+            values = TemplateValues(self, handoff, step=step.at, now=now)
         if isinstance(values, TemplateValues):
-            values["recipient"] = recipient  # rendered at once, so sharing the cache is safe
+            # Rendered at once, so sharing the cache is safe.
+            values["recipient"] = recipient
+            if action:
+                values["action"] = action
         else:
             values = {**values, "recipient": recipient}
         if step.message is not None:
@@ -900,7 +944,7 @@ class Policy:
 _HANDOFF_FIELDS = tuple(a.name for a in attrs.fields(Handoff))
 
 
-def _template_value(policy: Policy, handoff: Handoff, key: str, values: Mapping[str, Any]) -> Any:
+def _template_value(policy: Policy, handoff: Handoff, key: str, values: TemplateValues) -> Any:
     if key in _PLAIN_FIELD_SET:
         return getattr(handoff, key)
     if key == "attributes":
@@ -913,6 +957,8 @@ def _template_value(policy: Policy, handoff: Handoff, key: str, values: Mapping[
         return handoff.deadline_at.isoformat() if handoff.deadline_at else ""
     if key == "remaining_minutes":
         return _remaining_minutes(handoff)
+    if key == "elapsed_minutes":
+        return _elapsed_minutes(policy, handoff, values.now)
     if key == "link":
         return render(policy.link, values) if policy.link else ""
     if key in _HANDOFF_FIELD_SET:
@@ -925,12 +971,27 @@ class TemplateValues(dict[str, Any]):
 
     A message names a handful of the record's fields; computing only those
     keeps notification text cheap. Unknown names render as written.
+
+    :param step: the step's label (``{step}``).
+    :param recipient: who the text is for (``{recipient}``).
+    :param action: the action asking for it (``{action}``), e.g. ``notify:owner``.
+    :param now: the step's time; ``{elapsed_minutes}`` is empty without it.
     """
 
-    def __init__(self, policy: Policy, handoff: Handoff, *, step: str = "", recipient: str = ""):
-        super().__init__(step=step, recipient=recipient)
+    def __init__(
+        self,
+        policy: Policy,
+        handoff: Handoff,
+        *,
+        step: str = "",
+        recipient: str = "",
+        action: str = "",
+        now: datetime | None = None,
+    ):
+        super().__init__(step=step, recipient=recipient, action=action)
         self.policy = policy
         self.handoff = handoff
+        self.now = now
 
     def __missing__(self, key: str) -> Any:
         try:
@@ -942,10 +1003,16 @@ class TemplateValues(dict[str, Any]):
 
 
 def template_values(
-    policy: Policy, handoff: Handoff, *, step: str = "", recipient: str = ""
+    policy: Policy,
+    handoff: Handoff,
+    *,
+    step: str = "",
+    recipient: str = "",
+    action: str = "",
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """Every name a message or link template can use, as a plain dict."""
-    lazy = TemplateValues(policy, handoff, step=step, recipient=recipient)
+    lazy = TemplateValues(policy, handoff, step=step, recipient=recipient, action=action, now=now)
     return {key: lazy[key] for key in (*_HANDOFF_FIELDS, *_TEMPLATE_EXTRAS)}
 
 
@@ -960,6 +1027,8 @@ _TEMPLATE_EXTRAS = (
     "status",
     "deadline",
     "remaining_minutes",
+    "elapsed_minutes",
+    "action",
     "link",
 )
 
