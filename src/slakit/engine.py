@@ -36,7 +36,7 @@ from slakit.errors import (
 )
 from slakit.handoff import Handoff, _from_values, _optional_text, new_trace_id
 from slakit.plugins import Plugins, get_plugins
-from slakit.policy import Policy, ScheduledStep, Step, StepContext, run_actions
+from slakit.policy import Policy, Step, StepContext, run_actions
 from slakit.records import (
     Escalation,
     Notification,
@@ -1007,45 +1007,47 @@ class Engine:
             else:
                 self.store.release(h.id, self.worker_id)
             return None
-        schedule = pol.schedule(h)
-        if h.stage >= len(schedule):
+        steps, dues = pol._steps_and_dues(h)
+        if h.stage >= len(steps):
             # The policy lost steps since this record was scheduled: stop the timer.
             self.store.update(attrs.evolve(h, next_due_at=None), h.version)
             return None
-        first = schedule[h.stage].due_at
+        first = dues[h.stage]
         if first > now:
             # The policy or calendar changed since the record was scheduled.
             self.store.update(attrs.evolve(h, next_due_at=first.astimezone(UTC)), h.version)
             return None
         target = h.stage
         if pol.coalesce:
-            while target + 1 < len(schedule) and schedule[target + 1].due_at <= now:
+            while target + 1 < len(steps) and dues[target + 1] <= now:
                 target += 1
-        return self._plan(pol, h, schedule, target, now)
+        return self._plan(pol, h, steps, dues, target, now)
 
     def _plan(
         self,
         pol: Policy,
         h: Handoff,
-        schedule: list[ScheduledStep],
+        steps: Sequence[Step],
+        dues: Sequence[datetime],
         target: int,
         now: datetime,
     ) -> _Plan:
+        """The step at ``target`` (firing order) with its records; earlier due steps skipped."""
         traces: list[TraceRecord] = []
         escalations: list[Escalation] = []
         records: list[AppliedStep] = []
         for k in range(h.stage, target):
-            sk = schedule[k]
-            actions = sk.step.raw_actions
+            skipped, skipped_due = steps[k], dues[k]
+            actions = skipped.raw_actions
             traces.append(
                 self._trace(
                     h,
-                    f"step:{sk.step.at}",
+                    f"step:{skipped.at}",
                     "skip",
                     now,
                     outcome="skipped",
                     stage=k,
-                    due_at=sk.due_at.astimezone(UTC).isoformat(),
+                    due_at=skipped_due.astimezone(UTC).isoformat(),
                     reason="coalesced: a later step was also due",
                 )
             )
@@ -1053,26 +1055,23 @@ class Engine:
                 Escalation(
                     handoff_id=h.id,
                     stage=k,
-                    step=sk.step.at,
+                    step=skipped.at,
                     applied_at=now,
                     outcome="skipped",
                     actions=actions,
                 )
             )
-            records.append(AppliedStep(h.id, k, sk.step.at, actions, "skipped", sk.due_at))
-        st = schedule[target]
-        step = st.step
+            records.append(AppliedStep(h.id, k, skipped.at, actions, "skipped", skipped_due))
+        step, due_at = steps[target], dues[target]
         ctx = StepContext(handoff=h, policy=pol, step=step, stage=target, now=now)
         run_actions(ctx, self.plugins.actions())
-        next_due = (
-            schedule[target + 1].due_at.astimezone(UTC) if target + 1 < len(schedule) else None
-        )
+        next_due = dues[target + 1].astimezone(UTC) if target + 1 < len(dues) else None
         # One copy for the whole step; the version is the one the store will write.
         new = ctx.handoff._replace(stage=target + 1, next_due_at=next_due, version=h.version + 1)
         rule = f"step:{step.at}"
-        late = (now - st.due_at).total_seconds()
+        late = (now - due_at).total_seconds()
         actions = step.raw_actions
-        base: dict[str, Any] = {"stage": target, "due_at": st.due_at.astimezone(UTC).isoformat()}
+        base: dict[str, Any] = {"stage": target, "due_at": due_at.astimezone(UTC).isoformat()}
         if late > 0:
             base["late_seconds"] = round(late, 3)
         shared = MappingProxyType(base)  # one read-only detail for every plain action
@@ -1115,7 +1114,7 @@ class Engine:
                         )
                     )
         escalations.append(Escalation._trusted(h.id, target, step.at, now, "applied", actions))
-        records.append(_applied_step(h.id, target, step.at, actions, "applied", st.due_at))
+        records.append(_applied_step(h.id, target, step.at, actions, "applied", due_at))
         app = StepApplication._trusted(
             new,
             h.version,

@@ -158,15 +158,23 @@ class Step:
     raw_actions: tuple[str, ...] = attrs.field(init=False, eq=False, repr=False)
     # Whether an action reassigns (the default message then says so).
     _reassigns: bool = attrs.field(init=False, eq=False, repr=False)
+    # offset_for per SLA: a few SLAs serve many records.
+    _offsets: dict[timedelta, timedelta] = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         # Derived once here: the engine reads both for every handoff the step fires on.
         object.__setattr__(self, "raw_actions", tuple(a.raw for a in self.actions))
         object.__setattr__(self, "_reassigns", any(a.name == "reassign" for a in self.actions))
+        object.__setattr__(self, "_offsets", {})
 
     def offset_for(self, sla: timedelta) -> timedelta:
         """Time from the start (on the policy's basis) at which the step is due."""
-        return max(timedelta(0), sla * self.factor + self.offset)
+        offset = self._offsets.get(sla)
+        if offset is None:
+            offset = max(timedelta(0), sla * self.factor + self.offset)
+            if len(self._offsets) < 256:
+                self._offsets[sla] = offset
+        return offset
 
     @classmethod
     def parse_at(cls, at: Any, *, field: str = "at") -> tuple[float, timedelta]:
@@ -659,6 +667,9 @@ class Policy:
     _order_cache: dict[timedelta, tuple[tuple[int, timedelta], ...]] = attrs.field(
         factory=dict, init=False, eq=False, hash=False, repr=False
     )
+    _firing_cache: dict[timedelta, tuple[tuple[Step, ...], tuple[timedelta, ...]]] = attrs.field(
+        factory=dict, init=False, eq=False, hash=False, repr=False
+    )
 
     @classmethod
     def default(cls, name: str = "default", *, sla_minutes: float = 30.0, **kw: Any) -> Policy:
@@ -861,6 +872,22 @@ class Policy:
             ScheduledStep(i, self.steps[i], self.due_after(handoff, offset))
             for i, offset in self._order(self.effective_sla(handoff))
         ]
+
+    def _steps_and_dues(self, handoff: Handoff) -> tuple[tuple[Step, ...], list[datetime]]:
+        """:meth:`schedule` as two sequences (the engine's form): steps, due times."""
+        sla = self.effective_sla(handoff)
+        cached = self._firing_cache.get(sla)
+        if cached is None:
+            order = self._order(sla)
+            cached = (tuple(self.steps[i] for i, _ in order), tuple(o for _, o in order))
+            self._firing_cache[sla] = cached
+        steps, offsets = cached
+        start = handoff.started_at
+        if self.basis == "wall" and not handoff.paused_seconds:
+            return steps, [start + offset for offset in offsets]
+        after, basis = self._after, self.basis
+        paused = (handoff.paused_seconds, handoff.paused_business_seconds)
+        return steps, [after(start, offset, basis, *paused) for offset in offsets]
 
     def timers(
         self,
