@@ -322,6 +322,24 @@ class TestStorage:
         expected = sqlite_module._lenient_json(detail) if detail else "{}"
         assert sqlite_module._detail_json(detail) == expected
 
+    @settings(max_examples=300, deadline=None)
+    @given(
+        st.lists(
+            st.one_of(st.none(), st.integers(), st.floats(), st.text(max_size=12)), max_size=35
+        ).map(tuple)
+    )
+    def test_row_text_is_the_encoders(self, row: tuple[Any, ...]) -> None:
+        """A compact payload's row is encoded as the strict JSON encoder would (NaN included)."""
+        assert sqlite_module._row_json(row) == sqlite_module._strict_json(row)
+
+    def test_row_encoding_without_the_c_accelerator(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import json.encoder
+
+        monkeypatch.setattr(json.encoder, "c_make_encoder", None)
+        encode = sqlite_module._row_encoder()
+        assert encode is sqlite_module._strict_json
+        assert encode(("a", 1, None, 2.5)) == '["a",1,null,2.5]'
+
 
 def _with_outbox(store: SQLiteStore) -> tuple[Any, ...]:
     h = store.insert(make_handoff("h1"))

@@ -226,7 +226,7 @@ def test_elapsed_minutes_counts_the_clock_on_the_policy_basis() -> None:
             "sla_minutes": 30,
             "calendar": {
                 "timezone": "UTC",
-                "hours": {d: "09:00-17:00" for d in ("mon", "tue", "wed", "thu", "fri")},
+                "hours": dict.fromkeys(("mon", "tue", "wed", "thu", "fri"), "09:00-17:00"),
             },
             "steps": [{"at": "1x", "do": ["notify:owner"]}],
         },
