@@ -1,0 +1,143 @@
+"""Instructions per step and per start on SQLite, counted by valgrind (callgrind).
+
+Usage::
+
+    python bench/instructions.py              # about two minutes
+    python bench/instructions.py --markdown   # also write its section of docs/benchmarks.md
+
+Timings on a shared machine move by ±30% from run to run, too much to see a
+change of a few percent. An instruction count does not move: the same code
+on the same Python and SQLite executes the same instructions whatever else
+the machine is doing, so this is the figure to compare before and after a
+change to the hot path (it does not see cache misses or I/O waits, so it
+complements ``bench/engine.py`` rather than replacing it).
+
+Three child processes run under ``valgrind --tool=callgrind``, each with the
+bench's data from ``bench/engine.py``: *bare* (imports, an empty database),
+*started* (plus ``Engine.start_many`` of ``--handoffs`` records) and *checked*
+(plus ``Engine.check`` applying both steps of the playbook's policy to each,
+with every escalation, outbox and trace row). Per start is
+(started - bare) / handoffs; per step is (checked - started) / steps.
+Without valgrind the script says so and exits 0.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Scripts in this folder shadow standard modules (bench/calendar.py): drop the
+# folder from sys.path so that `import calendar` anywhere gets the standard library.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if not p or Path(p).resolve() != _HERE]
+
+import argparse  # noqa: E402
+import gc  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import re  # noqa: E402
+import runpy  # noqa: E402
+import shutil  # noqa: E402
+import sqlite3  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+from datetime import timedelta  # noqa: E402
+
+import slakit  # noqa: E402
+
+ROOT = _HERE.parent
+SECTION = "## Instructions per step (callgrind)"
+write_section = runpy.run_path(str(_HERE / "_docs.py"))["write_section"]
+_COLLECTED = re.compile(r"Collected : (\d+)")
+
+
+def child(stage: str, n: int) -> None:
+    """What one counted process does: ``bare``, ``started`` or ``checked``."""
+    engine_bench = runpy.run_path(str(_HERE / "engine.py"), run_name="bench_engine")
+    slakit_policy = engine_bench["Policy"].default(basis="wall")
+    with tempfile.TemporaryDirectory() as tmp:
+        store = engine_bench["SQLiteStore"](Path(tmp) / "count.db")
+        engine = engine_bench["engine_for"](store, slakit_policy)
+        engine.setup()
+        if stage in ("started", "checked"):
+            for lo in range(0, n, 10_000):
+                engine.start_many(engine_bench["records"](min(10_000, n - lo), prefix=f"h{lo}-"))
+        gc.collect()
+        if stage == "checked":
+            result = engine.check(engine_bench["T0"] + timedelta(hours=2))
+            assert result.count == 2 * n, result
+        engine.close()
+
+
+def count(valgrind: str, stage: str, n: int) -> int:
+    """Instructions a child process executes, start to exit."""
+    cmd = [
+        valgrind,
+        "--tool=callgrind",
+        f"--callgrind-out-file={os.devnull}",
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        stage,
+        "--handoffs",
+        str(n),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    found = _COLLECTED.search(done.stderr)
+    if done.returncode != 0 or found is None:
+        raise SystemExit(f"{' '.join(cmd)} failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+    return int(found.group(1))
+
+
+def markdown(n: int, per_start: float, per_step: float, cmd: str) -> str:
+    return "\n".join(
+        [
+            SECTION,
+            "",
+            f"Command: `{cmd}`",
+            "",
+            f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
+            f"slakit {slakit.__version__}, valgrind's instruction count (the same on a busy "
+            "or a quiet machine, within 0.1% from run to run; no cache misses or I/O waits "
+            f"in it). {n:,} handoffs started, then {2 * n:,} steps applied as in (b) of "
+            "the engine section.",
+            "",
+            "| measure | instructions |",
+            "|---|---:|",
+            f"| one start through `Engine.start_many` | {per_start:,.0f} |",
+            f"| one step applied by `Engine.check`, with its rows | {per_step:,.0f} |",
+            "",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--handoffs", type=int, default=1000, help="records to start and step")
+    parser.add_argument("--markdown", action="store_true", help="write docs/benchmarks.md")
+    parser.add_argument("--child", choices=("bare", "started", "checked"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        child(args.child, args.handoffs)
+        return 0
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        print("valgrind is not installed: no instruction counts (apt-get install valgrind)")
+        return 0
+    n = args.handoffs
+    bare, started, checked = (count(valgrind, s, n) for s in ("bare", "started", "checked"))
+    per_start = (started - bare) / n
+    per_step = (checked - started) / (2 * n)
+    print(f"per start: {per_start:,.0f} instructions; per step: {per_step:,.0f} instructions")
+    cmd = "python bench/instructions.py" + (" --markdown" if args.markdown else "")
+    if n != 1000:
+        cmd += f" --handoffs {n}"
+    section = markdown(n, per_start, per_step, cmd)
+    print(section)
+    if args.markdown:
+        write_section(SECTION, section)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
