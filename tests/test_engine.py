@@ -636,6 +636,76 @@ class TestDelivery:
             assert at - claimed_at < 0.2
         assert all(item.lease_token is None for item in engine.store.outbox())
 
+    def test_later_claims_of_a_long_delivery_get_whole_leases(self) -> None:
+        """A delivery takes its time once and claims batch after batch against it; each
+        later claim's lease is lengthened by the time since, so it still lasts
+        ``outbox_lease`` from the claim (and other workers, whose time has moved on,
+        do not take the rows over while they are being sent)."""
+
+        class Slow(Recorder):
+            def send(self, notification: Notification) -> None:
+                time.sleep(0.03)
+                super().send(notification)
+
+        engine, clock = wall_engine(notifiers=[Slow()], outbox_lease=10, batch_size=2)
+        claims: list[tuple[float, float]] = []
+        claim = engine.store.claim_outbox
+
+        def recording(now: datetime, limit: int, worker: str, lease: float) -> list[OutboxItem]:
+            claims.append((time.monotonic(), lease))
+            return claim(now, limit, worker, lease)
+
+        engine.store.claim_outbox = recording  # type: ignore[method-assign]
+        for i in range(10):
+            engine.start(f"L{i}", owner="a")
+        clock.advance(minutes=30)
+        engine.check()
+        assert engine.deliver().sent == 10
+        assert len(claims) >= 5
+        first = claims[0][0]
+        for at, lease in claims:
+            assert lease >= 10 + (at - first) - 0.005
+        assert claims[-1][1] >= 10 + 0.1  # four batches of two sends of 30 ms went before
+
+    def test_later_claims_of_a_long_check_get_whole_leases(self) -> None:
+        engine, clock = wall_engine(claim_lease=10, batch_size=2)
+        claims: list[tuple[float, float]] = []
+        claim, apply = engine.store.claim_due, engine.store.apply_steps
+
+        def recording(now: datetime, limit: int, worker: str, lease: float) -> list[Any]:
+            claims.append((time.monotonic(), lease))
+            return claim(now, limit, worker, lease)
+
+        def slow_apply(applications: Any) -> list[bool]:
+            time.sleep(0.03)
+            return apply(applications)
+
+        engine.store.claim_due = recording  # type: ignore[method-assign]
+        engine.store.apply_steps = slow_apply  # type: ignore[method-assign]
+        for i in range(8):
+            engine.start(f"L{i}", owner="a")
+        clock.advance(minutes=30)
+        assert engine.check().count == 8
+        first = claims[0][0]
+        for at, lease in claims:
+            assert lease >= 10 + (at - first) - 0.005
+        assert claims[-1][1] >= 10 + 0.1
+
+    def test_tick_without_a_time_takes_the_clock_for_each_half(self) -> None:
+        """A long check must not age the delivery's time (and so its leases)."""
+
+        class Ticking(slakit.ManualClock):
+            def now(self) -> datetime:
+                self.advance(seconds=1)
+                return super().now()
+
+        engine = slakit.Engine(policies=[slakit.Policy.default(basis="wall")], clock=Ticking(T0))
+        checked, delivered = engine.tick()
+        assert delivered.now > checked.now
+        at = T0 + timedelta(hours=1)
+        checked, delivered = engine.tick(at)
+        assert checked.now == delivered.now == at
+
     def test_release_outbox_is_fenced(self) -> None:
         """Handing back rows clears only leases still held under the same token."""
         engine, clock = wall_engine(notifiers=[Recorder()])

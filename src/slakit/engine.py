@@ -937,11 +937,14 @@ class Engine:
         """
         self.setup()
         when = self.store.effective_now(self._now(now, "now"))
+        started = time.monotonic()
         applied: list[AppliedStep] = []
         errors: list[str] = []
         lost = 0
         while not self._stopping():
-            batch = self.store.claim_due(when, self.batch_size, self.worker_id, self.claim_lease)
+            batch = self.store.claim_due(
+                when, self.batch_size, self.worker_id, _lease(self.claim_lease, started)
+            )
             if not batch:
                 break
             plans: list[_Plan] = []
@@ -1149,11 +1152,12 @@ class Engine:
         """
         self.setup()
         when = self.store.effective_now(self._now(now, "now"))
+        started = time.monotonic()
         sent = retried = dead = lost = 0
         while True:
             claimed_at = time.monotonic()
             items = self.store.claim_outbox(
-                when, self.batch_size, self.worker_id, self.outbox_lease
+                when, self.batch_size, self.worker_id, _lease(self.outbox_lease, started)
             )
             if not items:
                 break
@@ -1254,9 +1258,11 @@ class Engine:
     # -- run loop --------------------------------------------------------------
 
     def tick(self, now: datetime | None = None) -> tuple[CheckResult, DeliveryResult]:
-        """One ``check`` then one ``deliver`` at the same instant."""
-        when = self._now(now, "now")
-        return self.check(when), self.deliver(when)
+        """One ``check`` then one ``deliver``: both at ``now`` if given, else each at the
+        clock's time when it starts (a long check does not age the delivery's leases)."""
+        if now is not None:
+            now = self._now(now, "now")
+        return self.check(now), self.deliver(now)
 
     def wake(self) -> None:
         """Wake a sleeping :meth:`run` loop early (e.g. on a database notification)."""
@@ -1306,6 +1312,18 @@ class Engine:
             self._running = False
             self._stop.clear()
         return ticks
+
+
+def _lease(seconds: float, started: float) -> float:
+    """A lease of ``seconds`` from now, for a claim stamped with the time taken at ``started``.
+
+    A check or delivery takes its time once and claims batch after batch
+    against it; a store sets ``lease_until`` from that time. After a long
+    run, a lease of ``seconds`` from the start would already be over (or
+    nearly) for other workers, who would take the rows over while this one
+    is still sending them. The time since the start is added back.
+    """
+    return seconds + max(0.0, time.monotonic() - started)
 
 
 def _dedupe(items: list[Notification]) -> tuple[Notification, ...]:
