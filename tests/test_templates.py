@@ -273,3 +273,27 @@ def test_a_steps_message_names_its_action_and_elapsed_time() -> None:
         "notify:backup after 65 min",
         "notify:owner after 65 min",
     ]
+
+
+def test_a_link_cannot_name_itself() -> None:
+    from slakit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"policies\.p\.link cannot use \{link\}"):
+        Policy.from_config(
+            {
+                "sla_minutes": 30,
+                "link": "x/{link}",
+                "steps": [{"at": "1x", "do": ["notify:owner"]}],
+            },
+            name="p",
+        )
+
+
+def test_a_link_naming_itself_renders_without_a_loop() -> None:
+    """A Policy built in code skips config checks; its text still renders."""
+    policy = Policy.default("p", link="x/{link}/{id}")
+    h = Handoff(id="L-1", policy="p", started_at=T0, owner="alice")
+    step = policy.steps[0]
+    assert policy.message_for(step, h, recipient="alice").endswith("x//L-1")
+    values = TemplateValues(policy, h, step=step.at)
+    assert policy.message_for(step, h, recipient="alice", values=values).endswith("x//L-1")

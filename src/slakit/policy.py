@@ -466,6 +466,7 @@ def _link(
     if not policy.link:
         return ""
     values = TemplateValues(policy, handoff, step=step, recipient=recipient, action=action, now=now)
+    values["link"] = ""  # a link that names itself gets nothing there, not a loop
     return render(policy.link, values)
 
 
@@ -785,6 +786,12 @@ class Policy:
         link = data.get("link")
         if link is not None:
             check_template(link, field=f"{prefix}.link")
+            if any(name == "link" for _, name, _, _ in string.Formatter().parse(link)):
+                raise ConfigError(
+                    f"{prefix}.link cannot use {{link}} (itself): {link!r}",
+                    field=f"{prefix}.link",
+                    value=link,
+                )
         backup = data.get("backup_owner")
         if backup is not None and not isinstance(backup, str):
             raise ConfigError(
@@ -863,7 +870,8 @@ class Policy:
         if cached is None:
             pairs = sorted((self.steps[i].offset_for(sla), i) for i in range(len(self.steps)))
             cached = tuple((i, offset) for offset, i in pairs)
-            self._order_cache[sla] = cached
+            if len(self._order_cache) < 1024:  # records with their own SLAs: bounded
+                self._order_cache[sla] = cached
         return cached
 
     def schedule(self, handoff: Handoff) -> list[ScheduledStep]:
@@ -880,7 +888,8 @@ class Policy:
         if cached is None:
             order = self._order(sla)
             cached = (tuple(self.steps[i] for i, _ in order), tuple(o for _, o in order))
-            self._firing_cache[sla] = cached
+            if len(self._firing_cache) < 1024:
+                self._firing_cache[sla] = cached
         steps, offsets = cached
         start = handoff.started_at
         if self.basis == "wall" and not handoff.paused_seconds:
@@ -987,7 +996,10 @@ def _template_value(policy: Policy, handoff: Handoff, key: str, values: Template
     if key == "elapsed_minutes":
         return _elapsed_minutes(policy, handoff, values.now)
     if key == "link":
-        return render(policy.link, values) if policy.link else ""
+        if not policy.link:
+            return ""
+        values["link"] = ""  # while it renders: a link that names itself gets nothing there
+        return render(policy.link, values)
     if key in _HANDOFF_FIELD_SET:
         return getattr(handoff, key)
     raise KeyError(key)
