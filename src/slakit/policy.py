@@ -12,7 +12,7 @@ import re
 import string
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 
 import attrs
 
@@ -389,6 +389,8 @@ def _compile_template(template: str) -> Renderer | None:
     except ValueError:
         return None
     namespace: dict[str, Any] = {
+        "_sla": _sla_minutes,
+        "_deadline": _deadline,
         "_remaining": _remaining_minutes,
         "_elapsed": _elapsed_minutes,
         "_link": _link,
@@ -421,9 +423,9 @@ def _field_expression(name: str) -> str | None:
 
 _EXPRESSIONS = {
     "attributes": "dict(h.attributes)",
-    "sla_minutes": "(p.sla_minutes if h.sla_minutes is None else h.sla_minutes)",
+    "sla_minutes": "_sla(p, h)",
     "status": "h.status",
-    "deadline": "(h.deadline_at.isoformat() if h.deadline_at else '')",
+    "deadline": "_deadline(h)",
     "remaining_minutes": "_remaining(h)",
     "elapsed_minutes": "_elapsed(p, h, now)",
     "link": "_link(p, h, step, recipient, action, now)",
@@ -431,6 +433,17 @@ _EXPRESSIONS = {
     "recipient": "recipient",
     "action": "action",
 }
+
+
+# The computed template names, shared by TemplateValues and compiled templates.
+
+
+def _sla_minutes(policy: Policy, handoff: Handoff) -> float:
+    return handoff.sla_minutes if handoff.sla_minutes is not None else policy.sla_minutes
+
+
+def _deadline(handoff: Handoff) -> str:
+    return handoff.deadline_at.isoformat() if handoff.deadline_at else ""
 
 
 def _remaining_minutes(handoff: Handoff) -> Any:
@@ -466,7 +479,14 @@ def _link(
     if not policy.link:
         return ""
     values = TemplateValues(policy, handoff, step=step, recipient=recipient, action=action, now=now)
-    values["link"] = ""  # a link that names itself gets nothing there, not a loop
+    return _render_link(policy, values)
+
+
+def _render_link(policy: Policy, values: TemplateValues) -> str:
+    """The policy's link filled from ``values``; a link that names itself gets nothing there."""
+    if not policy.link:
+        return ""
+    values["link"] = ""  # while it renders: no loop
     return render(policy.link, values)
 
 
@@ -509,32 +529,35 @@ class StepContext:
     @property
     def values(self) -> TemplateValues:
         """The template names for the handoff as it is now (each computed on first use)."""
-        if self._values is None or self._values.handoff is not self.handoff:
-            self._values = TemplateValues(
+        values = self._current_values()
+        if values is None:
+            values = self._values = TemplateValues(
                 self.policy, self.handoff, step=self.step.at, now=self.now
             )
-        return self._values
+        return values
+
+    def _current_values(self) -> TemplateValues | None:
+        """The values an action asked for, if they are still the handoff's as it is now."""
+        values = self._values
+        return values if values is not None and values.handoff is self.handoff else None
 
     def link(self) -> Any:
         """The policy's link for the handoff as it is now (``values["link"]``)."""
-        values = self._values
-        if values is not None and values.handoff is self.handoff:
+        values = self._current_values()
+        if values is not None:
             return values["link"]
         return _link(self.policy, self.handoff, self.step.at, "", "", self.now)
 
     def notify(self, recipient: str, text: str | None = None) -> None:
         """Ask for a notification to ``recipient`` through every configured notifier."""
         if text is None:
-            # Values an action asked for (and may have added names to) are used
-            # as they are; otherwise message_for reads the record directly.
-            values = self._values
-            if values is not None and values.handoff is not self.handoff:
-                values = None
+            # Values an action asked for (and may have changed) are used as they
+            # are; otherwise message_for reads the record directly.
             text = self.policy.message_for(
                 self.step,
                 self.handoff,
                 recipient=recipient,
-                values=values,
+                values=self._current_values(),
                 action=self.current_action,
                 now=self.now,
             )
@@ -618,6 +641,12 @@ class ScheduledStep:
     due_at: datetime
 
 
+class _FiringOrder(NamedTuple):
+    pairs: tuple[tuple[int, timedelta], ...]  # (index in Policy.steps, offset)
+    steps: tuple[Step, ...]
+    offsets: tuple[timedelta, ...]
+
+
 def _default_steps() -> tuple[Step, ...]:
     return (
         Step("1x", 1.0, timedelta(0), (ActionSpec("notify", "owner"),)),
@@ -665,10 +694,8 @@ class Policy:
     preflight: Mapping[str, str] = attrs.field(factory=dict, hash=False)
     #: Runbook fields: description, owner, failure_modes, rollback, workflow, last_reviewed.
     runbook: Mapping[str, Any] = attrs.field(factory=dict, hash=False)
-    _order_cache: dict[timedelta, tuple[tuple[int, timedelta], ...]] = attrs.field(
-        factory=dict, init=False, eq=False, hash=False, repr=False
-    )
-    _firing_cache: dict[timedelta, tuple[tuple[Step, ...], tuple[timedelta, ...]]] = attrs.field(
+    # Per SLA: (step index, offset) pairs, steps and offsets, all in firing order.
+    _order_cache: dict[timedelta, _FiringOrder] = attrs.field(
         factory=dict, init=False, eq=False, hash=False, repr=False
     )
 
@@ -864,39 +891,38 @@ class Policy:
             handoff.paused_business_seconds,
         )
 
-    def _order(self, sla: timedelta) -> tuple[tuple[int, timedelta], ...]:
-        """Step indexes and offsets in firing order for an SLA (cached per SLA)."""
+    def _firing(self, sla: timedelta) -> _FiringOrder:
+        """The steps in firing order for an SLA (by offset, then as written), cached."""
         cached = self._order_cache.get(sla)
         if cached is None:
             pairs = sorted((self.steps[i].offset_for(sla), i) for i in range(len(self.steps)))
-            cached = tuple((i, offset) for offset, i in pairs)
+            cached = _FiringOrder(
+                tuple((i, offset) for offset, i in pairs),
+                tuple(self.steps[i] for _, i in pairs),
+                tuple(offset for offset, _ in pairs),
+            )
             if len(self._order_cache) < 1024:  # records with their own SLAs: bounded
                 self._order_cache[sla] = cached
         return cached
 
     def schedule(self, handoff: Handoff) -> list[ScheduledStep]:
         """The handoff's steps in firing order (by offset, then as written)."""
+        pairs = self._firing(self.effective_sla(handoff)).pairs
+        steps, dues = self._steps_and_dues(handoff)
         return [
-            ScheduledStep(i, self.steps[i], self.due_after(handoff, offset))
-            for i, offset in self._order(self.effective_sla(handoff))
+            ScheduledStep(i, step, due)
+            for (i, _), step, due in zip(pairs, steps, dues, strict=True)
         ]
 
     def _steps_and_dues(self, handoff: Handoff) -> tuple[tuple[Step, ...], list[datetime]]:
         """:meth:`schedule` as two sequences (the engine's form): steps, due times."""
-        sla = self.effective_sla(handoff)
-        cached = self._firing_cache.get(sla)
-        if cached is None:
-            order = self._order(sla)
-            cached = (tuple(self.steps[i] for i, _ in order), tuple(o for _, o in order))
-            if len(self._firing_cache) < 1024:
-                self._firing_cache[sla] = cached
-        steps, offsets = cached
+        firing = self._firing(self.effective_sla(handoff))
         start = handoff.started_at
         if self.basis == "wall" and not handoff.paused_seconds:
-            return steps, [start + offset for offset in offsets]
+            return firing.steps, [start + offset for offset in firing.offsets]
         after, basis = self._after, self.basis
         paused = (handoff.paused_seconds, handoff.paused_business_seconds)
-        return steps, [after(start, offset, basis, *paused) for offset in offsets]
+        return firing.steps, [after(start, offset, basis, *paused) for offset in firing.offsets]
 
     def timers(
         self,
@@ -917,7 +943,7 @@ class Policy:
         paused = (paused_seconds, paused_business_seconds)
         wall = self._after(started_at, sla, "wall", *paused).astimezone(UTC)
         business = self._after(started_at, sla, "business", *paused).astimezone(UTC)
-        order = self._order(sla)
+        order = self._firing(sla).pairs
         due = (
             self._after(started_at, order[stage][1], self.basis, *paused).astimezone(UTC)
             if stage < len(order)
@@ -986,20 +1012,17 @@ def _template_value(policy: Policy, handoff: Handoff, key: str, values: Template
     if key == "attributes":
         return dict(handoff.attributes)
     if key == "sla_minutes":
-        return handoff.sla_minutes if handoff.sla_minutes is not None else policy.sla_minutes
+        return _sla_minutes(policy, handoff)
     if key == "status":
         return handoff.status
     if key == "deadline":
-        return handoff.deadline_at.isoformat() if handoff.deadline_at else ""
+        return _deadline(handoff)
     if key == "remaining_minutes":
         return _remaining_minutes(handoff)
     if key == "elapsed_minutes":
         return _elapsed_minutes(policy, handoff, values.now)
     if key == "link":
-        if not policy.link:
-            return ""
-        values["link"] = ""  # while it renders: a link that names itself gets nothing there
-        return render(policy.link, values)
+        return _render_link(policy, values)
     if key in _HANDOFF_FIELD_SET:
         return getattr(handoff, key)
     raise KeyError(key)
