@@ -54,14 +54,10 @@ _COLLECTED = re.compile(r"Collected : (\d+)")
 def child(stage: str, n: int) -> None:
     """What one counted process does: ``bare``, ``started`` or ``checked``."""
     engine_bench = runpy.run_path(str(_HERE / "engine.py"), run_name="bench_engine")
-    slakit_policy = engine_bench["Policy"].default(basis="wall")
     with tempfile.TemporaryDirectory() as tmp:
-        store = engine_bench["SQLiteStore"](Path(tmp) / "count.db")
-        engine = engine_bench["engine_for"](store, slakit_policy)
+        # The bench's own data: n handoffs under the playbook's policy (none when bare).
+        _, engine = engine_bench["started"](Path(tmp), "count.db", 0 if stage == "bare" else n)
         engine.setup()
-        if stage in ("started", "checked"):
-            for lo in range(0, n, 10_000):
-                engine.start_many(engine_bench["records"](min(10_000, n - lo), prefix=f"h{lo}-"))
         gc.collect()
         if stage == "checked":
             result = engine.check(engine_bench["T0"] + timedelta(hours=2))

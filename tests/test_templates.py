@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from slakit import Policy
 from slakit.handoff import Handoff
 from slakit.policy import (
+    _RENDER_ERRORS,
     DEFAULT_MESSAGES,
     TEMPLATE_FIELDS,
     StepContext,
@@ -103,7 +104,7 @@ def fast(template: str, policy: Policy, h: Handoff, step: str, recipient: str) -
         return None
     try:
         return fn(policy, h, step, recipient, "notify:owner", NOW)
-    except (KeyError, IndexError, AttributeError, ValueError, TypeError):
+    except _RENDER_ERRORS:
         return template
 
 

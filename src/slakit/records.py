@@ -151,7 +151,7 @@ class StepPayload(LazyPayload):
     __slots__ = ("handoff", "link", "stage", "step")
 
     def __init__(self, handoff: Handoff, step: str, stage: int, link: str) -> None:
-        self._data = None  # LazyPayload.__init__, inline: one payload per step
+        super().__init__()
         self.handoff = handoff
         self.step = step
         self.stage = stage
