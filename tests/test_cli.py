@@ -339,6 +339,87 @@ class TestTraces:
         assert not (project / "x.jsonl").exists()
 
 
+class TestOutbox:
+    def _dead_letters(self, project: Path) -> None:
+        """Two alerts dead-lettered: the notifier they name was renamed before delivery."""
+        config = project / "slakit.toml"
+        text = config.read_text()
+        config.write_text(text.replace('adapter = "console"', 'adapter = "console"\nname = "ops"'))
+        for hid, owner in (("L-1", "alice"), ("L-2", "bob")):
+            args = ("start", hid, "--policy", "speed-to-lead", "--owner", owner)
+            assert run(*args, "--started-at", T0).exit_code == 0
+        assert run("check", "--now", "2026-11-23T14:30:00Z").exit_code == 0
+        config.write_text(config.read_text().replace('name = "ops"', 'name = "desk"'))
+        assert "2 dead-lettered" in run("deliver", "--now", "2026-11-23T14:31:00Z").output
+        config.write_text(config.read_text().replace('name = "desk"', 'name = "ops"'))
+
+    def test_lists_rows_with_state_and_error(self, project: Path) -> None:
+        """`slakit outbox` shows each row's state, attempts and last error; --json too."""
+        self._dead_letters(project)
+        rows = json.loads(run("outbox", "--json").output)
+        assert [(r["idempotency_key"], r["state"], r["attempts"]) for r in rows] == [
+            ("L-1:0:notify:owner:alice", "dead", 1),
+            ("L-2:0:notify:owner:bob", "dead", 1),
+        ]
+        assert rows[0]["last_error"] == "no notifier named 'ops' is configured"
+        assert json.loads(run("outbox", "--state", "sent", "--json").output) == []
+        assert len(json.loads(run("outbox", "--handoff", "L-2", "--json").output)) == 1
+        assert json.loads(run("outbox", "--notifier", "desk", "--json").output) == []
+        table = run("outbox", "--state", "dead").output
+        assert "L-1:0:notify:owner:alice" in table
+        assert "2 row(s): 0 pending, 0 sent, 2 dead" in table
+
+    def test_requeue_sends_dead_letters_again(self, project: Path) -> None:
+        """Requeued rows go out on the next deliver, each traced with who requeued it."""
+        self._dead_letters(project)
+        dry = run("requeue", "--all", "--dry-run", "--json")
+        assert [r["idempotency_key"] for r in json.loads(dry.output)["requeued"]] == [
+            "L-1:0:notify:owner:alice",
+            "L-2:0:notify:owner:bob",
+        ]
+        assert count_rows(project, "outbox WHERE state = 'dead'") == 2
+        one = run(
+            "requeue",
+            "L-1:0:notify:owner:alice",
+            "--by",
+            "ops-lead",
+            "--now",
+            "2026-11-23T14:35:00Z",
+        )
+        assert one.exit_code == 0, one.output
+        assert "requeued 1 dead notification(s)" in one.output
+        sent = run("deliver", "--now", "2026-11-23T14:40:00Z")
+        assert "1 sent, 0 to retry, 0 dead-lettered" in sent.output
+        assert "alice" in sent.output
+        assert "bob" not in sent.output
+        lines = [json.loads(ln) for ln in run("traces", "--handoff", "L-1").output.splitlines()]
+        assert [(t["actor"], t["outcome"]) for t in lines[-3:]] == [
+            ("notifier:ops", "dead"),
+            ("ops-lead", "requeued"),
+            ("notifier:ops", "sent"),
+        ]
+        rest = json.loads(run("requeue", "--all", "--json").output)["requeued"]
+        assert [r["recipient"] for r in rest] == ["bob"]
+        assert "nothing requeued" in run("requeue", "--all").output
+
+    def test_bad_input_is_one_line_and_requeues_nothing(self, project: Path) -> None:
+        """No selection, unknown key or handoff, naive --now: one-line errors, exit 2."""
+        self._dead_letters(project)
+        assert "--all" in one_line_error(CliRunner().invoke(cli, ["requeue"]))
+        assert "'nope'" in one_line_error(CliRunner().invoke(cli, ["requeue", "nope"]))
+        ghost = ["requeue", "--handoff", "ghost"]
+        assert "'ghost'" in one_line_error(CliRunner().invoke(cli, ghost))
+        naive = ["requeue", "--all", "--now", "2026-11-23T14:30:00"]
+        assert one_line_error(CliRunner().invoke(cli, naive))
+        assert "'ghost'" in one_line_error(
+            CliRunner().invoke(cli, ["outbox", "--handoff", "ghost"])
+        )
+        bad_state = CliRunner().invoke(cli, ["outbox", "--state", "lost"])
+        assert bad_state.exit_code == 2
+        assert count_rows(project, "outbox WHERE state = 'dead'") == 2
+        assert count_rows(project, "traces WHERE outcome = 'requeued'") == 0
+
+
 class TestDemo:
     def test_demo_runs_a_week_and_reports(self, tmp_path: Path) -> None:
         """The demo simulates a week: alerts, reassignments, breaches and the hit rate."""

@@ -576,6 +576,118 @@ class TestDelivery:
         assert rec.calls == 3
         assert engine.store.outbox()[0].state == "dead"
 
+    def _dead_letters(
+        self, *ids: str, notifiers: int = 1
+    ) -> tuple[slakit.Engine, slakit.ManualClock, list[Recorder]]:
+        """An engine whose first notifications all died of a permanent failure."""
+        recs = [Recorder(fail=len(ids), permanent=True) for _ in range(notifiers)]
+        for i, rec in enumerate(recs[1:], 1):
+            rec.name = f"recorder{i}"
+        engine, clock = wall_engine(notifiers=recs)
+        for hid in ids:
+            engine.start(hid, owner="a")
+        clock.advance(minutes=30)
+        engine.check()
+        assert engine.deliver().dead == len(ids) * notifiers
+        return engine, clock, recs
+
+    def test_requeue_dead_sends_again_with_a_fresh_budget(self) -> None:
+        """A dead row requeued is delivered by the next deliver, once, with its key."""
+        engine, clock, (rec,) = self._dead_letters("L1")
+        (dead,) = engine.store.outbox(state="dead")
+        clock.advance(hours=2)
+        with capture_traces() as emitted:
+            (requeued,) = engine.requeue_dead(by="ops@example.com")
+        assert requeued.key == dead.key
+        (row,) = engine.store.outbox()
+        assert (row.state, row.attempts, row.next_attempt_at) == ("pending", 0, clock.now())
+        assert row.last_error == "user_not_found"  # until the next attempt
+        (line,) = [t for t in engine.store.traces("L1") if t.outcome == "requeued"]
+        assert emitted == [line]  # handed to the sinks too
+        assert (line.rule, line.action, line.actor) == (
+            "step:1x",
+            "notify:owner",
+            "ops@example.com",
+        )
+        assert dict(line.detail) == {
+            "idempotency_key": dead.notification.idempotency_key,
+            "notifier": "recorder",
+            "recipient": "a",
+            "attempts": 1,
+            "error": "user_not_found",
+        }
+        assert engine.deliver().sent == 1
+        assert [n.idempotency_key for n in rec.sent] == [dead.notification.idempotency_key]
+        assert engine.requeue_dead() == []  # nothing dead any more
+        outcomes = [t.outcome for t in engine.store.traces("L1") if t.rule == "step:1x"]
+        assert outcomes == ["ok", "dead", "requeued", "sent"]
+
+    def test_requeue_dead_narrows_by_key_handoff_and_notifier(self) -> None:
+        """Only the chosen dead rows come back; a dry run changes nothing."""
+        engine, _, _ = self._dead_letters("L1", "L2", "L3", notifiers=2)
+        key2 = next(i.notification.idempotency_key for i in engine.store.outbox("L2"))
+        assert len(engine.requeue_dead(dry_run=True)) == 6
+        assert len(engine.store.outbox(state="dead")) == 6
+        assert [t for t in engine.store.traces() if t.outcome == "requeued"] == []
+        by_key = engine.requeue_dead(keys=key2, notifier="recorder1")
+        assert [(i.notification.handoff_id, i.notification.notifier) for i in by_key] == [
+            ("L2", "recorder1")
+        ]
+        by_handoff = engine.requeue_dead(handoff_id="L3")
+        assert {(i.notification.handoff_id, i.notification.notifier) for i in by_handoff} == {
+            ("L3", "recorder"),
+            ("L3", "recorder1"),
+        }
+        left = {
+            (i.notification.handoff_id, i.notification.notifier)
+            for i in engine.store.outbox(state="dead")
+        }
+        assert left == {("L1", "recorder"), ("L1", "recorder1"), ("L2", "recorder")}
+        actors = {t.actor for t in engine.store.traces() if t.outcome == "requeued"}
+        assert actors == {"operator"}
+
+    def test_requeue_dead_rejects_unknown_keys_and_handoffs(self) -> None:
+        """A typo is an error that names it, and nothing is requeued."""
+        engine, _, _ = self._dead_letters("L1", "L2")
+        with pytest.raises(ValidationError, match="'L1:9:nope' names no outbox row") as err:
+            engine.requeue_dead(
+                keys=[engine.store.outbox("L1")[0].notification.idempotency_key, "L1:9:nope"]
+            )
+        assert err.value.field == "key"
+        with pytest.raises(UnknownHandoffError):
+            engine.requeue_dead(handoff_id="L9")
+        with pytest.raises(ValidationError, match="of handoff 'L2'"):
+            engine.requeue_dead(
+                handoff_id="L2", keys=[engine.store.outbox("L1")[0].notification.idempotency_key]
+            )
+        with pytest.raises(NaiveDatetimeError):
+            engine.requeue_dead(now=datetime(2026, 3, 2, 15, 0))
+        assert len(engine.store.outbox(state="dead")) == 2
+
+    def test_requeue_dead_leaves_rows_another_operator_took(self) -> None:
+        """A row requeued (and sent) between the listing and the write is not touched."""
+        engine, _, (rec,) = self._dead_letters("L1")
+        (dead,) = engine.store.outbox(state="dead")
+        assert engine.store.requeue_outbox([dead], now=engine.clock.now()) == [True]
+        rec.fail = 0
+        assert engine.deliver().sent == 1
+        assert engine.store.requeue_outbox([dead], now=engine.clock.now()) == [False]
+        assert engine.store.outbox()[0].state == "sent"
+
+    def test_requeue_dead_on_a_store_that_cannot(self) -> None:
+        """A store keeping the default says so with a StoreError."""
+
+        class Plain(MemoryStore):
+            requeue_outbox = slakit.abc.RecordStore.requeue_outbox
+
+        engine, clock = wall_engine(store=Plain(), notifiers=[Recorder(fail=1, permanent=True)])
+        engine.start("L1", owner="a")
+        clock.advance(minutes=30)
+        engine.check()
+        engine.deliver()
+        with pytest.raises(slakit.errors.StoreError, match="cannot requeue outbox rows"):
+            engine.requeue_dead()
+
     def test_backoff_is_capped_and_jittered(self) -> None:
         """Delays double from the base, stay within [d/2, d], and never pass the cap."""
         engine, _ = wall_engine(backoff_base=30, backoff_cap=600)

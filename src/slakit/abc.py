@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
+from slakit.errors import StoreError, ValidationError
 from slakit.handoff import Handoff
 from slakit.records import Escalation, Notification, OutboxItem, StepApplication, TraceRecord
 
@@ -208,6 +209,28 @@ class RecordStore(ABC):
         """
         return 0
 
+    def requeue_outbox(
+        self,
+        items: Sequence[OutboxItem],
+        *,
+        now: datetime,
+        traces: Sequence[TraceRecord] = (),
+    ) -> list[bool]:
+        """Put dead-lettered rows back in the queue, due at ``now``, in one transaction.
+
+        Each row that is still ``dead`` becomes ``pending`` again with
+        ``attempts = 0``, ``next_attempt_at = now`` and no lease (its
+        ``last_error`` stays until the next attempt). A row in any other state
+        (already requeued, or not dead) is left alone. ``traces``, when given,
+        holds one line per item; a line is written only with its row.
+
+        The default raises :class:`~slakit.errors.StoreError`: the store
+        cannot requeue.
+
+        :returns: one flag per item, ``True`` when that row was requeued.
+        """
+        raise StoreError(f"the {self.name or type(self).__name__} store cannot requeue outbox rows")
+
     @abstractmethod
     def outbox(self, handoff_id: str | None = None, state: str | None = None) -> list[OutboxItem]:
         """Outbox rows, optionally filtered, in creation order."""
@@ -304,3 +327,21 @@ class TraceSink(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook with a sensible default
         """Flush and release resources."""
+
+
+def paired_traces(
+    items: Sequence[OutboxItem], traces: Sequence[TraceRecord]
+) -> list[TraceRecord | None]:
+    """``traces`` of :meth:`RecordStore.requeue_outbox` as one entry per item.
+
+    :raises ValidationError: when ``traces`` is given with another length.
+    """
+    if not traces:
+        return [None] * len(items)
+    if len(traces) != len(items):
+        raise ValidationError(
+            f"traces must hold one line per outbox item ({len(items)}), got {len(traces)}",
+            field="traces",
+            value=len(traces),
+        )
+    return list(traces)

@@ -38,6 +38,7 @@ from slakit._cliutil import (
     progress_bar,
 )
 from slakit.errors import ConfigError, SlakitError, ValidationError
+from slakit.records import OutboxItem, OutboxState
 
 __all__ = ["cli", "main"]
 
@@ -388,6 +389,137 @@ def deliver(now: datetime | None, config: Path | None, as_json: bool) -> None:
             f"{result.sent} sent, {result.retried} to retry, {result.dead} dead-lettered, "
             f"{result.lost} lost"
         )
+
+
+def _outbox_row(item: OutboxItem) -> dict[str, Any]:
+    n = item.notification
+    return {
+        "idempotency_key": n.idempotency_key,
+        "notifier": n.notifier,
+        "recipient": n.recipient,
+        "handoff_id": n.handoff_id,
+        "stage": n.stage,
+        "step": n.step,
+        "action": n.action,
+        "created_at": n.created_at.isoformat(),
+        "state": item.state,
+        "attempts": item.attempts,
+        "next_attempt_at": None
+        if item.next_attempt_at is None
+        else item.next_attempt_at.isoformat(),
+        "last_error": item.last_error,
+    }
+
+
+_STATES = click.Choice([OutboxState.PENDING, OutboxState.SENT, OutboxState.DEAD])
+
+
+@cli.command(cls=Command)
+@click.option("--state", type=_STATES, default=None, help="Only rows in this state.")
+@click.option("--handoff", "handoff_id", default=None, metavar="ID", help="Only this handoff.")
+@click.option("--notifier", default=None, metavar="NAME", help="Only this notifier's rows.")
+@config_option
+@json_option
+def outbox(
+    state: str | None,
+    handoff_id: str | None,
+    notifier: str | None,
+    config: Path | None,
+    as_json: bool,
+) -> None:
+    """List the outbox: each notification's state, attempts and last error.
+
+    Dead-lettered rows (`--state dead`) can be sent again with `slakit requeue`.
+    """
+    with open_engine(config) as engine:
+        if handoff_id is not None:
+            engine.get(handoff_id)  # an unknown id is an error, not an empty list
+        items = [
+            i
+            for i in engine.store.outbox(handoff_id, state)
+            if notifier is None or i.notification.notifier == notifier
+        ]
+    if as_json:
+        print_json([_outbox_row(i) for i in items])
+        return
+    from rich.table import Table
+
+    table = Table(box=None)
+    for col in ("key", "notifier", "state", "attempts", "next attempt", "last error"):
+        table.add_column(col)
+    for i in items:
+        row = _outbox_row(i)
+        table.add_row(
+            row["idempotency_key"],
+            row["notifier"],
+            row["state"],
+            str(row["attempts"]),
+            row["next_attempt_at"] or "",
+            row["last_error"] or "",
+        )
+    con = console()
+    if items:
+        con.print(table)
+    counts = {s: sum(1 for i in items if i.state == s) for s in _STATES.choices}
+    con.print(
+        f"{len(items)} row(s): " + ", ".join(f"{n} {s}" for s, n in counts.items()),
+        highlight=False,
+    )
+
+
+@cli.command(cls=Command)
+@click.argument("keys", nargs=-1, metavar="[KEY]...")
+@click.option("--handoff", "handoff_id", default=None, metavar="ID", help="This handoff's rows.")
+@click.option("--notifier", default=None, metavar="NAME", help="Only this notifier's rows.")
+@click.option("--all", "every", is_flag=True, help="Every dead row (narrowed by the options).")
+@click.option("--by", default=None, help="Who requeues (the trace line's actor).")
+@click.option("--dry-run", is_flag=True, help="List what would be requeued; change nothing.")
+@now_option
+@config_option
+@json_option
+def requeue(
+    keys: tuple[str, ...],
+    handoff_id: str | None,
+    notifier: str | None,
+    every: bool,
+    by: str | None,
+    dry_run: bool,
+    now: datetime | None,
+    config: Path | None,
+    as_json: bool,
+) -> None:
+    """Put dead-lettered notifications back in the queue.
+
+    Name the rows by idempotency KEY (see `slakit outbox --state dead`), by
+    `--handoff`, or take `--all`. Each goes back to pending with a fresh
+    attempt budget and its old key, and a trace line records who requeued
+    it; `slakit deliver` (or a running `slakit run`) sends it.
+    """
+    if not keys and handoff_id is None and not every:
+        raise click.UsageError("name the rows to requeue: KEY..., --handoff ID or --all")
+    with open_engine(config) as engine:
+        items = engine.requeue_dead(
+            keys=keys or None,
+            handoff_id=handoff_id,
+            notifier=notifier,
+            now=now,
+            by=by,
+            dry_run=dry_run,
+        )
+    if as_json:
+        print_json({"dry_run": dry_run, "requeued": [_outbox_row(i) for i in items]})
+        return
+    for i in items:
+        n = i.notification
+        click.echo(
+            f"{n.idempotency_key}  {n.notifier}  after {i.attempts} attempt(s): {i.last_error}"
+        )
+    if dry_run:
+        click.echo(f"would requeue {len(items)} dead notification(s)")
+    elif items:
+        click.echo(f"requeued {len(items)} dead notification(s); `slakit deliver` sends them")
+    else:
+        click.echo("no dead notification matches; nothing requeued")
 
 
 @cli.command(cls=Command)

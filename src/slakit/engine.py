@@ -1255,6 +1255,89 @@ class Engine:
         self._emit([trace])
         return outcome
 
+    def requeue_dead(
+        self,
+        *,
+        keys: Iterable[str] | None = None,
+        handoff_id: str | None = None,
+        notifier: str | None = None,
+        now: datetime | None = None,
+        by: str | None = None,
+        dry_run: bool = False,
+    ) -> list[OutboxItem]:
+        """Put dead-lettered notifications back in the queue, for the next :meth:`deliver`.
+
+        Selects the outbox rows in state ``dead``, narrowed by ``keys``
+        (idempotency keys), ``handoff_id`` and ``notifier``; each becomes
+        pending again, due at ``now`` with a fresh budget of ``max_attempts``,
+        and keeps its idempotency key, so a receiver that saw an earlier
+        attempt can still tell the resend apart. Each requeue writes a trace
+        line (``outcome = "requeued"``, ``actor = by`` or ``"operator"``) in
+        the same transaction. A row that is no longer dead when the write
+        happens (another operator requeued it) is left alone.
+
+        :param dry_run: select and return the rows without changing anything.
+        :returns: the dead rows requeued (as they were), in creation order.
+        :raises UnknownHandoffError: when ``handoff_id`` names no handoff.
+        :raises ValidationError: when a key names no outbox row, or ``by`` is not text.
+        """
+        self.setup()
+        when = self.store.effective_now(self._now(now, "now"))
+        actor = _optional_text("by", by) or "operator"
+        if isinstance(keys, str):
+            keys = [keys]  # one key, not its characters
+        wanted = None if keys is None else list(dict.fromkeys(keys))
+        if handoff_id is not None:
+            self.store.get(handoff_id)  # UnknownHandoffError for a typo
+        if wanted is not None:
+            known = {
+                item.notification.idempotency_key
+                for item in self.store.outbox(handoff_id=handoff_id)
+            }
+            missing = [k for k in wanted if k not in known]
+            if missing:
+                where = f" of handoff {handoff_id!r}" if handoff_id is not None else ""
+                raise ValidationError(
+                    f"key {missing[0]!r} names no outbox row{where}", field="key", value=missing[0]
+                )
+        chosen = [
+            item
+            for item in self.store.outbox(handoff_id=handoff_id, state=OutboxState.DEAD)
+            if (wanted is None or item.notification.idempotency_key in wanted)
+            and (notifier is None or item.notification.notifier == notifier)
+        ]
+        if dry_run or not chosen:
+            return chosen
+        lines = [
+            TraceRecord(
+                trace_id=n.trace_id,
+                handoff_id=n.handoff_id,
+                policy=n.policy,
+                rule=f"step:{n.step}",
+                action=n.action,
+                actor=actor,
+                at=when,
+                outcome="requeued",
+                detail={
+                    k: v
+                    for k, v in {
+                        "idempotency_key": n.idempotency_key,
+                        "notifier": n.notifier,
+                        "recipient": n.recipient,
+                        "attempts": item.attempts,
+                        "error": item.last_error,
+                    }.items()
+                    if v is not None
+                },
+            )
+            for item in chosen
+            for n in (item.notification,)
+        ]
+        done = self.store.requeue_outbox(chosen, now=when, traces=lines)
+        self._emit([line for line, ok in zip(lines, done, strict=True) if ok])
+        self.wake()
+        return [item for item, ok in zip(chosen, done, strict=True) if ok]
+
     # -- run loop --------------------------------------------------------------
 
     def tick(self, now: datetime | None = None) -> tuple[CheckResult, DeliveryResult]:

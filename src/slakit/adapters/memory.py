@@ -12,12 +12,12 @@ import itertools
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import attrs
 
-from slakit._time import to_us
-from slakit.abc import RecordStore
+from slakit._time import ensure_aware, to_us
+from slakit.abc import RecordStore, paired_traces
 from slakit.errors import ConcurrentUpdateError, DuplicateHandoffError, UnknownHandoffError
 from slakit.handoff import Handoff
 from slakit.records import (
@@ -302,6 +302,37 @@ class MemoryStore(RecordStore):
                     )
                     released += 1
         return released
+
+    def requeue_outbox(
+        self,
+        items: Sequence[OutboxItem],
+        *,
+        now: datetime,
+        traces: Sequence[TraceRecord] = (),
+    ) -> list[bool]:
+        ensure_aware("now", now)
+        lines = paired_traces(items, traces)
+        done: list[bool] = []
+        with self._lock:
+            for item, line in zip(items, lines, strict=True):
+                key = item.key
+                current = self._outbox.get(key)
+                if current is None or current.state != OutboxState.DEAD:
+                    done.append(False)
+                    continue
+                self._outbox[key] = attrs.evolve(
+                    current,
+                    state=OutboxState.PENDING,
+                    attempts=0,
+                    next_attempt_at=now.astimezone(UTC),
+                    lease_token=None,
+                    lease_until=None,
+                )
+                self._pending.add(key)
+                if line is not None:
+                    self._traces.append(line)
+                done.append(True)
+        return done
 
     def outbox(self, handoff_id: str | None = None, state: str | None = None) -> list[OutboxItem]:
         with self._lock:

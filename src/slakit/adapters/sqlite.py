@@ -32,8 +32,8 @@ from typing import Any, TypeVar
 
 import attrs
 
-from slakit._time import from_us, to_us
-from slakit.abc import RecordStore
+from slakit._time import ensure_aware, from_us, to_us
+from slakit.abc import RecordStore, paired_traces
 from slakit.adapters._sql import (
     GROUPABLE_COLUMNS,
     OUTBOX_COLUMNS,
@@ -324,6 +324,11 @@ _COMPLETE_OUTBOX = (
 _RELEASE_OUTBOX = (
     "UPDATE outbox SET lease_token = NULL, lease_until = NULL "
     "WHERE notifier = ? AND idempotency_key = ? AND lease_token = ? AND state = 'pending'"
+)
+_REQUEUE_OUTBOX = (
+    "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?, "
+    "lease_token = NULL, lease_until = NULL "
+    "WHERE notifier = ? AND idempotency_key = ? AND state = 'dead'"
 )
 _INSERT_TRACE = f"INSERT INTO traces ({TRACE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
@@ -1333,6 +1338,30 @@ class SQLiteStore(RecordStore):
             return int(conn.executemany(_RELEASE_OUTBOX, params).rowcount)
 
         return self._write("release_outbox", tx)
+
+    def requeue_outbox(
+        self,
+        items: Sequence[OutboxItem],
+        *,
+        now: datetime,
+        traces: Sequence[TraceRecord] = (),
+    ) -> list[bool]:
+        due = to_us(ensure_aware("now", now))
+        lines = [None if t is None else _trace_values(t) for t in paired_traces(items, traces)]
+        keys = [(i.notification.notifier, i.notification.idempotency_key) for i in items]
+        if not keys:
+            return []
+
+        def tx(conn: sqlite3.Connection) -> list[bool]:
+            done: list[bool] = []
+            for (notifier, key), line in zip(keys, lines, strict=True):
+                ok = conn.execute(_REQUEUE_OUTBOX, (due, notifier, key)).rowcount == 1
+                if ok and line is not None:
+                    conn.execute(_INSERT_TRACE, line)
+                done.append(ok)
+            return done
+
+        return self._write("requeue_outbox", tx)
 
     def outbox(self, handoff_id: str | None = None, state: str | None = None) -> list[OutboxItem]:
         where: list[str] = []

@@ -26,7 +26,13 @@ import attrs
 import pytest
 
 from slakit.abc import RecordStore
-from slakit.errors import ConcurrentUpdateError, DuplicateHandoffError, UnknownHandoffError
+from slakit.errors import (
+    ConcurrentUpdateError,
+    DuplicateHandoffError,
+    NaiveDatetimeError,
+    UnknownHandoffError,
+    ValidationError,
+)
 from slakit.handoff import Handoff
 from slakit.records import (
     Escalation,
@@ -421,6 +427,67 @@ class StoreContract:
         assert store.complete_outbox(
             again[0], state=OutboxState.SENT, attempts=1, next_attempt_at=None, error=None
         )
+
+    def test_requeue_outbox_revives_dead_rows_only(self, store: RecordStore) -> None:
+        """Dead rows come back pending, due at ``now``, with their trace lines; others stay.
+
+        Skipped for a store that keeps the default (it cannot requeue).
+        """
+        if type(store).requeue_outbox is RecordStore.requeue_outbox:
+            pytest.skip("the store keeps the default requeue_outbox (cannot requeue)")
+        notes = self._with_outbox(store, 3)
+        now = notes[0].created_at
+        dead, sent, retry = store.claim_outbox(now, 10, "w1", 60)
+        later = now + timedelta(hours=1)
+        assert store.complete_outbox(
+            dead, state=OutboxState.DEAD, attempts=5, next_attempt_at=None, error="boom"
+        )
+        assert store.complete_outbox(
+            sent, state=OutboxState.SENT, attempts=1, next_attempt_at=None, error=None
+        )
+        assert store.complete_outbox(
+            retry, state=OutboxState.PENDING, attempts=1, next_attempt_at=later, error="503"
+        )
+        (listed,) = store.outbox(state=OutboxState.DEAD)
+        lines = [
+            make_trace(
+                f"o{i}",
+                rule="step:1x",
+                action="notify:owner",
+                actor="ops",
+                at=later,
+                outcome="requeued",
+            )
+            for i in range(3)
+        ]
+        with pytest.raises(ValidationError):
+            store.requeue_outbox([listed, sent, retry], now=later, traces=lines[:2])
+        with pytest.raises(NaiveDatetimeError):
+            store.requeue_outbox([listed], now=later.replace(tzinfo=None))
+        assert store.outbox(state=OutboxState.DEAD) == [listed]  # nothing half-written
+
+        assert store.requeue_outbox([listed, sent, retry], now=later, traces=lines) == [
+            True,
+            False,
+            False,
+        ]
+        back, still_sent, still_retry = store.outbox()
+        assert back.state == OutboxState.PENDING
+        assert back.attempts == 0
+        assert back.next_attempt_at == later
+        assert back.lease_token is None
+        assert back.lease_until is None
+        assert back.last_error == "boom"
+        assert back.notification == notes[0]
+        assert (still_sent.state, still_sent.attempts) == (OutboxState.SENT, 1)
+        assert (still_retry.state, still_retry.next_attempt_at) == (OutboxState.PENDING, later)
+        requeued = [t for t in store.traces() if t.outcome == "requeued"]
+        assert requeued == [lines[0]]
+        # Requeued rows are claimed like any pending row; a second requeue is a no-op.
+        assert store.requeue_outbox([listed], now=later) == [False]
+        assert store.requeue_outbox([], now=later) == []
+        claimed = store.claim_outbox(later, 10, "w2", 60)
+        assert [i.notification.handoff_id for i in claimed] == ["o0", "o2"]
 
     def test_claim_outbox_limit_and_order(self, store: RecordStore) -> None:
         """Outbox rows are claimed in creation order up to the limit."""

@@ -41,7 +41,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from slakit._time import ensure_aware
-from slakit.abc import RecordStore
+from slakit.abc import RecordStore, paired_traces
 from slakit.adapters import _sql
 from slakit.adapters._sql import GROUPABLE_COLUMNS
 from slakit.errors import (
@@ -219,6 +219,17 @@ _RELEASE_OUTBOX = """
 UPDATE outbox SET lease_token = NULL, lease_until = NULL
 WHERE state = 'pending' AND (notifier, idempotency_key, lease_token) IN (
     SELECT * FROM unnest(%(notifiers)s::text[], %(keys)s::text[], %(tokens)s::text[]))
+"""
+
+# Put one dead row back in the queue, with its trace line (when given).
+_REQUEUE_OUTBOX = f"""
+WITH upd AS (
+    UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = %(now)s,
+        lease_token = NULL, lease_until = NULL
+    WHERE notifier = %(notifier)s AND idempotency_key = %(key)s AND state = 'dead'
+    RETURNING seq
+), tr AS ({_TRACES_FROM.format(src="upd CROSS JOIN LATERAL")})
+SELECT count(*) FROM upd
 """
 
 _ADD_TRACES = f"WITH tr AS ({_TRACES_FROM.format(src='')}) SELECT 1"
@@ -896,6 +907,31 @@ class PostgresStore(RecordStore):
         }
         with self._connection() as conn:
             return conn.execute(_RELEASE_OUTBOX, params).rowcount
+
+    def requeue_outbox(
+        self,
+        items: Sequence[OutboxItem],
+        *,
+        now: datetime,
+        traces: Sequence[TraceRecord] = (),
+    ) -> list[bool]:
+        """Requeue dead rows, one statement each, all in one transaction."""
+        ensure_aware("now", now)
+        lines = paired_traces(items, traces)
+        if not items:
+            return []
+        done: list[bool] = []
+        with self._connection() as conn, conn.transaction():
+            for item, line in zip(items, lines, strict=True):
+                params = {
+                    "now": now,
+                    "notifier": item.notification.notifier,
+                    "key": item.notification.idempotency_key,
+                    "_traces": _traces_param([] if line is None else [line]),
+                }
+                row = conn.execute(_REQUEUE_OUTBOX, params).fetchone()
+                done.append(row is not None and row[0] == 1)
+        return done
 
     def outbox(self, handoff_id: str | None = None, state: str | None = None) -> list[OutboxItem]:
         clauses: list[str] = []
