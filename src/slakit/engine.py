@@ -1289,20 +1289,22 @@ class Engine:
         wanted = None if keys is None else list(dict.fromkeys(keys))
         if handoff_id is not None:
             self.store.get(handoff_id)  # UnknownHandoffError for a typo
+        dead = self.store.outbox(handoff_id=handoff_id, state=OutboxState.DEAD)
         if wanted is not None:
-            known = {
-                item.notification.idempotency_key
-                for item in self.store.outbox(handoff_id=handoff_id)
-            }
-            missing = [k for k in wanted if k not in known]
-            if missing:
-                where = f" of handoff {handoff_id!r}" if handoff_id is not None else ""
-                raise ValidationError(
-                    f"key {missing[0]!r} names no outbox row{where}", field="key", value=missing[0]
-                )
+            found = {item.notification.idempotency_key for item in dead}
+            if any(k not in found for k in wanted):
+                # Keys of rows that are not dead are fine; unknown ones are typos. Only
+                # this case reads the whole outbox.
+                found.update(i.notification.idempotency_key for i in self.store.outbox(handoff_id))
+                missing = next((k for k in wanted if k not in found), None)
+                if missing is not None:
+                    where = f" of handoff {handoff_id!r}" if handoff_id is not None else ""
+                    raise ValidationError(
+                        f"key {missing!r} names no outbox row{where}", field="key", value=missing
+                    )
         chosen = [
             item
-            for item in self.store.outbox(handoff_id=handoff_id, state=OutboxState.DEAD)
+            for item in dead
             if (wanted is None or item.notification.idempotency_key in wanted)
             and (notifier is None or item.notification.notifier == notifier)
         ]
