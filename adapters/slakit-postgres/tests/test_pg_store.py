@@ -449,6 +449,37 @@ class TestListen:
         pg_store.update(attrs.evolve(h, next_due_at=T0), h.version)
         assert listening.event.wait(5)
 
+    def test_requeue_wakes_nothing_requeued_does_not(
+        self, pg_store: PostgresStore, listening: _Waker
+    ) -> None:
+        """Requeued dead rows are due at once, so listeners wake; a no-op stays quiet."""
+        h = pg_store.insert(make_handoff("h1"))
+        n = make_notification("h1")
+        assert pg_store.apply_step(
+            StepApplication(
+                handoff=attrs.evolve(h, stage=1, next_due_at=None),
+                expected_version=h.version,
+                expected_stage=0,
+                escalations=(
+                    Escalation(
+                        handoff_id="h1", stage=0, step="1x", applied_at=T0, outcome="applied"
+                    ),
+                ),
+                notifications=(n,),
+            )
+        )
+        (item,) = pg_store.claim_outbox(n.created_at, 10, "w", 60)
+        assert pg_store.complete_outbox(
+            item, state="dead", attempts=1, next_attempt_at=None, error="boom"
+        )
+        time.sleep(0.3)
+        listening.event.clear()
+        assert pg_store.requeue_outbox([item], now=T0) == [True]
+        assert listening.event.wait(5)
+        listening.event.clear()
+        assert pg_store.requeue_outbox([item], now=T0) == [False]
+        assert not listening.event.wait(0.5)
+
     def test_callable_target(self, pg_store: PostgresStore) -> None:
         """A plain callable works as the target too."""
         woke, stop = threading.Event(), threading.Event()

@@ -915,7 +915,7 @@ class PostgresStore(RecordStore):
         now: datetime,
         traces: Sequence[TraceRecord] = (),
     ) -> list[bool]:
-        """Requeue dead rows, one statement each, all in one transaction."""
+        """Requeue dead rows, one statement each, in one transaction that wakes listeners."""
         ensure_aware("now", now)
         lines = paired_traces(items, traces)
         if not items:
@@ -931,6 +931,8 @@ class PostgresStore(RecordStore):
                 }
                 row = conn.execute(_REQUEUE_OUTBOX, params).fetchone()
                 done.append(row is not None and row[0] == 1)
+            if any(done):  # wake sleeping workers at commit: rows are due now
+                conn.execute("SELECT pg_notify(%s, 'outbox')", (self.notify_channel,))
         return done
 
     def outbox(self, handoff_id: str | None = None, state: str | None = None) -> list[OutboxItem]:
