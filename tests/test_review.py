@@ -13,6 +13,7 @@ import pytest
 
 import slakit
 from slakit.errors import ConfigError, UnknownPolicyError, ValidationError
+from slakit.records import OutboxItem
 from slakit.review import (
     ReviewSettings,
     WeeklyReview,
@@ -255,6 +256,24 @@ class TestWeeklyReview:
             ("h4", "dan", "-10m notify:owner", "1x notify:owner"),
         }
         assert all(d.gap_minutes == 10 for d in sheet.duplicates)
+
+    def test_reads_only_the_weeks_outbox_rows(self, sheet: WeeklyReview) -> None:
+        """Redundant notifications come from the week's outbox rows, selected by the store."""
+        engine = scenario()
+        store = engine.store
+        windows: list[tuple[datetime, datetime]] = []
+        whole = store.outbox_window
+
+        def window(*, since: datetime, until: datetime) -> list[OutboxItem]:
+            windows.append((since, until))
+            return whole(since=since, until=until)
+
+        store.outbox_window = window  # type: ignore[method-assign]
+        again = review_from_engine(engine, now=NOW)
+        assert windows == [(sheet.start, sheet.end)]
+        assert again.duplicates == sheet.duplicates
+        # Earlier weeks have rows of their own, which the window leaves out.
+        assert any(i.notification.created_at < sheet.start for i in store.outbox())
 
     def test_stale_runbooks(self, sheet: WeeklyReview) -> None:
         """Runbooks reviewed more than seven days ago, or never, are stale."""

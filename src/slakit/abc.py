@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
+from slakit._time import ensure_aware
 from slakit.errors import StoreError, ValidationError
 from slakit.handoff import Handoff
 from slakit.records import Escalation, Notification, OutboxItem, StepApplication, TraceRecord
@@ -234,6 +235,16 @@ class RecordStore(ABC):
     @abstractmethod
     def outbox(self, handoff_id: str | None = None, state: str | None = None) -> list[OutboxItem]:
         """Outbox rows, optionally filtered, in creation order."""
+
+    def outbox_window(self, *, since: datetime, until: datetime) -> list[OutboxItem]:
+        """Outbox rows whose notification was created in ``[since, until)``, in creation order.
+
+        The default filters :meth:`outbox`, which reads every row; SQL stores
+        select the window in the database.
+        """
+        ensure_aware("since", since)
+        ensure_aware("until", until)
+        return [i for i in self.outbox() if since <= i.notification.created_at < until]
 
     # -- traces ---------------------------------------------------------
 

@@ -953,9 +953,9 @@ def _duplicates(
     # One notification goes to every configured notifier with the same key: count it once.
     seen: set[str] = set()
     by_person: dict[tuple[str, str], list[Any]] = defaultdict(list)
-    for item in store.outbox():
+    for item in store.outbox_window(since=start, until=end):
         n = item.notification
-        if not (start <= n.created_at < end) or n.idempotency_key in seen:
+        if n.idempotency_key in seen:
             continue
         seen.add(n.idempotency_key)
         by_person[(n.handoff_id, n.recipient)].append(n)

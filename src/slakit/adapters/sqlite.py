@@ -1379,6 +1379,15 @@ class SQLiteStore(RecordStore):
         rows = self._read("outbox", lambda conn: conn.execute(sql, params).fetchall())
         return [_outbox_from_row(r) for r in rows]
 
+    def outbox_window(self, *, since: datetime, until: datetime) -> list[OutboxItem]:
+        params = (to_us(ensure_aware("since", since)), to_us(ensure_aware("until", until)))
+        sql = (
+            f"SELECT seq, {OUTBOX_COLUMNS} FROM outbox "
+            "WHERE created_at >= ? AND created_at < ? ORDER BY seq"
+        )
+        rows = self._read("outbox_window", lambda conn: conn.execute(sql, params).fetchall())
+        return [_outbox_from_row(r) for r in rows]
+
     # -- traces ---------------------------------------------------------
 
     def add_traces(self, traces: Sequence[TraceRecord]) -> None:

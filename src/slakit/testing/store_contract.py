@@ -489,6 +489,29 @@ class StoreContract:
         claimed = store.claim_outbox(later, 10, "w2", 60)
         assert [i.notification.handoff_id for i in claimed] == ["o0", "o2"]
 
+    def test_outbox_window_selects_by_creation_time(self, store: RecordStore) -> None:
+        """Rows created in [since, until), in creation order; naive bounds are rejected."""
+        base = T0 + timedelta(hours=1)
+        for i, hours in enumerate((0, 2, 1, 3)):  # created out of time order
+            h = store.insert(make_handoff(f"w{i}"))
+            note = make_notification(f"w{i}", created_at=base + timedelta(hours=hours))
+            store.apply_step(_step(h, notifications=(note,)))
+        window = store.outbox_window(
+            since=base + timedelta(hours=1), until=base + timedelta(hours=3)
+        )
+        assert [i.notification.handoff_id for i in window] == ["w1", "w2"]
+        assert store.outbox_window(since=base, until=base) == []
+        everything = store.outbox_window(since=base, until=base + timedelta(days=1))
+        assert everything == store.outbox()
+        with pytest.raises(NaiveDatetimeError):
+            store.outbox_window(since=base.replace(tzinfo=None), until=base + timedelta(hours=1))
+        local = ZoneInfo("America/New_York")
+        start = (base + timedelta(hours=3)).astimezone(local)
+        assert [
+            i.notification.handoff_id
+            for i in store.outbox_window(since=start, until=start + timedelta(hours=1))
+        ] == ["w3"]
+
     def test_claim_outbox_limit_and_order(self, store: RecordStore) -> None:
         """Outbox rows are claimed in creation order up to the limit."""
         notes = self._with_outbox(store, 5)

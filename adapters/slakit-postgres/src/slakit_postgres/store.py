@@ -950,6 +950,16 @@ class PostgresStore(RecordStore):
             rows = conn.execute(query, params).fetchall()
         return [_outbox_from_row(r) for r in rows]
 
+    def outbox_window(self, *, since: datetime, until: datetime) -> list[OutboxItem]:
+        params = (ensure_aware("since", since), ensure_aware("until", until))
+        query = (
+            f"SELECT seq, {_sql.OUTBOX_COLUMNS} FROM outbox "
+            "WHERE created_at >= %s AND created_at < %s ORDER BY seq"
+        )
+        with self._connection() as conn:
+            rows = conn.execute(query, params).fetchall()
+        return [_outbox_from_row(r) for r in rows]
+
     # -- traces ---------------------------------------------------------
 
     def add_traces(self, traces: Sequence[TraceRecord]) -> None:
