@@ -420,6 +420,55 @@ class TestOutbox:
         assert count_rows(project, "traces WHERE outcome = 'requeued'") == 0
 
 
+class TestStatus:
+    def test_quiet_store_is_ok(self, project: Path) -> None:
+        """Nothing waiting: exit 0, the next due time, `ok`."""
+        args = ("start", "L-1", "--policy", "speed-to-lead", "--owner", "alice")
+        assert run(*args, "--started-at", T0).exit_code == 0
+        result = run("status", "--now", "2026-11-23T14:10:00Z")
+        assert result.exit_code == 0, result.output
+        assert result.output.splitlines() == [
+            "handoffs  1 stored, 1 timer(s) running",
+            "steps     0 due; next at 2026-11-23T14:30:00+00:00 (in 20m 0s)",
+            "outbox    0 pending, 0 due; 0 dead",
+            "ok",
+        ]
+
+    def test_a_stalled_worker_fails_the_check(self, project: Path) -> None:
+        """Steps or notifications waiting longer than --max-lag: exit 1 with the reason."""
+        args = ("start", "L-1", "--policy", "speed-to-lead", "--owner", "alice")
+        assert run(*args, "--started-at", T0).exit_code == 0
+        late = run("status", "--now", "2026-11-23T14:36:00Z")
+        assert late.exit_code == 1
+        assert "problem: 1 step(s) due, the oldest for 6m 0s" in late.output
+        assert run("status", "--now", "2026-11-23T14:36:00Z", "--max-lag", "600").exit_code == 0
+        assert run("check", "--now", "2026-11-23T14:31:00Z").exit_code == 0
+        data = json.loads(run("status", "--now", "2026-11-23T14:40:00Z", "--json").output)
+        assert (data["due"], data["outbox_due"], data["delivery_lag_seconds"]) == (0, 1, 540.0)
+        assert data["ok"] is False
+        assert data["problems"] == [
+            "1 notification(s) due, the oldest for 9m 0s: is `slakit run` running?"
+        ]
+        assert run("deliver", "--now", "2026-11-23T14:40:00Z").exit_code == 0
+        assert run("status", "--now", "2026-11-23T14:41:00Z").exit_code == 0
+
+    def test_dead_letters_fail_only_past_max_dead(self, project: Path) -> None:
+        """Dead letters are counted; they fail the check when --max-dead is passed."""
+        TestOutbox()._dead_letters(project)
+        now = ("--now", "2026-11-23T14:32:00Z")
+        assert "2 dead" in run("status", *now).output
+        assert run("status", *now, "--max-dead", "2").exit_code == 0
+        over = run("status", *now, "--max-dead", "1")
+        assert over.exit_code == 1
+        assert "problem: 2 dead-lettered notification(s), more than 1" in over.output
+
+    def test_bad_input_is_one_line(self, project: Path) -> None:
+        """A negative lag or a naive --now: one-line errors, exit 2."""
+        assert "--max-lag" in one_line_error(CliRunner().invoke(cli, ["status", "--max-lag", "-1"]))
+        naive = ["status", "--now", "2026-11-23T14:30:00"]
+        assert one_line_error(CliRunner().invoke(cli, naive))
+
+
 class TestDemo:
     def test_demo_runs_a_week_and_reports(self, tmp_path: Path) -> None:
         """The demo simulates a week: alerts, reassignments, breaches and the hit rate."""

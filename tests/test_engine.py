@@ -690,6 +690,20 @@ class TestDelivery:
         with pytest.raises(slakit.errors.StoreError, match="cannot requeue outbox rows"):
             engine.requeue_dead()
 
+    def test_summary_at_the_engines_clock(self) -> None:
+        """engine.summary() judges at the clock: due steps, their age, then the outbox."""
+        engine, clock = wall_engine(notifiers=[Recorder()])
+        engine.start("L1", owner="a")
+        assert engine.summary().due == 0
+        clock.advance(minutes=40)
+        s = engine.summary()
+        assert (s.now, s.due, s.step_lag) == (clock.now(), 1, timedelta(minutes=10))
+        engine.check()
+        s = engine.summary()
+        assert (s.due, s.outbox_due, s.delivery_lag) == (0, 1, timedelta(0))
+        assert s.next_due_at == T0 + timedelta(minutes=60)
+        assert engine.summary(now=T0).outbox_due == 0  # created after T0
+
     def test_backoff_is_capped_and_jittered(self) -> None:
         """Delays double from the base, stay within [d/2, d], and never pass the cap."""
         engine, _ = wall_engine(backoff_base=30, backoff_cap=600)

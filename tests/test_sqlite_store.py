@@ -181,6 +181,27 @@ class TestQueryPlans:
         plan = store.query("EXPLAIN QUERY PLAN " + sqlite_module._CLAIM_OUTBOX, ("t", 0, 0, 0, 10))
         assert any("USING INDEX outbox_due" in str(row[-1]) for row in plan), plan
 
+    def test_summary_reads_only_indexes(self, db: Path, store: SQLiteStore) -> None:
+        """Every summary statement is answered from an index, never a table scan."""
+        store.insert_many([make_handoff(f"h{i}") for i in range(200)])
+        _raw(db).execute("ANALYZE")
+        for sql in sqlite_module.SUMMARY_SQL:
+            plan = [str(row[-1]) for row in store.query("EXPLAIN QUERY PLAN " + sql, {"now": 0})]
+            assert all("INDEX" in d for d in plan), (sql, plan)
+
+    def test_dead_letters_are_listed_from_their_index(self, store: SQLiteStore) -> None:
+        """`outbox(state="dead")` writes the state as a literal, so outbox_dead applies."""
+        seen: list[str] = []
+        conn = store._conn()
+        conn.set_trace_callback(seen.append)
+        try:
+            store.outbox(state="dead")
+        finally:
+            conn.set_trace_callback(None)
+        (sql,) = [s for s in seen if s.startswith("SELECT")]
+        plan = [str(row[-1]) for row in store.query("EXPLAIN QUERY PLAN " + sql)]
+        assert any("USING INDEX outbox_dead" in d for d in plan), plan
+
 
 class TestStorage:
     def test_times_are_integer_microseconds(self, db: Path, store: SQLiteStore) -> None:

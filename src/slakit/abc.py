@@ -18,7 +18,15 @@ from typing import Any
 from slakit._time import ensure_aware
 from slakit.errors import StoreError, ValidationError
 from slakit.handoff import Handoff
-from slakit.records import Escalation, Notification, OutboxItem, StepApplication, TraceRecord
+from slakit.records import (
+    Escalation,
+    Notification,
+    OutboxItem,
+    OutboxState,
+    StepApplication,
+    StoreSummary,
+    TraceRecord,
+)
 
 __all__ = ["Notifier", "RecordStore", "TraceSink"]
 
@@ -160,6 +168,51 @@ class RecordStore(ABC):
     def count(self) -> int:
         """How many handoffs are stored."""
         return sum(1 for _ in self.iter_handoffs())
+
+    def summary(self, now: datetime) -> StoreSummary:
+        """How much work the store holds at ``now`` and how long the oldest has waited.
+
+        The default walks every handoff and outbox row; SQL stores answer from
+        their indexes.
+        """
+        ensure_aware("now", now)
+        handoffs = timers = due = 0
+        oldest: datetime | None = None
+        upcoming: datetime | None = None
+        for h in self.iter_handoffs():
+            handoffs += 1
+            at = h.next_due_at
+            if at is None:
+                continue
+            timers += 1
+            if at <= now:
+                due += 1
+                oldest = at if oldest is None else min(oldest, at)
+            else:
+                upcoming = at if upcoming is None else min(upcoming, at)
+        pending = outbox_due = dead = 0
+        oldest_outbox: datetime | None = None
+        for item in self.outbox():
+            if item.state == OutboxState.DEAD:
+                dead += 1
+            elif item.state == OutboxState.PENDING:
+                pending += 1
+                at = item.next_attempt_at or item.notification.created_at
+                if at <= now:
+                    outbox_due += 1
+                    oldest_outbox = at if oldest_outbox is None else min(oldest_outbox, at)
+        return StoreSummary(
+            now=now,
+            handoffs=handoffs,
+            timers=timers,
+            due=due,
+            oldest_due_at=oldest,
+            next_due_at=upcoming,
+            outbox_pending=pending,
+            outbox_due=outbox_due,
+            oldest_outbox_due_at=oldest_outbox,
+            outbox_dead=dead,
+        )
 
     # -- escalations ----------------------------------------------------
 

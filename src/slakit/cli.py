@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -520,6 +520,105 @@ def requeue(
         click.echo(f"requeued {len(items)} dead notification(s); `slakit deliver` sends them")
     else:
         click.echo("no dead notification matches; nothing requeued")
+
+
+def _age(delta: timedelta) -> str:
+    """A duration as people say it: ``2d 3h``, ``14m 5s``, ``40s``."""
+    seconds = int(delta.total_seconds())
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    if minutes:
+        return f"{minutes}m {secs}s"
+    return f"{secs}s"
+
+
+@cli.command(cls=Command)
+@click.option(
+    "--max-lag",
+    type=click.FloatRange(min=0),
+    default=300.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Fail when a due step or notification has waited longer than this.",
+)
+@click.option(
+    "--max-dead",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="N",
+    help="Fail when more than N notifications are dead-lettered (default: never).",
+)
+@now_option
+@config_option
+@json_option
+def status(
+    max_lag: float,
+    max_dead: int | None,
+    now: datetime | None,
+    config: Path | None,
+    as_json: bool,
+) -> None:
+    """Is slakit keeping up? The store's backlogs and how long they have waited.
+
+    Exits 1, saying why, when a due step or notification has waited more than
+    --max-lag seconds (no `slakit run` is working the store, or too few) or
+    when dead letters pass --max-dead; 0 otherwise. Meant for cron and
+    monitoring checks as much as for people.
+    """
+    with open_engine(config) as engine:
+        s = engine.summary(now)
+    problems: list[str] = []
+    if s.due and s.step_lag.total_seconds() > max_lag:
+        problems.append(
+            f"{s.due} step(s) due, the oldest for {_age(s.step_lag)} "
+            f"(since {s.oldest_due_at.isoformat() if s.oldest_due_at else '?'}): "
+            "is `slakit run` running?"
+        )
+    if s.outbox_due and s.delivery_lag.total_seconds() > max_lag:
+        problems.append(
+            f"{s.outbox_due} notification(s) due, the oldest for {_age(s.delivery_lag)}: "
+            "is `slakit run` running?"
+        )
+    if max_dead is not None and s.outbox_dead > max_dead:
+        problems.append(
+            f"{s.outbox_dead} dead-lettered notification(s), more than {max_dead}: "
+            "see `slakit outbox --state dead`, then `slakit requeue`"
+        )
+    if as_json:
+        print_json(
+            {
+                **s.to_dict(),
+                "max_lag_seconds": max_lag,
+                "max_dead": max_dead,
+                "ok": not problems,
+                "problems": problems,
+            }
+        )
+    else:
+        upcoming = (
+            f"next at {s.next_due_at.isoformat()} (in {_age(s.next_due_at - s.now)})"
+            if s.next_due_at is not None
+            else "nothing due later"
+        )
+        due = f", the oldest for {_age(s.step_lag)}" if s.due else ""
+        outbox_due = f", the oldest for {_age(s.delivery_lag)}" if s.outbox_due else ""
+        click.echo(f"handoffs  {s.handoffs:,} stored, {s.timers:,} timer(s) running")
+        click.echo(f"steps     {s.due:,} due{due}; {upcoming}")
+        click.echo(
+            f"outbox    {s.outbox_pending:,} pending, {s.outbox_due:,} due{outbox_due}; "
+            f"{s.outbox_dead:,} dead"
+        )
+        for line in problems:
+            click.echo(f"problem: {line}")
+        if not problems:
+            click.echo("ok")
+    if problems:
+        raise click.exceptions.Exit(1)
 
 
 @cli.command(cls=Command)

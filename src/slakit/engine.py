@@ -44,6 +44,7 @@ from slakit.records import (
     OutboxState,
     StepApplication,
     StepPayload,
+    StoreSummary,
     TraceRecord,
     _positional,
 )
@@ -1339,6 +1340,17 @@ class Engine:
         self._emit([line for line, ok in zip(lines, done, strict=True) if ok])
         self.wake()
         return [item for item, ok in zip(chosen, done, strict=True) if ok]
+
+    def summary(self, now: datetime | None = None) -> StoreSummary:
+        """How much work the store holds at ``now`` (default: the clock's now), and its age.
+
+        Due steps and due notifications that have waited long mean no
+        :meth:`run` loop (or not enough of them) is working the store; dead
+        letters wait for :meth:`requeue_dead`. SQL stores answer from their
+        indexes, so a monitor can ask every minute.
+        """
+        self.setup()
+        return self.store.summary(self.store.effective_now(self._now(now, "now")))
 
     # -- run loop --------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any, ClassVar, TypeVar
 
@@ -21,6 +21,7 @@ __all__ = [
     "OutboxState",
     "StepApplication",
     "StepPayload",
+    "StoreSummary",
     "TraceRecord",
 ]
 
@@ -279,3 +280,54 @@ TraceRecord._trusted = staticmethod(_positional(TraceRecord))
 Notification._trusted = staticmethod(_positional(Notification))
 Escalation._trusted = staticmethod(_positional(Escalation))
 StepApplication._trusted = staticmethod(_positional(StepApplication))
+
+
+@attrs.frozen(kw_only=True)
+class StoreSummary:
+    """How much work a store holds at ``now``, and how long the oldest has waited.
+
+    Every figure comes from an index in the SQL stores, so a monitor can ask
+    for it every minute on a large database.
+    """
+
+    now: datetime
+    #: Handoffs stored, in any state.
+    handoffs: int
+    #: Handoffs whose timer runs (a next step is scheduled).
+    timers: int
+    #: Handoffs with a step due at ``now`` that no check has applied yet.
+    due: int
+    #: The oldest of those due times (``None`` when nothing is due).
+    oldest_due_at: datetime | None
+    #: The first due time after ``now`` (``None`` when no timer runs).
+    next_due_at: datetime | None
+    #: Outbox rows waiting to be sent (due now or scheduled for a retry).
+    outbox_pending: int
+    #: Pending rows whose next attempt is due at ``now``.
+    outbox_due: int
+    #: The oldest of those attempt times (``None`` when none is due).
+    oldest_outbox_due_at: datetime | None
+    #: Dead-lettered rows (``slakit requeue`` sends them again).
+    outbox_dead: int
+
+    @property
+    def step_lag(self) -> timedelta:
+        """How long the oldest due step has waited (zero when none is due)."""
+        return timedelta(0) if self.oldest_due_at is None else self.now - self.oldest_due_at
+
+    @property
+    def delivery_lag(self) -> timedelta:
+        """How long the oldest due notification has waited (zero when none is due)."""
+        if self.oldest_outbox_due_at is None:
+            return timedelta(0)
+        return self.now - self.oldest_outbox_due_at
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready mapping: datetimes as ISO-8601 UTC text, lags in seconds."""
+        out: dict[str, Any] = {}
+        for a in attrs.fields(StoreSummary):
+            value = getattr(self, a.name)
+            out[a.name] = to_iso(value) if isinstance(value, datetime) else value
+        out["step_lag_seconds"] = self.step_lag.total_seconds()
+        out["delivery_lag_seconds"] = self.delivery_lag.total_seconds()
+        return out

@@ -76,9 +76,8 @@ class TestSchema:
 
     def test_setup_records_version_and_indexes(self, pg_store: PostgresStore) -> None:
         """The schema version is recorded; the due index is partial; rows are unique."""
-        assert _sql(pg_store.dsn, f"SELECT version FROM {pg_store.schema}.schema_version") == [
-            (LATEST_VERSION,)
-        ]
+        versions = _sql(pg_store.dsn, f"SELECT version FROM {pg_store.schema}.schema_version")
+        assert sorted(versions) == [(v,) for v in range(1, LATEST_VERSION + 1)]
         (indexdef,) = _sql(
             pg_store.dsn,
             "SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND indexname = %s",
@@ -129,7 +128,8 @@ class TestSchema:
         for t in threads:
             t.join()
         assert errors == []
-        assert _sql(stores[0].dsn, f"SELECT count(*) FROM {schema}.schema_version") == [(1,)]
+        count = _sql(stores[0].dsn, f"SELECT count(*) FROM {schema}.schema_version")
+        assert count == [(LATEST_VERSION,)]  # each migration once
 
     def test_newer_schema_raises(self, new_store: Callable[..., PostgresStore]) -> None:
         """A schema migrated by a newer release raises SchemaVersionError naming both versions."""
@@ -142,6 +142,31 @@ class TestSchema:
         again = new_store(store.schema)
         with pytest.raises(SchemaVersionError, match=rf"is 99, newer than {LATEST_VERSION}"):
             again.setup()
+
+    def test_version_1_schema_migrates_forward_keeping_rows(
+        self, new_store: Callable[..., PostgresStore]
+    ) -> None:
+        """A schema left at version 1 gains the dead-letter index; its rows stay."""
+        old = new_store()
+        old.setup()
+        old.insert(make_handoff("kept"))
+        _sql(old.dsn, f"DROP INDEX {old.schema}.outbox_dead")
+        _sql(old.dsn, f"DELETE FROM {old.schema}.schema_version WHERE version > 1")
+        again = new_store(old.schema)
+        again.setup()
+        assert again.get("kept").id == "kept"
+        assert _sql(
+            again.dsn,
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND indexname = 'outbox_dead'",
+            again.schema,
+        ) == [
+            (
+                f"CREATE INDEX outbox_dead ON {again.schema}.outbox USING btree (seq) "
+                "WHERE (state = 'dead'::text)",
+            )
+        ]
+        versions = _sql(again.dsn, f"SELECT max(version) FROM {again.schema}.schema_version")
+        assert versions == [(LATEST_VERSION,)]
 
     def test_schemas_isolate(self, new_store: Callable[..., PostgresStore]) -> None:
         """Two stores on different schemas of one database do not see each other's rows."""

@@ -64,8 +64,10 @@ from slakit.records import (
     LazyPayload,
     Notification,
     OutboxItem,
+    OutboxState,
     StepApplication,
     StepPayload,
+    StoreSummary,
     TraceRecord,
 )
 
@@ -260,7 +262,11 @@ _V2: tuple[str, ...] = (
 # would hand to notifiers as it is; the version keeps older code off the file.
 _V3: tuple[str, ...] = ()
 
-MIGRATIONS: list[tuple[str, ...]] = [_V1, _V2, _V3]
+# Version 4: dead letters by creation, for `slakit outbox --state dead`, requeues and
+# the summary's count (rows enter it only when they die, so writes barely pay).
+_V4: tuple[str, ...] = ("CREATE INDEX outbox_dead ON outbox (seq) WHERE state = 'dead'",)
+
+MIGRATIONS: list[tuple[str, ...]] = [_V1, _V2, _V3, _V4]
 
 #: The schema version this code writes.
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -329,6 +335,20 @@ _REQUEUE_OUTBOX = (
     "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?, "
     "lease_token = NULL, lease_until = NULL "
     "WHERE notifier = ? AND idempotency_key = ? AND state = 'dead'"
+)
+#: Outbox states, written into statements as literals so partial indexes apply.
+_STATES = frozenset({OutboxState.PENDING, OutboxState.SENT, OutboxState.DEAD})
+#: The summary's statements, each answered from an index (parameter: now, µs).
+SUMMARY_SQL = (
+    "SELECT count(*) FROM handoffs",
+    "SELECT count(*) FROM handoffs WHERE next_due_at IS NOT NULL",
+    "SELECT count(*), min(next_due_at) FROM handoffs "
+    "WHERE next_due_at IS NOT NULL AND next_due_at <= :now",
+    "SELECT min(next_due_at) FROM handoffs WHERE next_due_at IS NOT NULL AND next_due_at > :now",
+    "SELECT count(*) FROM outbox WHERE state = 'pending'",
+    "SELECT count(*), min(next_attempt_at) FROM outbox INDEXED BY outbox_due "
+    "WHERE state = 'pending' AND next_attempt_at <= :now",
+    "SELECT count(*) FROM outbox WHERE state = 'dead'",
 )
 _INSERT_TRACE = f"INSERT INTO traces ({TRACE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
@@ -1369,7 +1389,9 @@ class SQLiteStore(RecordStore):
         if handoff_id is not None:
             where.append("handoff_id = ?")
             params.append(handoff_id)
-        if state is not None:
+        if state in _STATES:
+            where.append(f"state = '{state}'")  # a literal, so the partial indexes apply
+        elif state is not None:
             where.append("state = ?")
             params.append(state)
         sql = f"SELECT seq, {OUTBOX_COLUMNS} FROM outbox"
@@ -1378,6 +1400,34 @@ class SQLiteStore(RecordStore):
         sql += " ORDER BY seq"
         rows = self._read("outbox", lambda conn: conn.execute(sql, params).fetchall())
         return [_outbox_from_row(r) for r in rows]
+
+    def summary(self, now: datetime) -> StoreSummary:
+        at = {"now": to_us(ensure_aware("now", now))}
+
+        def q(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            return [conn.execute(sql, at).fetchone() for sql in SUMMARY_SQL]
+
+        (
+            (handoffs,),
+            (timers,),
+            (due, oldest),
+            (upcoming,),
+            (pending,),
+            (outbox_due, oldest_outbox),
+            (dead,),
+        ) = self._read("summary", q)
+        return StoreSummary(
+            now=now,
+            handoffs=handoffs,
+            timers=timers,
+            due=due,
+            oldest_due_at=_dt(oldest),
+            next_due_at=_dt(upcoming),
+            outbox_pending=pending,
+            outbox_due=outbox_due,
+            oldest_outbox_due_at=_dt(oldest_outbox),
+            outbox_dead=dead,
+        )
 
     def outbox_window(self, *, since: datetime, until: datetime) -> list[OutboxItem]:
         params = (to_us(ensure_aware("since", since)), to_us(ensure_aware("until", until)))

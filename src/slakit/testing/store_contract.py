@@ -512,6 +512,49 @@ class StoreContract:
             for i in store.outbox_window(since=start, until=start + timedelta(hours=1))
         ] == ["w3"]
 
+    def test_summary_counts_work_and_its_age(self, store: RecordStore) -> None:
+        """Handoffs, running timers, due steps, pending, due and dead rows, at ``now``."""
+        now = T0 + timedelta(minutes=45)
+        empty = store.summary(now)
+        assert (empty.handoffs, empty.timers, empty.due, empty.outbox_dead) == (0, 0, 0, 0)
+        assert empty.oldest_due_at is None
+        assert empty.next_due_at is None
+        assert empty.step_lag == timedelta(0) == empty.delivery_lag
+        # o0, o1, o2: a step applied (next due T0 + 60 min), each with one outbox row.
+        notes = self._with_outbox(store, 3)
+        store.insert(make_handoff("late", next_due_at=T0 + timedelta(minutes=10)))
+        store.insert(make_handoff("due", next_due_at=T0 + timedelta(minutes=40)))
+        store.insert(make_handoff("done", next_due_at=None))
+        sent, dead, retry = store.claim_outbox(notes[0].created_at, 10, "w1", 60)
+        assert store.complete_outbox(
+            sent, state=OutboxState.SENT, attempts=1, next_attempt_at=None, error=None
+        )
+        assert store.complete_outbox(
+            dead, state=OutboxState.DEAD, attempts=1, next_attempt_at=None, error="boom"
+        )
+        assert store.complete_outbox(
+            retry,
+            state=OutboxState.PENDING,
+            attempts=1,
+            next_attempt_at=T0 + timedelta(minutes=50),
+            error="503",
+        )
+        s = store.summary(now)
+        assert s.now == now
+        assert (s.handoffs, s.timers, s.due) == (6, 5, 2)
+        assert s.oldest_due_at == T0 + timedelta(minutes=10)
+        assert s.step_lag == timedelta(minutes=35)
+        assert s.next_due_at == T0 + timedelta(minutes=60)
+        assert (s.outbox_pending, s.outbox_due, s.outbox_dead) == (1, 0, 1)
+        assert s.oldest_outbox_due_at is None
+        later = store.summary(T0 + timedelta(minutes=55))
+        assert (later.outbox_due, later.oldest_outbox_due_at) == (1, T0 + timedelta(minutes=50))
+        assert later.delivery_lag == timedelta(minutes=5)
+        assert later.to_dict()["delivery_lag_seconds"] == 300.0
+        assert later.to_dict()["oldest_outbox_due_at"] == "2026-03-02T14:50:00+00:00"
+        with pytest.raises(NaiveDatetimeError):
+            store.summary(now.replace(tzinfo=None))
+
     def test_claim_outbox_limit_and_order(self, store: RecordStore) -> None:
         """Outbox rows are claimed in creation order up to the limit."""
         notes = self._with_outbox(store, 5)

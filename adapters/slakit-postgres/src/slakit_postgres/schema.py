@@ -156,6 +156,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX traces_at ON traces (at)",
         ),
     ),
+    Migration(
+        2,
+        "dead-lettered outbox rows by creation",
+        ("CREATE INDEX outbox_dead ON outbox (seq) WHERE state = 'dead'",),
+    ),
 )
 
 #: The newest schema version this release understands.

@@ -58,6 +58,7 @@ from slakit.records import (
     Notification,
     OutboxItem,
     StepApplication,
+    StoreSummary,
     TraceRecord,
 )
 from slakit_postgres.schema import LATEST_VERSION, migrate, validate_name
@@ -230,6 +231,21 @@ WITH upd AS (
     RETURNING seq
 ), tr AS ({_TRACES_FROM.format(src="upd CROSS JOIN LATERAL")})
 SELECT count(*) FROM upd
+"""
+
+_SUMMARY = """
+SELECT
+    (SELECT count(*) FROM handoffs),
+    (SELECT count(*) FROM handoffs WHERE next_due_at IS NOT NULL),
+    (SELECT count(*) FROM handoffs WHERE next_due_at <= %(now)s),
+    (SELECT min(next_due_at) FROM handoffs WHERE next_due_at <= %(now)s),
+    (SELECT min(next_due_at) FROM handoffs WHERE next_due_at > %(now)s),
+    (SELECT count(*) FROM outbox WHERE state = 'pending'),
+    (SELECT count(*) FROM outbox WHERE state = 'pending'
+        AND (next_attempt_at IS NULL OR next_attempt_at <= %(now)s)),
+    (SELECT min(coalesce(next_attempt_at, created_at)) FROM outbox WHERE state = 'pending'
+        AND (next_attempt_at IS NULL OR next_attempt_at <= %(now)s)),
+    (SELECT count(*) FROM outbox WHERE state = 'dead')
 """
 
 _ADD_TRACES = f"WITH tr AS ({_TRACES_FROM.format(src='')}) SELECT 1"
@@ -949,6 +965,30 @@ class PostgresStore(RecordStore):
         with self._connection() as conn:
             rows = conn.execute(query, params).fetchall()
         return [_outbox_from_row(r) for r in rows]
+
+    def summary(self, now: datetime) -> StoreSummary:
+        """Counts and oldest due times in one statement (one snapshot)."""
+        ensure_aware("now", now)
+        with self._connection() as conn:
+            row = conn.execute(_SUMMARY, {"now": now}).fetchone()
+        assert row is not None
+        handoffs, timers, due, oldest, upcoming, pending, outbox_due, oldest_outbox, dead = row
+
+        def utc(value: datetime | None) -> datetime | None:
+            return None if value is None else value.astimezone(UTC)
+
+        return StoreSummary(
+            now=now,
+            handoffs=int(handoffs),
+            timers=int(timers),
+            due=int(due),
+            oldest_due_at=utc(oldest),
+            next_due_at=utc(upcoming),
+            outbox_pending=int(pending),
+            outbox_due=int(outbox_due),
+            oldest_outbox_due_at=utc(oldest_outbox),
+            outbox_dead=int(dead),
+        )
 
     def outbox_window(self, *, since: datetime, until: datetime) -> list[OutboxItem]:
         params = (ensure_aware("since", since), ensure_aware("until", until))
