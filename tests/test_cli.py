@@ -252,6 +252,56 @@ class TestImportExport:
         assert "imported 2" in result.stdout
         assert count_rows(project) == 2
 
+    def test_a_stored_id_with_other_content_writes_nothing(self, project: Path) -> None:
+        """A row whose id is stored under another start is invalid, found before any write."""
+        (project / "leads.csv").write_text(CSV_OK)
+        assert run("import", "leads.csv", "--policy", "speed-to-lead").exit_code == 0
+        traces = count_rows(project, "traces")
+        rows = ["id,owner,started_at"]
+        rows += [f"N{i},alice,2026-11-23T14:00:00Z" for i in range(5)]
+        rows.append("A2,mallory,2026-11-23T14:00:00Z")  # last, after five batches of one
+        (project / "more.csv").write_text("\n".join(rows) + "\n")
+        args = ["import", "more.csv", "--policy", "speed-to-lead", "--batch-size", "1"]
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 2
+        assert result.stderr.splitlines()[0].startswith(
+            "Error: more.csv:7: handoff id 'A2' already exists with different content (owner: "
+        )
+        assert count_rows(project) == 3  # none of N0..N4 either
+        assert count_rows(project, "traces") == traces
+
+    def test_importing_a_file_again_skips_its_rows(self, project: Path) -> None:
+        """Rows stored by an earlier import of the same file are counted, not written twice."""
+        (project / "leads.csv").write_text(CSV_OK)
+        assert run("import", "leads.csv", "--policy", "speed-to-lead").exit_code == 0
+        traces = count_rows(project, "traces")
+        again = run("import", "leads.csv", "--policy", "speed-to-lead")
+        assert again.exit_code == 0, again.output
+        assert "imported 0 handoff(s) from leads.csv; 3 already present" in again.output
+        assert count_rows(project) == 3
+        assert count_rows(project, "traces") == traces
+
+    def test_dry_run_validates_and_writes_nothing(self, project: Path) -> None:
+        """--dry-run reports what an import would do; the store is untouched."""
+        (project / "leads.csv").write_text(CSV_OK)
+        result = run("import", "leads.csv", "--policy", "speed-to-lead", "--dry-run", "--json")
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output) == {
+            "dry_run": True,
+            "imported": 3,
+            "already_present": 0,
+            "invalid": 0,
+            "errors": [],
+        }
+        assert count_rows(project) == 0
+        (project / "bad.csv").write_text(CSV_BAD)
+        bad = CliRunner().invoke(
+            cli, ["import", "bad.csv", "--policy", "speed-to-lead", "--dry-run"]
+        )
+        assert bad.exit_code == 2
+        assert "bad.csv:3" in bad.stderr
+        assert count_rows(project) == 0
+
     def test_tz_option_reads_naive_timestamps(self, project: Path) -> None:
         """--tz gives naive timestamps a zone."""
         (project / "naive.csv").write_text("id,owner,started_at\nN1,a,2026-11-23T09:00:00\n")

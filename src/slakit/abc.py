@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from slakit._time import ensure_aware
-from slakit.errors import StoreError, ValidationError
+from slakit.errors import StoreError, UnknownHandoffError, ValidationError
 from slakit.handoff import Handoff
 from slakit.records import (
     Escalation,
@@ -95,6 +95,19 @@ class RecordStore(ABC):
 
         :raises UnknownHandoffError: when there is none.
         """
+
+    def get_many(self, handoff_ids: Iterable[str]) -> dict[str, Handoff]:
+        """The stored handoffs among ``handoff_ids``, by id; missing ids are left out.
+
+        The default calls :meth:`get` per id; SQL stores read them in a few queries.
+        """
+        found: dict[str, Handoff] = {}
+        for hid in handoff_ids:
+            try:
+                found[hid] = self.get(hid)
+            except UnknownHandoffError:
+                continue
+        return found
 
     @abstractmethod
     def update(

@@ -755,6 +755,7 @@ def _read_csv(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
     help="Import the valid rows and report the invalid ones (exit 1 if any).",
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=5000, show_default=True)
+@click.option("--dry-run", is_flag=True, help="Validate every row and report; write nothing.")
 @config_option
 @json_option
 def import_(
@@ -764,6 +765,7 @@ def import_(
     tz: str | None,
     skip_invalid: bool,
     batch_size: int,
+    dry_run: bool,
     config: Path | None,
     as_json: bool,
 ) -> None:
@@ -773,7 +775,9 @@ def import_(
     sla_minutes, started_at, first_response_at, completed_at, cancelled_at,
     channel, segment…) are used as such; other columns become attributes.
     By default the import is all-or-nothing: any invalid row is reported by
-    line number and nothing is written. A ``[import]`` table in the config
+    line number and nothing is written. A row whose id is stored already is
+    skipped when it describes the same start (so a file can be imported
+    again), and invalid when it does not. A ``[import]`` table in the config
     may keep the column ``map``, the default ``policy`` and ``tz``; options
     given here win.
     """
@@ -812,9 +816,11 @@ def import_(
             default_tz = ZoneInfo(tz)
         except (ZoneInfoNotFoundError, ValueError):
             raise click.BadParameter(f"unknown time zone {tz!r}", param_hint="--tz") from None
+    from slakit.engine import _first_difference
+
     total = sum(1 for _ in _read_csv(file))
-    errors: list[str] = []
-    good: list[Any] = []
+    problems: list[tuple[int, str]] = []
+    good: list[tuple[int, tuple[slakit.Handoff, list[slakit.TraceRecord]]]] = []
     with (
         open_engine(config) as engine,
         progress_bar(disable=as_json or total < 1000) as bar,
@@ -836,10 +842,36 @@ def import_(
                         value=prepared[0].id,
                     )
                 seen.add(prepared[0].id)
-                good.append(prepared)
+                good.append((line, prepared))
             except SlakitError as exc:
-                errors.append(f"{file}:{line}: {' '.join(str(exc).split())}")
+                problems.append((line, " ".join(str(exc).split())))
             bar.advance(task)
+        # Ids stored already: the same start again is skipped, so an import can be
+        # re-run; another record under a stored id is an invalid row. Checked before
+        # anything is written, so a conflict cannot leave the import half-written.
+        bar.update(task, description="checking ids", completed=0, total=len(good))
+        fresh: list[tuple[slakit.Handoff, list[slakit.TraceRecord]]] = []
+        present = 0
+        for lo in range(0, len(good), 1000):
+            chunk = good[lo : lo + 1000]
+            stored = engine.store.get_many(p[0].id for _, p in chunk)
+            for line, prepared in chunk:
+                old = stored.get(prepared[0].id)
+                if old is None:
+                    fresh.append(prepared)
+                elif old.same_content(prepared[0]):
+                    present += 1
+                else:
+                    problems.append(
+                        (
+                            line,
+                            f"handoff id {old.id!r} already exists with different content "
+                            f"({_first_difference(old, prepared[0])})",
+                        )
+                    )
+            bar.advance(task, len(chunk))
+        problems.sort(key=lambda p: p[0])
+        errors = [f"{file}:{line}: {text}" for line, text in problems]
         if errors and not skip_invalid:
             for err in errors:
                 click.echo(f"Error: {err}", err=True)
@@ -849,18 +881,33 @@ def import_(
                 err=True,
             )
             sys.exit(2)
-        bar.update(task, description="importing", completed=0, total=len(good))
         imported = 0
-        for i in range(0, len(good), batch_size):
-            chunk = good[i : i + batch_size]
-            imported += engine.start_prepared(chunk)
-            bar.advance(task, len(chunk))
+        if not dry_run:
+            bar.update(task, description="importing", completed=0, total=len(fresh))
+            for i in range(0, len(fresh), batch_size):
+                batch = fresh[i : i + batch_size]
+                try:
+                    imported += engine.start_prepared(batch)
+                except SlakitError as exc:  # another writer stored one of these ids meanwhile
+                    fail(f"{exc}; {imported} handoff(s) were imported before it", 1)
+                bar.advance(task, len(batch))
     for err in errors:
         click.echo(f"Error: {err}", err=True)
     if as_json:
-        print_json({"imported": imported, "invalid": len(errors), "errors": errors})
+        print_json(
+            {
+                "dry_run": dry_run,
+                "imported": len(fresh) if dry_run else imported,
+                "already_present": present,
+                "invalid": len(errors),
+                "errors": errors,
+            }
+        )
     else:
-        click.echo(f"imported {imported} handoff(s) from {file}; {len(errors)} invalid row(s)")
+        verb = "would import" if dry_run else "imported"
+        count = len(fresh) if dry_run else imported
+        already = f"; {present} already present" if present else ""
+        click.echo(f"{verb} {count} handoff(s) from {file}{already}; {len(errors)} invalid row(s)")
     if errors:
         sys.exit(1)
 

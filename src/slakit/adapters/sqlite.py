@@ -24,7 +24,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from types import MappingProxyType
@@ -1114,6 +1114,20 @@ class SQLiteStore(RecordStore):
         if row is None:
             raise UnknownHandoffError(handoff_id)
         return _handoff_from_row(row)
+
+    def get_many(self, handoff_ids: Iterable[str]) -> dict[str, Handoff]:
+        ids = list(dict.fromkeys(handoff_ids))
+
+        def q(conn: sqlite3.Connection) -> list[Any]:
+            rows: list[Any] = []
+            for lo in range(0, len(ids), 500):
+                chunk = ids[lo : lo + 500]
+                marks = ", ".join("?" * len(chunk))
+                sql = f"SELECT {_COLS} FROM handoffs WHERE id IN ({marks})"
+                rows.extend(conn.execute(sql, chunk).fetchall())
+            return rows
+
+        return {r[0]: _handoff_from_row(r) for r in self._read("get_many", q)} if ids else {}
 
     def update(
         self, handoff: Handoff, expected_version: int, traces: Sequence[TraceRecord] = ()

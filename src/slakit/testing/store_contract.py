@@ -555,6 +555,16 @@ class StoreContract:
         with pytest.raises(NaiveDatetimeError):
             store.summary(now.replace(tzinfo=None))
 
+    def test_get_many_returns_the_stored_ones(self, store: RecordStore) -> None:
+        """Found ids map to their handoffs; missing and repeated ids are no error."""
+        assert store.get_many([]) == {}
+        ids = [f"m{i}" for i in range(1200)]  # more than one query's worth in SQL stores
+        store.insert_many([make_handoff(hid) for hid in ids])
+        found = store.get_many(["ghost", *ids, "m7", "m7"])
+        assert set(found) == set(ids)
+        assert found["m7"] == store.get("m7")
+        assert store.get_many(iter(["m1", "nope"])) == {"m1": store.get("m1")}
+
     def test_claim_outbox_limit_and_order(self, store: RecordStore) -> None:
         """Outbox rows are claimed in creation order up to the limit."""
         notes = self._with_outbox(store, 5)

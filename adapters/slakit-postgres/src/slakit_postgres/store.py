@@ -25,7 +25,7 @@ import os
 import select
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -111,6 +111,7 @@ SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM n)
 """
 
 _GET = f"SELECT {_COLS} FROM handoffs WHERE id = %s"
+_GET_MANY = f"SELECT {_COLS} FROM handoffs WHERE id = ANY(%s::text[])"
 
 # Compare-and-set on version; tells "moved earlier" apart so only that wakes listeners.
 _UPDATE = f"""
@@ -628,6 +629,14 @@ class PostgresStore(RecordStore):
         if row is None:
             raise UnknownHandoffError(handoff_id)
         return _handoff_from_row(row)
+
+    def get_many(self, handoff_ids: Iterable[str]) -> dict[str, Handoff]:
+        ids = list(dict.fromkeys(handoff_ids))
+        if not ids:
+            return {}
+        with self._connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            rows = cur.execute(_GET_MANY, (ids,)).fetchall()
+        return {row["id"]: _handoff_from_row(row) for row in rows}
 
     def update(
         self, handoff: Handoff, expected_version: int, traces: Sequence[TraceRecord] = ()
