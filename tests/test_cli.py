@@ -133,8 +133,13 @@ class TestEvents:
         assert shown["handoff"]["status"] == "stopped"
         assert [t["rule"] for t in shown["trace"]][:2] == ["start", "step:1x"]
         assert shown["outbox"][0]["state"] == "sent"
-        human = run("show", "L-1")
-        assert "step:1x" in human.output
+        human = run("show", "L-1").output
+        assert "step:1x" in human
+        # The record, then its escalations and outbox rows, then the trace.
+        titles = [ln.strip() for ln in human.splitlines()]
+        sections = [titles.index(title) for title in ("escalations", "outbox", "trace")]
+        assert sections == sorted(sections)
+        assert "L-1:0:notify:owner:alice" in human
 
     def test_pause_resume_cancel_complete_tag(self, project: Path) -> None:
         """Every event command changes the record and prints it."""

@@ -318,6 +318,28 @@ def show(id: str, config: Path | None, as_json: bool) -> None:
         if value not in (None, {}, "", 0.0) or key in ("breached", "stage"):
             info.add_row(f"[bold]{key}[/]", str(value))
     con.print(info)
+    if escalations:
+        steps = Table(title="escalations", title_justify="left")
+        for col in ("stage", "step", "outcome", "applied at", "actions"):
+            steps.add_column(col)
+        for e in escalations:
+            steps.add_row(
+                str(e.stage), e.step, e.outcome, e.applied_at.isoformat(), ", ".join(e.actions)
+            )
+        con.print(steps)
+    if outbox:
+        notes = Table(title="outbox", title_justify="left")
+        for col in ("key", "notifier", "state", "attempts", "last error"):
+            notes.add_column(col)
+        for o in outbox:
+            notes.add_row(
+                o.notification.idempotency_key,
+                o.notification.notifier,
+                o.state,
+                str(o.attempts),
+                o.last_error or "",
+            )
+        con.print(notes)
     table = Table(title="trace", title_justify="left")
     for col in ("at", "rule", "action", "actor", "outcome", "detail"):
         table.add_column(col)
