@@ -524,6 +524,47 @@ class TestStatus:
         assert one_line_error(CliRunner().invoke(cli, naive))
 
 
+class TestPurge:
+    def _history(self) -> None:
+        """L-1 answered, L-2 cancelled, L-3 still open; every alert sent."""
+        for i in (1, 2, 3):
+            args = ("start", f"L-{i}", "--policy", "speed-to-lead", "--owner", "al")
+            assert run(*args, "--started-at", T0).exit_code == 0
+        assert run("check", "--now", "2026-11-23T14:31:00Z").exit_code == 0
+        assert run("deliver", "--now", "2026-11-23T14:31:00Z").exit_code == 0
+        assert run("respond", "L-1", "--at", "2026-11-23T14:40:00Z").exit_code == 0
+        assert run("cancel", "L-2", "--at", "2026-11-23T14:50:00Z").exit_code == 0
+
+    def test_purges_what_ended_and_keeps_the_rest(self, project: Path) -> None:
+        """Ended handoffs go with all their rows; a dry run and a refused prompt change nothing."""
+        self._history()
+        before = {t: count_rows(project, t) for t in ("handoffs", "outbox", "traces")}
+        cutoff = ("--before", "2026-11-24T00:00:00Z")
+        dry = run("purge", *cutoff, "--dry-run")
+        assert dry.output.startswith("would purge 2 handoff(s) that ended before 2026-11-24")
+        no_prompt = CliRunner().invoke(cli, ["purge", *cutoff])  # stdin is not a terminal
+        assert "--yes" in one_line_error(no_prompt)
+        assert {t: count_rows(project, t) for t in before} == before
+        done = json.loads(run("purge", *cutoff, "--yes", "--json").output)
+        assert (done["handoffs"], done["outbox"]) == (2, 2)
+        assert count_rows(project) == 1
+        assert count_rows(project, "outbox") == before["outbox"] - 2
+        assert count_rows(project, "traces") == before["traces"] - done["traces"]
+        assert count_rows(project, "traces WHERE handoff_id != 'L-3'") == 0
+        again = run("purge", *cutoff, "--yes")
+        assert again.output.startswith("purged 0 handoff(s)")
+
+    def test_bad_input_is_one_line_and_deletes_nothing(self, project: Path) -> None:
+        """No --before, a naive or future --before: one-line errors, exit 2."""
+        self._history()
+        assert "--before" in one_line_error(CliRunner().invoke(cli, ["purge", "--yes"]))
+        naive = ["purge", "--before", "2026-11-24T00:00:00", "--yes"]
+        assert one_line_error(CliRunner().invoke(cli, naive))
+        future = ["purge", "--before", "2999-01-01T00:00:00Z", "--yes"]
+        assert "after now" in one_line_error(CliRunner().invoke(cli, future))
+        assert count_rows(project) == 3
+
+
 class TestDemo:
     def test_demo_runs_a_week_and_reports(self, tmp_path: Path) -> None:
         """The demo simulates a week: alerts, reassignments, breaches and the hit rate."""

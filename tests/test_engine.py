@@ -704,6 +704,30 @@ class TestDelivery:
         assert s.next_due_at == T0 + timedelta(minutes=60)
         assert engine.summary(now=T0).outbox_due == 0  # created after T0
 
+    def test_purge_runs_in_batches_and_refuses_the_future(self) -> None:
+        """engine.purge takes ended handoffs batch by batch; a cutoff after now is an error."""
+        engine, clock = wall_engine()
+        for i in range(5):
+            engine.start(f"L{i}", owner="a")
+        engine.start("open", owner="a")
+        clock.advance(minutes=10)
+        for i in range(5):
+            engine.respond(f"L{i}")
+        clock.advance(minutes=10)
+        assert engine.purge(clock.now(), dry_run=True).handoffs == 5
+        batches: list[int] = []
+        done = engine.purge(
+            clock.now(), batch_size=2, progress=lambda c: batches.append(c.handoffs)
+        )
+        assert batches == [2, 2, 1]
+        assert (done.handoffs, done.traces) == (5, 10)  # a start and a respond line each
+        assert engine.store.count() == 1
+        with pytest.raises(ValidationError, match="after now") as err:
+            engine.purge(clock.now() + timedelta(seconds=1))
+        assert err.value.field == "before"
+        with pytest.raises(ValidationError, match="batch_size"):
+            engine.purge(clock.now(), batch_size=0)
+
     def test_backoff_is_capped_and_jittered(self) -> None:
         """Delays double from the base, stay within [d/2, d], and never pass the cap."""
         engine, _ = wall_engine(backoff_base=30, backoff_cap=600)

@@ -23,6 +23,7 @@ from slakit.records import (
     Notification,
     OutboxItem,
     OutboxState,
+    PurgeCounts,
     StepApplication,
     StoreSummary,
     TraceRecord,
@@ -226,6 +227,23 @@ class RecordStore(ABC):
             oldest_outbox_due_at=oldest_outbox,
             outbox_dead=dead,
         )
+
+    def purge(
+        self, before: datetime, *, limit: int | None = None, dry_run: bool = False
+    ) -> PurgeCounts:
+        """Delete handoffs that ended before ``before``, with all their rows.
+
+        A handoff is purged when it was stopped or cancelled before ``before``
+        and has no pending outbox row; it goes with its escalations, outbox
+        rows and trace lines, all in one transaction. Open and paused
+        handoffs are never purged. ``limit`` caps how many handoffs one call
+        takes (oldest start first), so a large purge can run in short
+        transactions; ``dry_run`` counts without deleting.
+
+        The default raises :class:`~slakit.errors.StoreError`: the store
+        cannot purge.
+        """
+        raise StoreError(f"the {self.name or type(self).__name__} store cannot purge")
 
     # -- escalations ----------------------------------------------------
 

@@ -544,6 +544,54 @@ def requeue(
         click.echo("no dead notification matches; nothing requeued")
 
 
+@cli.command(cls=Command)
+@click.option(
+    "--before",
+    callback=parse_iso,
+    required=True,
+    metavar="ISO-8601",
+    help="Purge handoffs stopped or cancelled before this instant.",
+)
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@config_option
+@json_option
+def purge(before: datetime, dry_run: bool, yes: bool, config: Path | None, as_json: bool) -> None:
+    """Delete handoffs that ended before --before, with all their rows.
+
+    A handoff stopped or cancelled before --before, with no notification left
+    to send, is deleted together with its escalations, outbox rows and trace
+    lines, a batch of handoffs per transaction. Open and paused handoffs stay.
+    Reports no longer count what is purged: export it first (`slakit export
+    --until ...`). Asks before deleting unless --yes is given.
+    """
+    with open_engine(config) as engine:
+        planned = engine.purge(before, dry_run=True)
+        done = planned
+        if not dry_run and planned.handoffs:
+            if not yes:
+                if not sys.stdin.isatty():
+                    raise click.UsageError("pass --yes to purge without a prompt")
+                rows = planned.escalations + planned.outbox + planned.traces
+                click.confirm(
+                    f"Delete {planned.handoffs:,} handoff(s) that ended before "
+                    f"{before.isoformat()}, with {rows:,} row(s) of theirs?",
+                    abort=True,
+                )
+            with progress_bar(disable=as_json or planned.handoffs < 1000) as bar:
+                task = bar.add_task("purging", total=planned.handoffs)
+                done = engine.purge(before, progress=lambda c: bar.advance(task, c.handoffs))
+    if as_json:
+        print_json({"dry_run": dry_run, "before": before.isoformat(), **done.to_dict()})
+        return
+    verb = "would purge" if dry_run else "purged"
+    click.echo(
+        f"{verb} {done.handoffs:,} handoff(s) that ended before {before.isoformat()}: "
+        f"{done.escalations:,} escalation(s), {done.outbox:,} outbox row(s), "
+        f"{done.traces:,} trace line(s)"
+    )
+
+
 def _age(delta: timedelta) -> str:
     """A duration as people say it: ``2d 3h``, ``14m 5s``, ``40s``."""
     seconds = int(delta.total_seconds())

@@ -42,6 +42,7 @@ from slakit.records import (
     Notification,
     OutboxItem,
     OutboxState,
+    PurgeCounts,
     StepApplication,
     StepPayload,
     StoreSummary,
@@ -1340,6 +1341,57 @@ class Engine:
         self._emit([line for line, ok in zip(lines, done, strict=True) if ok])
         self.wake()
         return [item for item, ok in zip(chosen, done, strict=True) if ok]
+
+    def purge(
+        self,
+        before: datetime,
+        *,
+        dry_run: bool = False,
+        batch_size: int = 1000,
+        progress: Callable[[PurgeCounts], None] | None = None,
+    ) -> PurgeCounts:
+        """Delete handoffs that ended before ``before``, with all their rows.
+
+        A handoff goes when it was stopped or cancelled before ``before`` and
+        has no notification left to send; its escalations, outbox rows and
+        trace lines go with it, in the same transaction. Open and paused
+        handoffs stay. The work runs in transactions of ``batch_size``
+        handoffs, so workers are never held up for long; ``progress`` is
+        called after each. Reports no longer count what is purged.
+
+        :param dry_run: count what would go; delete nothing.
+        :returns: what was deleted (or would be).
+        :raises ValidationError: when ``before`` is after now, or ``batch_size`` < 1.
+        :raises StoreError: when the store cannot purge.
+        """
+        self.setup()
+        ensure_aware("before", before)
+        now = self.store.effective_now(self._now(None))
+        if before > now:
+            raise ValidationError(
+                f"before {before.isoformat()} is after now ({now.isoformat()}): "
+                "only what has already ended can be purged",
+                field="before",
+                value=before,
+            )
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValidationError(
+                f"batch_size must be a whole number >= 1, got {batch_size!r}",
+                field="batch_size",
+                value=batch_size,
+            )
+        if dry_run:
+            return self.store.purge(before, dry_run=True)
+        total = PurgeCounts()
+        while True:
+            done = self.store.purge(before, limit=batch_size)
+            if not done.handoffs:
+                break
+            total += done
+            if progress is not None:
+                progress(done)
+        log.info("purged %d handoff(s) that ended before %s", total.handoffs, before.isoformat())
+        return total
 
     def summary(self, now: datetime | None = None) -> StoreSummary:
         """How much work the store holds at ``now`` (default: the clock's now), and its age.

@@ -19,6 +19,7 @@ __all__ = [
     "Notification",
     "OutboxItem",
     "OutboxState",
+    "PurgeCounts",
     "StepApplication",
     "StepPayload",
     "StoreSummary",
@@ -331,3 +332,25 @@ class StoreSummary:
         out["step_lag_seconds"] = self.step_lag.total_seconds()
         out["delivery_lag_seconds"] = self.delivery_lag.total_seconds()
         return out
+
+
+@attrs.frozen(kw_only=True)
+class PurgeCounts:
+    """What a purge removed (or, for a dry run, would remove)."""
+
+    handoffs: int = 0
+    escalations: int = 0
+    outbox: int = 0
+    traces: int = 0
+
+    def __add__(self, other: PurgeCounts) -> PurgeCounts:
+        return PurgeCounts(
+            handoffs=self.handoffs + other.handoffs,
+            escalations=self.escalations + other.escalations,
+            outbox=self.outbox + other.outbox,
+            traces=self.traces + other.traces,
+        )
+
+    def to_dict(self) -> dict[str, int]:
+        """The counts by table."""
+        return attrs.asdict(self)

@@ -24,6 +24,7 @@ from slakit.records import (
     Escalation,
     OutboxItem,
     OutboxState,
+    PurgeCounts,
     StepApplication,
     TraceRecord,
     outbox_key,
@@ -228,6 +229,40 @@ class MemoryStore(RecordStore):
             ]
         return sorted(rows, key=lambda e: (e.handoff_id, e.stage))
 
+    def purge(
+        self, before: datetime, *, limit: int | None = None, dry_run: bool = False
+    ) -> PurgeCounts:
+        ensure_aware("before", before)
+        with self._lock:
+            pending = {self._outbox[k].notification.handoff_id for k in self._pending}
+            ended = sorted(
+                (
+                    h
+                    for h in self._rows.values()
+                    if _ended_before(h, before) and h.id not in pending
+                ),
+                key=lambda h: (h.started_at, h.id),
+            )
+            ids = {h.id for h in ended[:limit]}
+            escalations = [k for k in self._escalations if k[0] in ids]
+            outbox = [k for k, i in self._outbox.items() if i.notification.handoff_id in ids]
+            traces = sum(1 for t in self._traces if t.handoff_id in ids)
+            counts = PurgeCounts(
+                handoffs=len(ids), escalations=len(escalations), outbox=len(outbox), traces=traces
+            )
+            if dry_run or not ids:
+                return counts
+            for hid in ids:
+                del self._rows[hid]
+                self._leases.pop(hid, None)
+            for pair in escalations:
+                del self._escalations[pair]
+            for key in outbox:
+                del self._outbox[key]
+                del self._outbox_seq[key]
+            self._traces = [t for t in self._traces if t.handoff_id not in ids]
+            return counts
+
     # -- outbox ---------------------------------------------------------
 
     def claim_outbox(
@@ -366,3 +401,9 @@ class MemoryStore(RecordStore):
             and (since is None or t.at >= since)
             and (until is None or t.at < until)
         ]
+
+
+def _ended_before(h: Handoff, before: datetime) -> bool:
+    """Whether ``h`` was cancelled, or stopped, before ``before``."""
+    ended = h.cancelled_at if h.cancelled_at is not None else h.stopped_at
+    return ended is not None and ended < before

@@ -65,6 +65,7 @@ from slakit.records import (
     Notification,
     OutboxItem,
     OutboxState,
+    PurgeCounts,
     StepApplication,
     StepPayload,
     StoreSummary,
@@ -335,6 +336,29 @@ _REQUEUE_OUTBOX = (
     "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?, "
     "lease_token = NULL, lease_until = NULL "
     "WHERE notifier = ? AND idempotency_key = ? AND state = 'dead'"
+)
+# Handoffs that ended before :before with no pending notification, oldest start first.
+_PURGEABLE = (
+    "SELECT id FROM handoffs INDEXED BY handoffs_started "
+    "WHERE started_at < :before AND coalesce(cancelled_at, stopped_at) < :before "
+    "AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.handoff_id = handoffs.id "
+    "AND state = 'pending') ORDER BY started_at, id LIMIT :limit"
+)
+_PURGE_COUNT = (
+    f"WITH p AS ({_PURGEABLE}) SELECT (SELECT count(*) FROM p), "
+    "(SELECT count(*) FROM escalations WHERE handoff_id IN p), "
+    "(SELECT count(*) FROM outbox WHERE handoff_id IN p), "
+    "(SELECT count(*) FROM traces WHERE handoff_id IN p)"
+)
+#: Each takes the ids to purge as one JSON array; children first, the handoffs last.
+_PURGE_DELETES = tuple(
+    f"DELETE FROM {table} WHERE {column} IN (SELECT value FROM json_each(:ids))"
+    for table, column in (
+        ("escalations", "handoff_id"),
+        ("outbox", "handoff_id"),
+        ("traces", "handoff_id"),
+        ("handoffs", "id"),
+    )
 )
 #: Outbox states, written into statements as literals so partial indexes apply.
 _STATES = frozenset({OutboxState.PENDING, OutboxState.SENT, OutboxState.DEAD})
@@ -1442,6 +1466,27 @@ class SQLiteStore(RecordStore):
             oldest_outbox_due_at=_dt(oldest_outbox),
             outbox_dead=dead,
         )
+
+    def purge(
+        self, before: datetime, *, limit: int | None = None, dry_run: bool = False
+    ) -> PurgeCounts:
+        params = {
+            "before": to_us(ensure_aware("before", before)),
+            "limit": -1 if limit is None else limit,
+        }
+        if dry_run:
+            row = self._read("purge", lambda conn: conn.execute(_PURGE_COUNT, params).fetchone())
+            return PurgeCounts(handoffs=row[0], escalations=row[1], outbox=row[2], traces=row[3])
+
+        def tx(conn: sqlite3.Connection) -> PurgeCounts:
+            ids = [r[0] for r in conn.execute(_PURGEABLE, params)]
+            if not ids:
+                return PurgeCounts()
+            arg = {"ids": _strict_json(ids)}
+            esc, out, tr, hand = (conn.execute(sql, arg).rowcount for sql in _PURGE_DELETES)
+            return PurgeCounts(handoffs=hand, escalations=esc, outbox=out, traces=tr)
+
+        return self._write("purge", tx)
 
     def outbox_window(self, *, since: datetime, until: datetime) -> list[OutboxItem]:
         params = (to_us(ensure_aware("since", since)), to_us(ensure_aware("until", until)))

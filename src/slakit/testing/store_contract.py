@@ -39,6 +39,7 @@ from slakit.records import (
     Notification,
     OutboxItem,
     OutboxState,
+    PurgeCounts,
     StepApplication,
     StepPayload,
     TraceRecord,
@@ -564,6 +565,78 @@ class StoreContract:
         assert set(found) == set(ids)
         assert found["m7"] == store.get("m7")
         assert store.get_many(iter(["m1", "nope"])) == {"m1": store.get("m1")}
+
+    def _ended(
+        self,
+        store: RecordStore,
+        hid: str,
+        *,
+        after: timedelta,
+        outbox_state: str,
+        cancelled: bool = False,
+    ) -> None:
+        """``hid`` with a step, one outbox row left in ``outbox_state``, then stopped
+        (or cancelled) at ``T0 + after``."""
+        h = store.insert(make_handoff(hid), [make_trace(hid)])
+        note = make_notification(hid)
+        assert store.apply_step(_step(h, notifications=(note,)))
+        (item,) = [
+            i
+            for i in store.claim_outbox(note.created_at, 100, "w", 60)
+            if i.notification.handoff_id == hid
+        ]
+        if outbox_state == OutboxState.PENDING:
+            store.release_outbox([item])
+        else:
+            assert store.complete_outbox(
+                item, state=outbox_state, attempts=1, next_attempt_at=None, error=None
+            )
+        current = store.get(hid)
+        when = T0 + after
+        changes: dict[str, Any] = (
+            {"cancelled_at": when} if cancelled else {"stopped_at": when, "first_response_at": when}
+        )
+        store.update(attrs.evolve(current, next_due_at=None, **changes), current.version)
+
+    def test_purge_removes_ended_handoffs_whole(self, store: RecordStore) -> None:
+        """Stopped or cancelled before the cutoff, nothing pending: gone with every row.
+
+        Skipped for a store that keeps the default (it cannot purge).
+        """
+        if type(store).purge is RecordStore.purge:
+            pytest.skip("the store keeps the default purge (cannot purge)")
+        hour = timedelta(hours=1)
+        store.insert(make_handoff("open"))
+        store.insert(make_handoff("paused", next_due_at=None, paused_at=T0 + hour))
+        self._ended(store, "b-stopped", after=hour, outbox_state=OutboxState.SENT)
+        self._ended(store, "a-cancelled", after=hour, outbox_state=OutboxState.DEAD, cancelled=True)
+        self._ended(store, "late", after=5 * hour, outbox_state=OutboxState.SENT)
+        self._ended(store, "unsent", after=hour, outbox_state=OutboxState.PENDING)
+        cutoff = T0 + 2 * hour
+        before = (len(store.escalations()), len(store.outbox()), len(store.traces()))
+
+        dry = store.purge(cutoff, dry_run=True)
+        assert dry == PurgeCounts(handoffs=2, escalations=2, outbox=2, traces=4)
+        assert (len(store.escalations()), len(store.outbox()), len(store.traces())) == before
+        assert store.purge(cutoff, limit=1, dry_run=True).handoffs == 1
+
+        first = store.purge(cutoff, limit=1)  # oldest start first; ties by id
+        assert first == PurgeCounts(handoffs=1, escalations=1, outbox=1, traces=2)
+        with pytest.raises(UnknownHandoffError):
+            store.get("a-cancelled")
+        assert store.get("b-stopped").id == "b-stopped"
+        assert store.purge(cutoff) == PurgeCounts(handoffs=1, escalations=1, outbox=1, traces=2)
+        assert store.purge(cutoff) == PurgeCounts()
+        for gone in ("a-cancelled", "b-stopped"):
+            assert store.escalations(gone) == []
+            assert store.outbox(gone) == []
+            assert store.traces(gone) == []
+        kept = {"open", "paused", "late", "unsent"}
+        assert set(store.get_many([*kept, "a-cancelled", "b-stopped"])) == kept
+        assert len(store.outbox()) == before[1] - 2
+        assert {e.handoff_id for e in store.escalations()} == {"late", "unsent"}
+        with pytest.raises(NaiveDatetimeError):
+            store.purge(cutoff.replace(tzinfo=None))
 
     def test_claim_outbox_limit_and_order(self, store: RecordStore) -> None:
         """Outbox rows are claimed in creation order up to the limit."""

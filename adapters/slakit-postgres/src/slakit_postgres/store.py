@@ -57,6 +57,7 @@ from slakit.records import (
     Escalation,
     Notification,
     OutboxItem,
+    PurgeCounts,
     StepApplication,
     StoreSummary,
     TraceRecord,
@@ -247,6 +248,32 @@ SELECT
     (SELECT min(coalesce(next_attempt_at, created_at)) FROM outbox WHERE state = 'pending'
         AND (next_attempt_at IS NULL OR next_attempt_at <= %(now)s)),
     (SELECT count(*) FROM outbox WHERE state = 'dead')
+"""
+
+# Handoffs that ended before the cutoff with no pending notification, oldest start first.
+_PURGEABLE = """
+    SELECT id FROM handoffs h
+    WHERE started_at < %(before)s AND coalesce(cancelled_at, stopped_at) < %(before)s
+      AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.handoff_id = h.id AND o.state = 'pending')
+    ORDER BY started_at, id LIMIT %(limit)s
+"""
+_PURGE_COUNT = f"""
+WITH p AS ({_PURGEABLE})
+SELECT (SELECT count(*) FROM p),
+       (SELECT count(*) FROM escalations WHERE handoff_id IN (SELECT id FROM p)),
+       (SELECT count(*) FROM outbox WHERE handoff_id IN (SELECT id FROM p)),
+       (SELECT count(*) FROM traces WHERE handoff_id IN (SELECT id FROM p))
+"""
+# The handoffs are locked before their rows go: one another writer holds is skipped
+# (SKIP LOCKED), and one updated meanwhile is checked again against the WHERE clause.
+_PURGE = f"""
+WITH p AS MATERIALIZED ({_PURGEABLE} FOR UPDATE SKIP LOCKED),
+e AS (DELETE FROM escalations WHERE handoff_id IN (SELECT id FROM p) RETURNING 1),
+o AS (DELETE FROM outbox WHERE handoff_id IN (SELECT id FROM p) RETURNING 1),
+t AS (DELETE FROM traces WHERE handoff_id IN (SELECT id FROM p) RETURNING 1),
+h AS (DELETE FROM handoffs WHERE id IN (SELECT id FROM p) RETURNING 1)
+SELECT (SELECT count(*) FROM h), (SELECT count(*) FROM e), (SELECT count(*) FROM o),
+       (SELECT count(*) FROM t)
 """
 
 _ADD_TRACES = f"WITH tr AS ({_TRACES_FROM.format(src='')}) SELECT 1"
@@ -998,6 +1025,17 @@ class PostgresStore(RecordStore):
             oldest_outbox_due_at=utc(oldest_outbox),
             outbox_dead=int(dead),
         )
+
+    def purge(
+        self, before: datetime, *, limit: int | None = None, dry_run: bool = False
+    ) -> PurgeCounts:
+        """Purge in one statement: the handoffs are locked, then deleted with their rows."""
+        params = {"before": ensure_aware("before", before), "limit": limit}
+        with self._connection() as conn:
+            row = conn.execute(_PURGE_COUNT if dry_run else _PURGE, params).fetchone()
+        assert row is not None
+        handoffs, escalations, outbox, traces = (int(v) for v in row)
+        return PurgeCounts(handoffs=handoffs, escalations=escalations, outbox=outbox, traces=traces)
 
     def outbox_window(self, *, since: datetime, until: datetime) -> list[OutboxItem]:
         params = (ensure_aware("since", since), ensure_aware("until", until))
