@@ -307,6 +307,33 @@ class TestImportExport:
         assert "bad.csv:3" in bad.stderr
         assert count_rows(project) == 0
 
+    def test_spreadsheet_exports_are_read_as_they_come(self, project: Path) -> None:
+        """Semicolons or tabs, headers in another case or spacing, a byte-order mark."""
+        (project / "eu.csv").write_text(
+            "\ufeffLead ID;Owner;Started At;Company\nE1;alice;2026-11-23T14:00:00Z;Acme\n"
+        )
+        result = run("import", "eu.csv", "--policy", "speed-to-lead", "--map", "Lead ID=id")
+        assert result.exit_code == 0, result.output
+        e1 = json.loads(run("show", "E1", "--json").output)["handoff"]
+        assert (e1["owner"], e1["started_at"]) == ("alice", "2026-11-23T14:00:00+00:00")
+        assert e1["attributes"] == {"Company": "Acme"}
+        (project / "tabs.tsv").write_text("ID\tOWNER\nT1\tbob\n")
+        tabs = run("import", "tabs.tsv", "--policy", "speed-to-lead", "--delimiter", "tab")
+        assert tabs.exit_code == 0, tabs.output
+        assert json.loads(run("show", "T1", "--json").output)["handoff"]["owner"] == "bob"
+
+    def test_a_file_without_an_id_column_is_one_error(self, project: Path) -> None:
+        """No column gives the id: one line naming the columns, not one error per row."""
+        (project / "crm.csv").write_text("Lead,Rep\nX1,alice\nX2,bob\n")
+        err = one_line_error(CliRunner().invoke(cli, ["import", "crm.csv"]))
+        assert "no column gives the handoff 'id' (columns: Lead, Rep)" in err
+        assert "--map COLUMN=id" in err
+        two = ["import", "crm.csv", "--map", "Lead=id", "--map", "Rep=id"]
+        assert "both give 'id'" in one_line_error(CliRunner().invoke(cli, two))
+        bad = ["import", "crm.csv", "--delimiter", ";;"]
+        assert "--delimiter" in one_line_error(CliRunner().invoke(cli, bad))
+        assert count_rows(project) == 0
+
     def test_tz_option_reads_naive_timestamps(self, project: Path) -> None:
         """--tz gives naive timestamps a zone."""
         (project / "naive.csv").write_text("id,owner,started_at\nN1,a,2026-11-23T09:00:00\n")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import re
 import signal
 import sys
 import threading
@@ -799,13 +800,73 @@ def _parse_row(
     return rec
 
 
-def _read_csv(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+#: Delimiters a header line is tried with, for files whose delimiter is not given.
+_DELIMITERS = (",", ";", "\t", "|")
+
+
+def _delimiter(path: Path, given: str | None) -> str:
+    """``given``, else the candidate the header line holds most of (``,`` by default)."""
+    if given is not None:
+        return given
     with path.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
+        header = fh.readline()
+    counts = {d: header.count(d) for d in _DELIMITERS}
+    best = max(_DELIMITERS, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+def _read_csv(path: Path, delimiter: str = ",") -> Iterator[tuple[int, dict[str, str]]]:
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh, delimiter=delimiter)
         if not reader.fieldnames:
             raise ValidationError(f"{path} has no header row", field="file", value=str(path))
         for row in reader:
             yield reader.line_num, row
+
+
+def _csv_header(path: Path, delimiter: str) -> list[str]:
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        header = next(csv.reader(fh, delimiter=delimiter), None)
+    if not header:
+        raise ValidationError(f"{path} has no header row", field="file", value=str(path))
+    return header
+
+
+def _column_fields(path: Path, header: Sequence[str], mapping: dict[str, str]) -> dict[str, str]:
+    """The field each column fills: ``mapping``, else its own name, else its name
+    spelt another way (``Started At``, ``OWNER``, ``backup-owner``) when that is a
+    handoff field no other column takes. Any other column is an attribute.
+
+    :raises ValidationError: when no column gives ``id``, or two give one field.
+    """
+    taken = {mapping.get(col, col) for col in header}
+    fields: dict[str, str] = {}
+    for col in header:
+        field = mapping.get(col, col)
+        if field == col and col not in _KNOWN_COLUMNS:
+            normal = "_".join(re.findall(r"[0-9a-z]+", col.lower()))
+            if normal in _KNOWN_COLUMNS and normal not in taken:
+                field = normal
+                taken.add(normal)
+        fields[col] = field
+    seen: dict[str, str] = {}
+    for col, field in fields.items():
+        if field in _KNOWN_COLUMNS and field in seen:
+            raise ValidationError(
+                f"{path}: columns {seen[field]!r} and {col!r} both give {field!r}; "
+                "rename one with --map",
+                field="map",
+                value=field,
+            )
+        seen[field] = col
+    if "id" not in seen:
+        raise ValidationError(
+            f"{path}: no column gives the handoff 'id' (columns: {', '.join(header)}); "
+            "name it with --map COLUMN=id",
+            field="id",
+            value=None,
+        )
+    return fields
 
 
 @cli.command("import", cls=Command)
@@ -820,6 +881,12 @@ def _read_csv(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
 @click.option("--policy", default=None, help="Policy for rows without a policy column.")
 @click.option("--tz", default=None, help="Zone for timestamps without an offset (e.g. UTC).")
 @click.option(
+    "--delimiter",
+    default=None,
+    metavar="CHAR",
+    help="Field delimiter: one character, or 'tab' (default: found from the header).",
+)
+@click.option(
     "--skip-invalid",
     is_flag=True,
     help="Import the valid rows and report the invalid ones (exit 1 if any).",
@@ -833,6 +900,7 @@ def import_(
     maps: tuple[str, ...],
     policy: str | None,
     tz: str | None,
+    delimiter: str | None,
     skip_invalid: bool,
     batch_size: int,
     dry_run: bool,
@@ -848,16 +916,17 @@ def import_(
     line number and nothing is written. A row whose id is stored already is
     skipped when it describes the same start (so a file can be imported
     again), and invalid when it does not. A ``[import]`` table in the config
-    may keep the column ``map``, the default ``policy`` and ``tz``; options
-    given here win.
+    may keep the column ``map``, the default ``policy``, ``tz`` and
+    ``delimiter``; options given here win. Headers in another case or spacing
+    (``Started At``) fill the field they spell.
     """
     from slakit.config import find_config, load_config
 
     settings = load_config(find_config(config))[0].get("import") or {}
-    unknown = sorted(set(settings) - {"map", "policy", "tz"})
+    unknown = sorted(set(settings) - {"map", "policy", "tz", "delimiter"})
     if unknown:
         raise ConfigError(
-            f"[import]: unknown key {unknown[0]!r} (allowed: map, policy, tz)",
+            f"[import]: unknown key {unknown[0]!r} (allowed: map, policy, tz, delimiter)",
             field=f"import.{unknown[0]}",
             value=unknown[0],
         )
@@ -878,6 +947,16 @@ def import_(
         if not sep or not src or not dst:
             raise click.BadParameter(f"{m!r} must be COLUMN=FIELD", param_hint="--map")
         mapping[src] = dst
+    delimiter = delimiter if delimiter is not None else settings.get("delimiter")
+    if delimiter is not None:
+        if isinstance(delimiter, str) and delimiter.lower() == "tab":
+            delimiter = "\t"
+        if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '"\r\n':
+            raise click.BadParameter(
+                f"must be one character or 'tab', got {delimiter!r}", param_hint="--delimiter"
+            )
+    sep = _delimiter(file, delimiter)
+    columns = _column_fields(file, _csv_header(file, sep), mapping)
     default_tz: tzinfo | None = None
     if tz is not None:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -888,7 +967,7 @@ def import_(
             raise click.BadParameter(f"unknown time zone {tz!r}", param_hint="--tz") from None
     from slakit.engine import _first_difference
 
-    total = sum(1 for _ in _read_csv(file))
+    total = sum(1 for _ in _read_csv(file, sep))
     problems: list[tuple[int, str]] = []
     good: list[tuple[int, tuple[slakit.Handoff, list[slakit.TraceRecord]]]] = []
     with (
@@ -899,9 +978,9 @@ def import_(
         task = bar.add_task("validating", total=total)
         now = engine.clock.now()
         seen: set[str] = set()
-        for line, row in _read_csv(file):
+        for line, row in _read_csv(file, sep):
             try:
-                rec = _parse_row(row, mapping, default_tz)
+                rec = _parse_row(row, columns, default_tz)
                 if policy is not None:
                     rec.setdefault("policy", policy)
                 prepared = engine.prepare(rec, now=now)
