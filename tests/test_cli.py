@@ -322,6 +322,24 @@ class TestImportExport:
         assert tabs.exit_code == 0, tabs.output
         assert json.loads(run("show", "T1", "--json").output)["handoff"]["owner"] == "bob"
 
+    def test_time_format_reads_crm_timestamps(self, project: Path) -> None:
+        """--time-format parses non-ISO timestamps; --tz gives them their zone."""
+        (project / "sf.csv").write_text(
+            "id,owner,started_at,first_response_at\nS1,al,11/23/2026 9:00 AM,11/23/2026 9:20 AM\n"
+        )
+        fmt = ("--time-format", "%m/%d/%Y %I:%M %p", "--tz", "America/New_York")
+        result = run("import", "sf.csv", "--policy", "speed-to-lead", *fmt)
+        assert result.exit_code == 0, result.output
+        s1 = json.loads(run("show", "S1", "--json").output)["handoff"]
+        assert s1["started_at"] == "2026-11-23T14:00:00+00:00"
+        assert s1["first_response_at"] == "2026-11-23T14:20:00+00:00"
+        (project / "bad.csv").write_text("id,started_at\nS2,2026-11-23T09:00\n")
+        bad = CliRunner().invoke(cli, ["import", "bad.csv", "--policy", "speed-to-lead", *fmt])
+        assert "bad.csv:2: started_at must be in the form '%m/%d/%Y %I:%M %p'" in bad.stderr
+        nonsense = ["import", "bad.csv", "--time-format", "MM/DD"]
+        assert "--time-format" in one_line_error(CliRunner().invoke(cli, nonsense))
+        assert count_rows(project) == 1
+
     def test_a_file_without_an_id_column_is_one_error(self, project: Path) -> None:
         """No column gives the id: one line naming the columns, not one error per row."""
         (project / "crm.csv").write_text("Lead,Rep\nX1,alice\nX2,bob\n")

@@ -767,7 +767,10 @@ _KNOWN_COLUMNS = (
 
 
 def _parse_row(
-    row: dict[str, str], mapping: dict[str, str], default_tz: tzinfo | None
+    row: dict[str, str],
+    mapping: dict[str, str],
+    default_tz: tzinfo | None,
+    time_format: str | None = None,
 ) -> dict[str, Any]:
     rec: dict[str, Any] = {}
     for col, raw in row.items():
@@ -779,10 +782,14 @@ def _parse_row(
             continue
         if field in _TIME_COLUMNS:
             try:
-                parsed = datetime.fromisoformat(value)
+                if time_format is None:
+                    parsed = datetime.fromisoformat(value)
+                else:
+                    parsed = datetime.strptime(value, time_format)
             except ValueError:
+                expected = "ISO-8601" if time_format is None else f"in the form {time_format!r}"
                 raise ValidationError(
-                    f"{field} must be ISO-8601, got {value!r}", field=field, value=value
+                    f"{field} must be {expected}, got {value!r}", field=field, value=value
                 ) from None
             if parsed.tzinfo is None:
                 if default_tz is None:
@@ -881,6 +888,12 @@ def _column_fields(path: Path, header: Sequence[str], mapping: dict[str, str]) -
 @click.option("--policy", default=None, help="Policy for rows without a policy column.")
 @click.option("--tz", default=None, help="Zone for timestamps without an offset (e.g. UTC).")
 @click.option(
+    "--time-format",
+    default=None,
+    metavar="FORMAT",
+    help="strptime format of the timestamps (e.g. '%m/%d/%Y %I:%M %p'; default ISO-8601).",
+)
+@click.option(
     "--delimiter",
     default=None,
     metavar="CHAR",
@@ -900,6 +913,7 @@ def import_(
     maps: tuple[str, ...],
     policy: str | None,
     tz: str | None,
+    time_format: str | None,
     delimiter: str | None,
     skip_invalid: bool,
     batch_size: int,
@@ -923,10 +937,11 @@ def import_(
     from slakit.config import find_config, load_config
 
     settings = load_config(find_config(config))[0].get("import") or {}
-    unknown = sorted(set(settings) - {"map", "policy", "tz", "delimiter"})
+    allowed = ("map", "policy", "tz", "time_format", "delimiter")
+    unknown = sorted(set(settings) - set(allowed))
     if unknown:
         raise ConfigError(
-            f"[import]: unknown key {unknown[0]!r} (allowed: map, policy, tz, delimiter)",
+            f"[import]: unknown key {unknown[0]!r} (allowed: {', '.join(allowed)})",
             field=f"import.{unknown[0]}",
             value=unknown[0],
         )
@@ -947,6 +962,12 @@ def import_(
         if not sep or not src or not dst:
             raise click.BadParameter(f"{m!r} must be COLUMN=FIELD", param_hint="--map")
         mapping[src] = dst
+    time_format = time_format if time_format is not None else settings.get("time_format")
+    if time_format is not None and (not isinstance(time_format, str) or "%" not in time_format):
+        raise click.BadParameter(
+            f"must be a strptime format such as '%m/%d/%Y %H:%M', got {time_format!r}",
+            param_hint="--time-format",
+        )
     delimiter = delimiter if delimiter is not None else settings.get("delimiter")
     if delimiter is not None:
         if isinstance(delimiter, str) and delimiter.lower() == "tab":
@@ -980,7 +1001,7 @@ def import_(
         seen: set[str] = set()
         for line, row in _read_csv(file, sep):
             try:
-                rec = _parse_row(row, columns, default_tz)
+                rec = _parse_row(row, columns, default_tz, time_format)
                 if policy is not None:
                     rec.setdefault("policy", policy)
                 prepared = engine.prepare(rec, now=now)
