@@ -502,6 +502,14 @@ class TestOutbox:
         assert [r["recipient"] for r in rest] == ["bob"]
         assert "nothing requeued" in run("requeue", "--all").output
 
+    def test_open_only_skips_alerts_made_moot(self, project: Path) -> None:
+        """--open-only leaves dead alerts about handoffs answered since."""
+        self._dead_letters(project)
+        assert run("respond", "L-1", "--at", "2026-11-23T14:33:00Z").exit_code == 0
+        out = json.loads(run("requeue", "--all", "--open-only", "--json").output)["requeued"]
+        assert [r["handoff_id"] for r in out] == ["L-2"]
+        assert count_rows(project, "outbox WHERE state = 'dead'") == 1
+
     def test_bad_input_is_one_line_and_requeues_nothing(self, project: Path) -> None:
         """No selection, unknown key or handoff, naive --now: one-line errors, exit 2."""
         self._dead_letters(project)

@@ -648,6 +648,19 @@ class TestDelivery:
         actors = {t.actor for t in engine.store.traces() if t.outcome == "requeued"}
         assert actors == {"operator"}
 
+    def test_requeue_dead_open_only_leaves_moot_alerts(self) -> None:
+        """open_only skips rows whose handoff stopped or was cancelled since they died."""
+        engine, _, _ = self._dead_letters("L1", "L2", "L3")
+        engine.respond("L1")
+        engine.cancel("L2")
+        moot = engine.requeue_dead(open_only=True, dry_run=True)
+        assert [i.notification.handoff_id for i in moot] == ["L3"]
+        assert [i.notification.handoff_id for i in engine.requeue_dead(open_only=True)] == ["L3"]
+        assert {i.notification.handoff_id for i in engine.store.outbox(state="dead")} == {
+            "L1",
+            "L2",
+        }
+
     def test_requeue_dead_rejects_unknown_keys_and_handoffs(self) -> None:
         """A typo is an error that names it, and nothing is requeued."""
         engine, _, _ = self._dead_letters("L1", "L2")

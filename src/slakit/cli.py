@@ -496,6 +496,11 @@ def outbox(
 @click.option("--notifier", default=None, metavar="NAME", help="Only this notifier's rows.")
 @click.option("--all", "every", is_flag=True, help="Every dead row (narrowed by the options).")
 @click.option("--by", default=None, help="Who requeues (the trace line's actor).")
+@click.option(
+    "--open-only",
+    is_flag=True,
+    help="Leave out rows whose handoff has been answered, completed or cancelled since.",
+)
 @click.option("--dry-run", is_flag=True, help="List what would be requeued; change nothing.")
 @now_option
 @config_option
@@ -506,6 +511,7 @@ def requeue(
     notifier: str | None,
     every: bool,
     by: str | None,
+    open_only: bool,
     dry_run: bool,
     now: datetime | None,
     config: Path | None,
@@ -527,6 +533,7 @@ def requeue(
             notifier=notifier,
             now=now,
             by=by,
+            open_only=open_only,
             dry_run=dry_run,
         )
     if as_json:

@@ -1265,6 +1265,7 @@ class Engine:
         notifier: str | None = None,
         now: datetime | None = None,
         by: str | None = None,
+        open_only: bool = False,
         dry_run: bool = False,
     ) -> list[OutboxItem]:
         """Put dead-lettered notifications back in the queue, for the next :meth:`deliver`.
@@ -1278,6 +1279,8 @@ class Engine:
         the same transaction. A row that is no longer dead when the write
         happens (another operator requeued it) is left alone.
 
+        :param open_only: leave out rows whose handoff has stopped or been
+            cancelled since (an alert about a lead answered meanwhile is moot).
         :param dry_run: select and return the rows without changing anything.
         :returns: the dead rows requeued (as they were), in creation order.
         :raises UnknownHandoffError: when ``handoff_id`` names no handoff.
@@ -1310,6 +1313,13 @@ class Engine:
             if (wanted is None or item.notification.idempotency_key in wanted)
             and (notifier is None or item.notification.notifier == notifier)
         ]
+        if open_only and chosen:
+            records = self.store.get_many({i.notification.handoff_id for i in chosen})
+            chosen = [
+                item
+                for item in chosen
+                if (h := records.get(item.notification.handoff_id)) is not None and h.is_active
+            ]
         if dry_run or not chosen:
             return chosen
         lines = [
