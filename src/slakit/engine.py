@@ -1273,8 +1273,8 @@ class Engine:
         Selects the outbox rows in state ``dead``, narrowed by ``keys``
         (idempotency keys), ``handoff_id`` and ``notifier``; each becomes
         pending again, due at ``now`` with a fresh budget of ``max_attempts``,
-        and keeps its idempotency key, so a receiver that saw an earlier
-        attempt can still tell the resend apart. Each requeue writes a trace
+        and keeps its idempotency key, so a receiver that did get an earlier
+        attempt can recognise the resend and drop it. Each requeue writes a trace
         line (``outcome = "requeued"``, ``actor = by`` or ``"operator"``) in
         the same transaction. A row that is no longer dead when the write
         happens (another operator requeued it) is left alone.
