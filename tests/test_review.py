@@ -394,6 +394,8 @@ class TestRunbook:
             "| **Last reviewed** | 2026-11-25 |",
             "| `-10m` | 20 min (wall)",
             "| `10x` | 5 h (wall)",
+            "## When something looks wrong",
+            "`slakit requeue --all --open-only`",
         ):
             assert needle in text
 

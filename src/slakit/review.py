@@ -1093,4 +1093,15 @@ def _runbook_page(pol: Policy, notifiers: Sequence[str], sinks: Sequence[str]) -
     lines += ["", "## Rollback", ""]
     rollback = _as_lines(rb.get("rollback"))
     lines += [f"- {m}" for m in rollback] if len(rollback) > 1 else (rollback or [unset])
+    lines += ["", "## When something looks wrong", "", *_CHECKS]
     return "\n".join(lines) + "\n"
+
+
+#: The same first checks for every policy: is the worker running, did alerts die.
+_CHECKS = (
+    "- `slakit status`: steps or notifications due for minutes mean no `slakit run` "
+    "is working the store; restart it.",
+    "- `slakit outbox --state dead`: alerts that failed for good, with the error; fix the "
+    "notifier, then `slakit requeue --all --open-only`.",
+    "- `slakit show ID`: one handoff's record, escalations, notifications and trace.",
+)
