@@ -935,6 +935,54 @@ class TestEvents:
             assert engine.run(interval=0.01, max_ticks=2) == 2
         assert len(sent) == 2
 
+    def test_run_loop_rides_out_a_store_outage(self, caplog: pytest.LogCaptureFixture) -> None:
+        """A tick failing with StoreError is logged and tried again; work resumes after."""
+        import threading
+
+        from slakit.errors import SchemaVersionError, StoreUnavailableError
+
+        class Flaky(MemoryStore):
+            fail = 3
+
+            def claim_due(self, *args: Any, **kw: Any) -> list[slakit.Handoff]:
+                if self.fail:
+                    self.fail -= 1
+                    raise StoreUnavailableError("PostgreSQL at db:5432 is unavailable")
+                return super().claim_due(*args, **kw)
+
+        engine, clock = wall_engine(store=Flaky())
+        engine.start("L1", owner="a")
+        clock.advance(hours=1)
+        ticks: list[int] = []
+
+        def on_tick(c: slakit.CheckResult, d: slakit.DeliveryResult) -> None:
+            ticks.append(c.count)
+            engine.stop()
+
+        with capture_notifications() as sent, caplog.at_level("INFO", "slakit.engine"):
+            runner = threading.Thread(target=lambda: engine.run(interval=0.02, on_tick=on_tick))
+            runner.start()
+            runner.join(10)
+        assert not runner.is_alive()
+        assert ticks == [2]  # the first tick that went through applied both steps
+        assert len(sent) == 2
+        warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert len(warnings) == 3
+        assert warnings[0].startswith("tick failed (1 in a row), trying again in 0 s: PostgreSQL")
+        assert "the store answers again after 3 failed tick(s)" in caplog.text
+        # One tick asked for: the error is the caller's; a newer schema is never retried.
+        engine.store.fail = 1  # type: ignore[attr-defined]
+        with pytest.raises(StoreUnavailableError):
+            engine.run(interval=0.01, max_ticks=1)
+
+        class Newer(MemoryStore):
+            def next_wakeup(self) -> datetime | None:
+                raise SchemaVersionError("schema 9 is newer than 4")
+
+        newer, _ = wall_engine(store=Newer())
+        with pytest.raises(SchemaVersionError):
+            newer.run(interval=0.01)
+
     def test_store_and_model_roundtrip(self) -> None:
         """Handoff.to_dict / from_dict round-trip."""
         engine, _ = wall_engine()

@@ -28,7 +28,9 @@ from slakit.errors import (
     InvalidTimestampError,
     InvalidTransitionError,
     PermanentNotifyError,
+    SchemaVersionError,
     SlakitError,
+    StoreError,
     TransientNotifyError,
     UnknownBreachReasonError,
     UnknownPolicyError,
@@ -1445,32 +1447,62 @@ class Engine:
         """Loop: check + deliver, then sleep until the next due time (at most ``interval``).
 
         Returns after :meth:`stop` (a signal handler may call it) once the
-        current tick's transactions are finished.
+        current tick's transactions are finished. A tick that fails with a
+        :class:`~slakit.errors.StoreError` (a database restarting, a network
+        cut, a lock held too long) is logged and tried again after 1, 2, 4…
+        seconds, at most ``interval``; the loop goes on once the store answers.
+        Claims a failed tick left behind run out with their leases, so no step
+        is lost or applied twice. With ``max_ticks`` the error is raised
+        instead, as is :class:`~slakit.errors.SchemaVersionError` always.
 
         :returns: the number of ticks run.
         """
         self.setup()
         ticks = 0
+        failures = 0
         self._running = True
         try:
             while not self._stop.is_set():
-                result = self.tick()
+                try:
+                    result = self.tick()
+                    nxt = self.store.next_wakeup()
+                except SchemaVersionError:
+                    raise
+                except StoreError as exc:
+                    if max_ticks is not None:
+                        raise
+                    failures += 1
+                    wait = min(interval, 2.0 ** min(failures - 1, 16))
+                    log.warning(
+                        "tick failed (%d in a row), trying again in %.0f s: %s",
+                        failures,
+                        wait,
+                        exc,
+                    )
+                    self._sleep(wait)
+                    continue
+                if failures:
+                    log.info("the store answers again after %d failed tick(s)", failures)
+                    failures = 0
                 ticks += 1
                 if on_tick is not None:
                     on_tick(*result)
                 if max_ticks is not None and ticks >= max_ticks:
                     break
                 wait = interval
-                nxt = self.store.next_wakeup()
                 if nxt is not None:
                     wait = min(interval, max(0.0, (nxt - self._now(None)).total_seconds()))
-                self._wake.clear()
-                if not self._stop.is_set():
-                    self._wake.wait(max(wait, 0.01))
+                self._sleep(wait)
         finally:
             self._running = False
             self._stop.clear()
         return ticks
+
+    def _sleep(self, seconds: float) -> None:
+        """Wait ``seconds``, or less when :meth:`wake` or :meth:`stop` is called."""
+        self._wake.clear()
+        if not self._stop.is_set():
+            self._wake.wait(max(seconds, 0.01))
 
 
 def _lease(seconds: float, started: float) -> float:
