@@ -551,6 +551,53 @@ class TestListen:
                 writer.close()
 
 
+class TestOutage:
+    def test_run_loop_survives_its_connections_being_killed(
+        self, pg_dsn: str, fresh_schema: Callable[[], str]
+    ) -> None:
+        """The server drops every connection of a running loop; the loop goes on after."""
+        schema = fresh_schema()
+        policy = slakit.Policy.default(basis="wall")
+        name = f"slakit-outage-{schema}"
+        runner = slakit.Engine(
+            PostgresStore(pg_dsn, schema=schema, application_name=name), policies=[policy]
+        )
+        writer = slakit.Engine(PostgresStore(pg_dsn, schema=schema), policies=[policy])
+        runner.setup()
+        applied: list[int] = []
+        loop = threading.Thread(
+            target=runner.run,
+            kwargs={"interval": 0.1, "on_tick": lambda c, d: applied.append(c.count)},
+        )
+        with capture_notifications():
+            loop.start()
+            try:
+                deadline = time.monotonic() + 10
+                while not applied and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                killed = _sql(
+                    pg_dsn,
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = %s",
+                    name,
+                )
+                assert killed  # the loop's pooled connections were there, and are gone
+                writer.start(
+                    "after-outage", owner="a", started_at=datetime.now(UTC) - timedelta(minutes=31)
+                )
+                while sum(applied) == 0 and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                assert sum(applied) == 1
+                assert loop.is_alive()
+                assert [e.stage for e in writer.store.escalations("after-outage")] == [0]
+            finally:
+                runner.stop()
+                loop.join(10)
+                runner.close()
+                writer.close()
+        assert not loop.is_alive()
+
+
 class TestSkewedClock:
     def _engine(self, store: PostgresStore, now: datetime) -> slakit.Engine:
         return slakit.Engine(
