@@ -1,4 +1,4 @@
-"""Build the optional C accelerator of slakit.calendar; all metadata is in pyproject.toml.
+"""Build the optional C accelerators (calendar, records); all metadata is in pyproject.toml.
 
 ``optional=True``: when the extension cannot be compiled (no C compiler, no
 Python headers) setuptools prints a warning, skips it, and the install goes on;
@@ -13,6 +13,11 @@ setup(
             "slakit._ccal",
             sources=["src/slakit/_ccal.c"],
             optional=True,
-        )
+        ),
+        Extension(
+            "slakit._crecords",
+            sources=["src/slakit/_crecords.c"],
+            optional=True,
+        ),
     ]
 )

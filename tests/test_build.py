@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from types import MappingProxyType
+from typing import Any
 
 import attrs
 import pytest
@@ -79,14 +80,62 @@ def test_positional_records_equal_init_ones() -> None:
     assert dict(n.payload) == {"handoff": h.to_dict(), "step": "1x", "stage": 0, "link": ""}
 
 
-def test_wrong_number_of_values_is_refused() -> None:
+BUILDERS = [
+    pytest.param((_build.python_positional, _build.python_packed), id="python"),
+    pytest.param(
+        (_build.positional, _build.packed),
+        id="compiled",
+        marks=pytest.mark.skipif(not _build.ACCELERATED, reason="slakit._crecords not built"),
+    ),
+]
+
+
+@pytest.mark.parametrize("builders", BUILDERS)
+def test_wrong_number_of_values_is_refused(builders: tuple[Any, Any]) -> None:
     """A builder given too few or too many values raises instead of leaving a slot unset."""
-    build = _build.positional(Escalation, ["handoff_id", "stage"])
+    positional, packed = builders
+    build = positional(Escalation, ["handoff_id", "stage"])
     with pytest.raises(TypeError):
         build("L1")
-    packed = _build.packed(Escalation, ["handoff_id", "stage"])
+    with pytest.raises(TypeError):
+        build("L1", 0, "extra")
+    pack = packed(Escalation, ["handoff_id", "stage"])
     with pytest.raises(ValueError):
-        packed(("L1", 0, "extra"))
+        pack(("L1", 0, "extra"))
+    with pytest.raises(ValueError):
+        pack(["L1"])
+
+
+@pytest.mark.parametrize("builders", BUILDERS)
+def test_every_record_class_builds_alike(builders: tuple[Any, Any]) -> None:
+    """Both builders set every slot as __init__ would, and build the exact class."""
+    positional, packed = builders
+    h = Handoff(id="L1", policy="lead", started_at=T0, owner="a", attributes={"k": 1}, version=2)
+    names = [a.name for a in attrs.fields(Handoff)]
+    again = packed(Handoff, names)(_values_of(h))
+    assert type(again) is Handoff
+    assert again == h
+    assert attrs.asdict(again, recurse=False) == attrs.asdict(h, recurse=False)
+    trace_names = [a.name for a in attrs.fields(TraceRecord)]
+    values = ("t" * 32, "L1", "lead", "start", "start", "engine", T0, "ok", MappingProxyType({}))
+    built = positional(TraceRecord, trace_names)(*values)
+    assert type(built) is TraceRecord
+    assert [getattr(built, n) for n in trace_names] == list(values)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        built.outcome = "changed"  # type: ignore[misc]
+
+
+def test_the_compiled_builder_refuses_what_it_cannot_build() -> None:
+    """Only plain object slots of a class made by object.__new__."""
+    if not _build.ACCELERATED:
+        pytest.skip("slakit._crecords not built")
+    with pytest.raises(TypeError, match="'status' of Handoff is not one of its slots"):
+        _build.positional(Handoff, ["status"])
+    with pytest.raises(TypeError, match=r"int must be created by object\.__new__"):
+        _build.positional(int, [])
+    with pytest.raises(TypeError, match="keyword"):
+        _build.positional(Escalation, ["handoff_id"])(handoff_id="L1")
+    assert "Handoff, 31 slots, packed" in repr(_build.packed(Handoff, attrs.fields_dict(Handoff)))
 
 
 def test_a_lazy_payload_pickles_as_its_mapping() -> None:

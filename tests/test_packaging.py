@@ -20,11 +20,19 @@ PROBE = """
 import json, sys
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
-import slakit.calendar as c
+import slakit, slakit.calendar as c, slakit._build as b, slakit._time as t
+from slakit.adapters.sqlite import SQLiteStore
 cal = c.BusinessCalendar.weekdays("America/New_York", "09:00-17:00")
 start = datetime(2026, 3, 6, 16, 30, tzinfo=ZoneInfo("America/New_York"))
-print(json.dumps({"file": c.__file__, "accelerated": c.ACCELERATED,
-                  "add": cal.add(start, timedelta(hours=1)).isoformat()}))
+clock = slakit.ManualClock(datetime(2026, 3, 2, 14, tzinfo=ZoneInfo("UTC")))
+engine = slakit.Engine(SQLiteStore(":memory:"), policies=[slakit.Policy.default(basis="wall")],
+                       clock=clock)
+engine.start("L1", owner="a")
+clock.advance(hours=2)
+print(json.dumps({"file": c.__file__,
+                  "accelerated": [c.ACCELERATED, b.ACCELERATED, t.ACCELERATED],
+                  "add": cal.add(start, timedelta(hours=1)).isoformat(),
+                  "steps": engine.check().count, "due": engine.get("L1").next_due_at}))
 """
 
 
@@ -55,7 +63,9 @@ def test_a_build_without_a_compiler_succeeds_and_runs_pure_python(tmp_path: Path
     (wheel,) = (tmp_path / "dist").glob("slakit-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert not [n for n in names if n.endswith((".so", ".pyd"))], names
-    assert {"slakit/py.typed", "slakit/_ccal.pyi", "slakit/cli.py"} <= set(names)
+    assert {"slakit/py.typed", "slakit/_ccal.pyi", "slakit/_crecords.pyi", "slakit/cli.py"} <= set(
+        names
+    )
     unpacked = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(unpacked)
     probe_env = {k: v for k, v in os.environ.items() if k != "SLAKIT_PURE"}
@@ -66,6 +76,7 @@ def test_a_build_without_a_compiler_succeeds_and_runs_pure_python(tmp_path: Path
     assert ran.returncode == 0, ran.stderr
     result = json.loads(ran.stdout)
     assert Path(result["file"]).is_relative_to(unpacked)
-    assert result["accelerated"] is False
+    assert result["accelerated"] == [False, False, False]
+    assert (result["steps"], result["due"]) == (2, None)  # the engine runs on SQLite too
     # Friday 16:30 + 1 business hour: 30 minutes on Friday, 30 on Monday.
     assert result["add"] == "2026-03-09T09:30:00-04:00"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -51,16 +53,29 @@ def to_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-def to_us(value: datetime) -> int:
+def python_to_us(value: datetime) -> int:
     """Microseconds since the Unix epoch, exact."""
     delta = value - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-def from_us(value: int) -> datetime:
+def python_from_us(value: int) -> datetime:
     """The UTC datetime ``value`` microseconds after the Unix epoch."""
     # Positional arguments: timedelta's keyword path is over twice as slow.
     return _EPOCH + timedelta(0, 0, value)
+
+
+to_us: Callable[[datetime], int] = python_to_us
+from_us: Callable[[int], datetime] = python_from_us
+#: Whether the compiled conversions (``slakit._crecords``, several times faster) are in use.
+ACCELERATED = False
+if os.environ.get("SLAKIT_PURE", "").strip() in ("", "0"):  # SLAKIT_PURE=1: pure Python
+    try:
+        from slakit import _crecords
+    except ImportError:  # built without a C compiler
+        pass
+    else:
+        to_us, from_us, ACCELERATED = _crecords.to_us, _crecords.from_us, True
 
 
 def to_iso(value: datetime | None) -> str | None:

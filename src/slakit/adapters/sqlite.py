@@ -25,7 +25,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from functools import partial
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -82,7 +82,6 @@ __all__ = [
 
 T = TypeVar("T")
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _INF = float("inf")
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _MIN_SQLITE = (3, 35, 0)  # UPDATE … RETURNING
@@ -393,7 +392,7 @@ def _us(value: datetime | None) -> int | None:
 
 
 def _dt(value: int | None) -> datetime | None:
-    return None if value is None else _EPOCH + timedelta(0, 0, value)
+    return None if value is None else from_us(value)
 
 
 def _lenient(value: Any) -> Any:
@@ -573,22 +572,21 @@ def _handoff_values(h: Handoff) -> tuple[Any, ...]:
 
 def _handoff_from_row(r: Sequence[Any]) -> Handoff:
     """The handoff a row in :data:`HANDOFF_COLUMNS` order holds."""
-    epoch = _EPOCH
-    us = timedelta  # positional (days, seconds, µs): faster than the keyword form
+    dt = from_us  # compiled when slakit._crecords is built (several times faster)
     wbh = r[14]
     # Rows were validated when written; rebuilding them skips the validators.
     return _from_values(
         (
             r[0],
             r[1],
-            epoch + us(0, 0, r[2]),
+            dt(r[2]),
             r[3],
             r[4],
             r[5],
-            None if r[6] is None else epoch + us(0, 0, r[6]),
+            None if r[6] is None else dt(r[6]),
             r[7],
-            None if r[8] is None else epoch + us(0, 0, r[8]),
-            None if r[9] is None else epoch + us(0, 0, r[9]),
+            None if r[8] is None else dt(r[8]),
+            None if r[9] is None else dt(r[9]),
             r[10],
             bool(r[11]),
             r[12],
@@ -597,17 +595,17 @@ def _handoff_from_row(r: Sequence[Any]) -> Handoff:
             r[15],
             r[16],
             r[17],
-            None if r[18] is None else epoch + us(0, 0, r[18]),
-            None if r[19] is None else epoch + us(0, 0, r[19]),
-            None if r[20] is None else epoch + us(0, 0, r[20]),
-            None if r[21] is None else epoch + us(0, 0, r[21]),
-            None if r[22] is None else epoch + us(0, 0, r[22]),
-            None if r[23] is None else epoch + us(0, 0, r[23]),
+            None if r[18] is None else dt(r[18]),
+            None if r[19] is None else dt(r[19]),
+            None if r[20] is None else dt(r[20]),
+            None if r[21] is None else dt(r[21]),
+            None if r[22] is None else dt(r[22]),
+            None if r[23] is None else dt(r[23]),
             r[24],
             r[25],
             r[26],
             r[27],
-            None if r[28] is None else epoch + us(0, 0, r[28]),
+            None if r[28] is None else dt(r[28]),
             _EMPTY if r[29] == "{}" else MappingProxyType(json.loads(r[29])),
             r[30],
         )

@@ -1,0 +1,369 @@
+/*
+ * Optional accelerator for the engine's and the SQL stores' hot path: building
+ * records without __init__, and UTC microseconds <-> aware datetimes.
+ *
+ * slakit._build and slakit._time use these when the module is present and
+ * fall back to their pure-Python code otherwise; the results are the same
+ * (tests build every record both ways and compare).
+ *
+ * Builder(cls, names) makes instances of a slotted class with every named
+ * slot set, the way object.__new__(cls) followed by each slot descriptor's
+ * __set__ does, without calling __init__. The descriptors are looked up and
+ * checked once, when the builder is made.
+ *
+ * from_us(n) is datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=n);
+ * to_us(dt) is (dt - that epoch) in whole microseconds. Exact datetimes with
+ * tzinfo=UTC take the fast path; anything else goes through the same
+ * datetime arithmetic as the Python code, with its results and its errors.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <datetime.h>
+#include <structmember.h>
+
+#include <stdint.h>
+
+#define US_PER_SECOND INT64_C(1000000)
+#define US_PER_DAY (INT64_C(86400) * US_PER_SECOND)
+/* 0001-01-01 and 10000-01-01 as days since 1970-01-01: datetime's range. */
+#define MIN_DAYS INT64_C(-719162)
+#define END_DAYS INT64_C(2932897)
+
+static PyObject *epoch = NULL; /* datetime(1970, 1, 1, tzinfo=UTC) */
+
+/* -- Builder ---------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyTypeObject *cls;
+    Py_ssize_t n;
+    PyMemberDef **members; /* one per name, from the class's slot descriptors */
+    PyObject *descriptors; /* keeps the descriptors (and their PyMemberDefs) alive */
+    int packed;            /* 1: build(values); 0: build(*values) */
+    vectorcallfunc vectorcall;
+} Builder;
+
+static PyObject *
+build(Builder *self, PyObject *const *values, Py_ssize_t count)
+{
+    if (count != self->n) {
+        /* As the Python builders: a wrong argument count is a TypeError, a
+         * sequence of the wrong length (unpacking) a ValueError. */
+        PyErr_Format(self->packed ? PyExc_ValueError : PyExc_TypeError,
+                     "%s builder takes %zd values, got %zd", self->cls->tp_name, self->n,
+                     count);
+        return NULL;
+    }
+    PyObject *obj = self->cls->tp_alloc(self->cls, 0);
+    if (obj == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (PyMember_SetOne((char *)obj, self->members[i], values[i]) < 0) {
+            Py_DECREF(obj);
+            return NULL;
+        }
+    }
+    return obj;
+}
+
+static PyObject *
+builder_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Builder *self = (Builder *)callable;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0) {
+        PyErr_SetString(PyExc_TypeError, "a record builder takes no keyword arguments");
+        return NULL;
+    }
+    if (!self->packed) {
+        return build(self, args, nargs);
+    }
+    if (nargs != 1) {
+        PyErr_Format(PyExc_TypeError, "%s builder takes one sequence, got %zd arguments",
+                     self->cls->tp_name, nargs);
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(args[0], "a record builder takes a sequence of values");
+    if (seq == NULL) {
+        return NULL;
+    }
+    PyObject *result =
+        build(self, PySequence_Fast_ITEMS(seq), PySequence_Fast_GET_SIZE(seq));
+    Py_DECREF(seq);
+    return result;
+}
+
+static int
+builder_init_members(Builder *self, PyObject *names)
+{
+    PyObject *tuple = PySequence_Tuple(names);
+    if (tuple == NULL) {
+        return -1;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(tuple);
+    self->descriptors = PyTuple_New(n);
+    self->members = PyMem_New(PyMemberDef *, n > 0 ? n : 1);
+    if (self->descriptors == NULL || self->members == NULL) {
+        Py_DECREF(tuple);
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->n = n;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *name = PyTuple_GET_ITEM(tuple, i);
+        PyObject *descr = PyObject_GetAttr((PyObject *)self->cls, name);
+        if (descr == NULL) {
+            Py_DECREF(tuple);
+            return -1;
+        }
+        if (!Py_IS_TYPE(descr, &PyMemberDescr_Type) ||
+            !PyType_IsSubtype(self->cls, PyDescr_TYPE(descr))) {
+            PyErr_Format(PyExc_TypeError, "%R of %s is not one of its slots", name,
+                         self->cls->tp_name);
+            Py_DECREF(descr);
+            Py_DECREF(tuple);
+            return -1;
+        }
+        PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
+        if (member->type != T_OBJECT_EX || (member->flags & READONLY)) {
+            PyErr_Format(PyExc_TypeError, "slot %R of %s is not a plain object slot", name,
+                         self->cls->tp_name);
+            Py_DECREF(descr);
+            Py_DECREF(tuple);
+            return -1;
+        }
+        self->members[i] = member;
+        PyTuple_SET_ITEM(self->descriptors, i, descr); /* steals the reference */
+    }
+    Py_DECREF(tuple);
+    return 0;
+}
+
+static PyObject *
+builder_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *keywords[] = {"cls", "names", "packed", NULL};
+    PyObject *cls;
+    PyObject *names;
+    int packed = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O|p:Builder", keywords, &PyType_Type, &cls,
+                                     &names, &packed)) {
+        return NULL;
+    }
+    PyTypeObject *klass = (PyTypeObject *)cls;
+    if (klass->tp_new != PyBaseObject_Type.tp_new || klass->tp_alloc == NULL) {
+        PyErr_Format(PyExc_TypeError, "%s must be created by object.__new__", klass->tp_name);
+        return NULL;
+    }
+    Builder *self = (Builder *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    Py_INCREF(cls);
+    self->cls = klass;
+    self->packed = packed;
+    self->vectorcall = builder_vectorcall;
+    if (builder_init_members(self, names) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static int
+builder_traverse(Builder *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->cls);
+    Py_VISIT(self->descriptors);
+    return 0;
+}
+
+static int
+builder_clear(Builder *self)
+{
+    Py_CLEAR(self->cls);
+    Py_CLEAR(self->descriptors);
+    return 0;
+}
+
+static void
+builder_dealloc(Builder *self)
+{
+    PyObject_GC_UnTrack(self);
+    builder_clear(self);
+    PyMem_Free(self->members);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+builder_repr(Builder *self)
+{
+    return PyUnicode_FromFormat("<slakit record builder for %s, %zd slots%s>",
+                                self->cls ? self->cls->tp_name : "?", self->n,
+                                self->packed ? ", packed" : "");
+}
+
+static PyTypeObject BuilderType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "slakit._crecords.Builder",
+    .tp_basicsize = sizeof(Builder),
+    .tp_dealloc = (destructor)builder_dealloc,
+    .tp_vectorcall_offset = offsetof(Builder, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_repr = (reprfunc)builder_repr,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "Builder(cls, names, packed=False): instances of cls with the named slots set.",
+    .tp_traverse = (traverseproc)builder_traverse,
+    .tp_clear = (inquiry)builder_clear,
+    .tp_new = builder_new,
+};
+
+/* -- microseconds <-> datetime ---------------------------------------------- */
+
+/* Civil date of a day count since 1970-01-01 (proleptic Gregorian). */
+static void
+civil_from_days(int64_t z, int *year, int *month, int *day)
+{
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t y = yoe + era * 400;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    int64_t d = doy - (153 * mp + 2) / 5 + 1;
+    int64_t m = mp < 10 ? mp + 3 : mp - 9;
+    *year = (int)(y + (m <= 2));
+    *month = (int)m;
+    *day = (int)d;
+}
+
+/* Days since 1970-01-01 of a civil date. */
+static int64_t
+days_from_civil(int64_t y, int64_t m, int64_t d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static PyObject *
+from_us(PyObject *module, PyObject *arg)
+{
+    int overflow = 0;
+    long long value = PyLong_Check(arg) ? PyLong_AsLongLongAndOverflow(arg, &overflow) : 0;
+    if (!PyLong_CheckExact(arg) || overflow) {
+        /* Anything else (bools, other ints, huge values) the way Python does it. */
+        PyObject *delta = PyObject_CallFunction((PyObject *)PyDateTimeAPI->DeltaType, "iiO", 0,
+                                                0, arg);
+        if (delta == NULL) {
+            return NULL;
+        }
+        PyObject *result = PyNumber_Add(epoch, delta);
+        Py_DECREF(delta);
+        return result;
+    }
+    if (value == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    int64_t us = (int64_t)value;
+    int64_t days = us / US_PER_DAY;
+    int64_t rest = us % US_PER_DAY;
+    if (rest < 0) {
+        rest += US_PER_DAY;
+        days -= 1;
+    }
+    if (days < MIN_DAYS || days >= END_DAYS) {
+        PyErr_SetString(PyExc_OverflowError, "date value out of range");
+        return NULL;
+    }
+    int year, month, day;
+    civil_from_days(days, &year, &month, &day);
+    int64_t seconds = rest / US_PER_SECOND;
+    return PyDateTimeAPI->DateTime_FromDateAndTime(
+        year, month, day, (int)(seconds / 3600), (int)(seconds / 60 % 60), (int)(seconds % 60),
+        (int)(rest % US_PER_SECOND), PyDateTime_TimeZone_UTC, PyDateTimeAPI->DateTimeType);
+}
+
+static PyObject *
+to_us(PyObject *module, PyObject *arg)
+{
+    if (PyDateTime_CheckExact(arg) &&
+        PyDateTime_DATE_GET_TZINFO(arg) == PyDateTime_TimeZone_UTC) {
+        int64_t days = days_from_civil(PyDateTime_GET_YEAR(arg), PyDateTime_GET_MONTH(arg),
+                                       PyDateTime_GET_DAY(arg));
+        int64_t seconds = PyDateTime_DATE_GET_HOUR(arg) * 3600 +
+                          PyDateTime_DATE_GET_MINUTE(arg) * 60 +
+                          PyDateTime_DATE_GET_SECOND(arg);
+        return PyLong_FromLongLong(days * US_PER_DAY + seconds * US_PER_SECOND +
+                                   PyDateTime_DATE_GET_MICROSECOND(arg));
+    }
+    /* Other zones, naive values and other types: the Python arithmetic and errors. */
+    PyObject *delta = PyNumber_Subtract(arg, epoch);
+    if (delta == NULL) {
+        return NULL;
+    }
+    if (!PyDelta_Check(delta)) {
+        Py_DECREF(delta);
+        PyErr_SetString(PyExc_TypeError, "to_us needs a datetime");
+        return NULL;
+    }
+    int64_t total = (int64_t)PyDateTime_DELTA_GET_DAYS(delta) * US_PER_DAY +
+                    (int64_t)PyDateTime_DELTA_GET_SECONDS(delta) * US_PER_SECOND +
+                    PyDateTime_DELTA_GET_MICROSECONDS(delta);
+    Py_DECREF(delta);
+    return PyLong_FromLongLong(total);
+}
+
+PyDoc_STRVAR(from_us_doc, "from_us(n): datetime(1970, 1, 1, tzinfo=UTC) + n microseconds.");
+PyDoc_STRVAR(to_us_doc, "to_us(dt): microseconds from 1970-01-01 UTC to the aware datetime dt.");
+
+static PyMethodDef crecords_methods[] = {
+    {"from_us", (PyCFunction)from_us, METH_O, from_us_doc},
+    {"to_us", (PyCFunction)to_us, METH_O, to_us_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef crecords_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "slakit._crecords",
+    .m_doc = "Compiled record builders and time conversions (optional; see docs/stores.md).",
+    .m_size = -1,
+    .m_methods = crecords_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__crecords(void)
+{
+    PyDateTime_IMPORT;
+    if (PyDateTimeAPI == NULL) {
+        return NULL;
+    }
+    if (epoch == NULL) {
+        epoch = PyDateTimeAPI->DateTime_FromDateAndTime(1970, 1, 1, 0, 0, 0, 0,
+                                                        PyDateTime_TimeZone_UTC,
+                                                        PyDateTimeAPI->DateTimeType);
+        if (epoch == NULL) {
+            return NULL;
+        }
+    }
+    if (PyType_Ready(&BuilderType) < 0) {
+        return NULL;
+    }
+    PyObject *module = PyModule_Create(&crecords_module);
+    if (module == NULL) {
+        return NULL;
+    }
+    Py_INCREF(&BuilderType);
+    if (PyModule_AddObject(module, "Builder", (PyObject *)&BuilderType) < 0) {
+        Py_DECREF(&BuilderType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

@@ -1,0 +1,160 @@
+"""slakit._crecords: compiled record builders and time conversions, against the Python ones."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from slakit import _build, _time
+
+
+@pytest.fixture(autouse=True)
+def _compiled() -> None:
+    """Skip without the module on a laptop; under CI its absence is a failure."""
+    if _time.ACCELERATED:
+        return
+    pure = os.environ.get("SLAKIT_PURE", "").strip() not in ("", "0")
+    why = (
+        "slakit._crecords is turned off by SLAKIT_PURE" if pure else "slakit._crecords is not built"
+    )
+    if os.environ.get("CI"):
+        pytest.fail(f"{why}; CI must test the compiled path")
+    pytest.skip(why)
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: datetime's whole range, in microseconds from the epoch.
+FIRST_US = (datetime(1, 1, 1, tzinfo=UTC) - EPOCH) // timedelta(microseconds=1)
+LAST_US = (datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC) - EPOCH) // timedelta(
+    microseconds=1
+)
+ZONES = ["UTC", "America/New_York", "Australia/Lord_Howe", "Asia/Kathmandu", "Europe/Dublin"]
+
+
+def c_from_us(n: int) -> datetime:
+    from slakit import _crecords
+
+    return _crecords.from_us(n)
+
+
+def c_to_us(value: datetime) -> int:
+    from slakit import _crecords
+
+    return _crecords.to_us(value)
+
+
+@settings(max_examples=2000)
+@given(st.integers(min_value=FIRST_US, max_value=LAST_US))
+def test_from_us_matches_the_python_arithmetic(n: int) -> None:
+    """Every instant in datetime's range: the same aware UTC datetime, and back."""
+    got = c_from_us(n)
+    want = _time.python_from_us(n)
+    assert (got, got.tzinfo, got.fold) == (want, want.tzinfo, want.fold)
+    assert type(got) is datetime
+    assert c_to_us(got) == n == _time.python_to_us(got)
+
+
+@settings(max_examples=1000)
+@given(
+    st.datetimes(
+        min_value=datetime(1900, 1, 1),
+        max_value=datetime(2200, 1, 1),
+        timezones=st.sampled_from(ZONES).map(ZoneInfo),
+    ),
+    st.booleans(),
+)
+def test_to_us_matches_in_every_zone_and_fold(value: datetime, fold: bool) -> None:
+    """Local times with any offset and either fold count as the Python code counts them."""
+    value = value.replace(fold=int(fold))
+    assert c_to_us(value) == _time.python_to_us(value)
+    fixed = value.replace(tzinfo=timezone(timedelta(hours=-3, minutes=-30)))
+    assert c_to_us(fixed) == _time.python_to_us(fixed)
+
+
+@pytest.mark.parametrize("n", [LAST_US + 1, FIRST_US - 1, 2**63 - 1, -(2**63)])
+def test_out_of_range_is_an_overflow_both_ways(n: int) -> None:
+    with pytest.raises(OverflowError):
+        _time.python_from_us(n)
+    with pytest.raises(OverflowError):
+        c_from_us(n)
+
+
+@pytest.mark.parametrize("bad", [datetime(2026, 3, 2, 14), "2026-03-02", None, 1.5])
+def test_to_us_refuses_what_python_refuses(bad: object) -> None:
+    """A naive datetime or a non-datetime: the same TypeError and message."""
+    with pytest.raises(TypeError) as python:
+        _time.python_to_us(bad)  # type: ignore[arg-type]
+    with pytest.raises(TypeError) as compiled:
+        c_to_us(bad)  # type: ignore[arg-type]
+    assert str(compiled.value) == str(python.value)
+
+
+def test_from_us_takes_other_ints_as_python_does() -> None:
+    """bool and int subclasses go through the Python arithmetic; other types are refused."""
+    assert c_from_us(True) == _time.python_from_us(True)
+    with pytest.raises(TypeError):
+        c_from_us("5")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        c_from_us(None)  # type: ignore[arg-type]
+
+
+def test_the_module_is_in_use() -> None:
+    """When it is built (always under CI), the engine's hot path uses it."""
+    from slakit import _crecords
+    from slakit.adapters import sqlite
+
+    assert _build.ACCELERATED
+    assert _time.to_us is _crecords.to_us
+    assert sqlite.from_us is _crecords.from_us
+
+
+def _run(code: str, **env: str) -> str:
+    base = {k: v for k, v in os.environ.items() if k != "SLAKIT_PURE"}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**base, **env},
+    )
+    return done.stdout.strip()
+
+
+def test_slakit_pure_turns_it_off() -> None:
+    code = "import slakit._build as b, slakit._time as t; print(b.ACCELERATED, t.ACCELERATED)"
+    assert _run(code, SLAKIT_PURE="1") == "False False"
+    assert _run(code) == "True True"
+
+
+def test_an_engine_writes_the_same_rows_either_way() -> None:
+    """Starts, both steps and deliveries on SQLite: identical rows, pure or compiled."""
+    code = """
+import json, slakit
+from datetime import datetime, timedelta, UTC
+from slakit.adapters.sqlite import SQLiteStore
+from slakit.testing import capture_notifications
+clock = slakit.ManualClock(datetime(2026, 3, 8, 6, 59, 59, 999999, tzinfo=UTC))
+store = SQLiteStore(":memory:")
+engine = slakit.Engine(store, policies=[slakit.Policy.default(basis="wall")], clock=clock)
+engine.start_many({"id": f"L{i}", "owner": "a", "backup_owner": "b", "trace_id": f"{i:032x}",
+                   "started_at": clock.now() - timedelta(minutes=7 * i)} for i in range(40))
+clock.advance(hours=1)
+with capture_notifications():
+    engine.check()
+    engine.deliver()
+rows = {t: store.query(f"SELECT * FROM {t} ORDER BY 1, 2") for t in ("handoffs", "escalations")}
+rows["outbox"] = store.query("SELECT * FROM outbox ORDER BY seq")
+rows["traces"] = store.query("SELECT * FROM traces ORDER BY seq")
+rows["handoff"] = engine.get("L7").to_dict()
+print(json.dumps(rows, default=str, sort_keys=True))
+"""
+    pure, compiled = _run(code, SLAKIT_PURE="1"), _run(code)
+    assert pure == compiled
+    assert '"stage": 2' in compiled
