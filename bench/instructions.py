@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/instructions.py              # about two minutes
+    python bench/instructions.py              # about three minutes
     python bench/instructions.py --markdown   # also write its section of docs/benchmarks.md
 
 Timings on a shared machine move by ±30% from run to run, too much to see a
@@ -17,7 +17,8 @@ bench's data from ``bench/engine.py``: *bare* (imports, an empty database),
 *started* (plus ``Engine.start_many`` of ``--handoffs`` records) and *checked*
 (plus ``Engine.check`` applying both steps of the playbook's policy to each,
 with every escalation, outbox and trace row). Per start is
-(started - bare) / handoffs; per step is (checked - started) / steps.
+(started - bare) / handoffs; per step is (checked - started) / steps. The
+three run twice: with the compiled modules, and in pure Python (``SLAKIT_PURE=1``).
 Without valgrind the script says so and exits 0.
 """
 
@@ -65,8 +66,8 @@ def child(stage: str, n: int) -> None:
         engine.close()
 
 
-def count(valgrind: str, stage: str, n: int) -> int:
-    """Instructions a child process executes, start to exit."""
+def count(valgrind: str, stage: str, n: int, pure: bool = False) -> int:
+    """Instructions a child process executes, start to exit (``pure``: SLAKIT_PURE=1)."""
     cmd = [
         valgrind,
         "--tool=callgrind",
@@ -78,14 +79,17 @@ def count(valgrind: str, stage: str, n: int) -> int:
         "--handoffs",
         str(n),
     ]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    env = {k: v for k, v in os.environ.items() if k != "SLAKIT_PURE"}
+    if pure:
+        env["SLAKIT_PURE"] = "1"
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     found = _COLLECTED.search(done.stderr)
     if done.returncode != 0 or found is None:
         raise SystemExit(f"{' '.join(cmd)} failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
     return int(found.group(1))
 
 
-def markdown(n: int, per_start: float, per_step: float, cmd: str) -> str:
+def markdown(n: int, compiled: tuple[float, float], pure: tuple[float, float], cmd: str) -> str:
     return "\n".join(
         [
             SECTION,
@@ -96,12 +100,16 @@ def markdown(n: int, per_start: float, per_step: float, cmd: str) -> str:
             f"slakit {slakit.__version__}, valgrind's instruction count (the same on a busy "
             "or a quiet machine, within 0.1% from run to run; no cache misses or I/O waits "
             f"in it). {n:,} handoffs started, then {2 * n:,} steps applied as in (b) of "
-            "the engine section.",
+            "the engine section. *Compiled*: with the optional C modules `slakit._crecords` "
+            "(record builders, UTC microsecond conversions) and `slakit._ccal` (calendar), "
+            "as installed with a C compiler; *pure Python*: the same code with "
+            "`SLAKIT_PURE=1`, as installed without one.",
             "",
-            "| measure | instructions |",
-            "|---|---:|",
-            f"| one start through `Engine.start_many` | {per_start:,.0f} |",
-            f"| one step applied by `Engine.check`, with its rows | {per_step:,.0f} |",
+            "| measure | compiled | pure Python |",
+            "|---|---:|---:|",
+            f"| one start through `Engine.start_many` | {compiled[0]:,.0f} | {pure[0]:,.0f} |",
+            f"| one step applied by `Engine.check`, with its rows | {compiled[1]:,.0f} "
+            f"| {pure[1]:,.0f} |",
             "",
         ]
     )
@@ -121,14 +129,21 @@ def main(argv: list[str] | None = None) -> int:
         print("valgrind is not installed: no instruction counts (apt-get install valgrind)")
         return 0
     n = args.handoffs
-    bare, started, checked = (count(valgrind, s, n) for s in ("bare", "started", "checked"))
-    per_start = (started - bare) / n
-    per_step = (checked - started) / (2 * n)
-    print(f"per start: {per_start:,.0f} instructions; per step: {per_step:,.0f} instructions")
+    results = []
+    for pure in (False, True):
+        bare, started, checked = (
+            count(valgrind, s, n, pure) for s in ("bare", "started", "checked")
+        )
+        per_start, per_step = (started - bare) / n, (checked - started) / (2 * n)
+        print(
+            f"{'pure Python' if pure else 'compiled'}: per start {per_start:,.0f} instructions; "
+            f"per step {per_step:,.0f} instructions"
+        )
+        results.append((per_start, per_step))
     cmd = "python bench/instructions.py" + (" --markdown" if args.markdown else "")
     if n != 1000:
         cmd += f" --handoffs {n}"
-    section = markdown(n, per_start, per_step, cmd)
+    section = markdown(n, results[0], results[1], cmd)
     print(section)
     if args.markdown:
         write_section(SECTION, section)
