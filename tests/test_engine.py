@@ -983,6 +983,46 @@ class TestEvents:
         with pytest.raises(SchemaVersionError):
             newer.run(interval=0.01)
 
+    def test_check_pauses_the_collector_and_restores_it(self) -> None:
+        """The cyclic collector is off while a check works and as it was afterwards,
+        also when the check fails; an application's choice to keep it off stays."""
+        import gc
+
+        from slakit.errors import StoreUnavailableError
+
+        seen: list[bool] = []
+
+        class Watching(MemoryStore):
+            broken = False
+
+            def apply_steps(self, applications: Any) -> list[bool]:
+                seen.append(gc.isenabled())
+                if self.broken:
+                    raise StoreUnavailableError("gone")
+                return super().apply_steps(applications)
+
+        store = Watching()
+        engine, clock = wall_engine(store=store)
+        engine.start("L1", owner="a")
+        engine.start("L2", owner="a")
+        clock.advance(minutes=40)
+        assert gc.isenabled()
+        assert engine.check().count == 2
+        assert seen == [False]
+        assert gc.isenabled()
+        store.broken = True
+        clock.advance(minutes=30)
+        with pytest.raises(StoreUnavailableError):
+            engine.check()
+        assert gc.isenabled()
+        gc.disable()
+        try:
+            store.broken = False
+            engine.check()
+            assert not gc.isenabled()
+        finally:
+            gc.enable()
+
     def test_store_and_model_roundtrip(self) -> None:
         """Handoff.to_dict / from_dict round-trip."""
         engine, _ = wall_engine()

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import sys
@@ -169,25 +168,6 @@ def open_engine(config: Path | None) -> Iterator[Engine]:
         yield engine.setup()
     finally:
         engine.close()
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector for a bulk command, then restore it.
-
-    A command that holds every record of a big file (``slakit import``)
-    creates hundreds of thousands of objects and no reference cycles; the
-    collector would walk the growing heap again and again for nothing. It
-    roughly halved the time to validate 100,000 rows. Reference counting
-    still frees everything as usual.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 @contextmanager

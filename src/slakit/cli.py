@@ -29,7 +29,6 @@ from slakit._cliutil import (
     config_option,
     console,
     fail,
-    gc_paused,
     json_option,
     now_option,
     open_engine,
@@ -38,6 +37,7 @@ from slakit._cliutil import (
     print_json,
     progress_bar,
 )
+from slakit._gc import paused
 from slakit.errors import ConfigError, SlakitError, ValidationError
 from slakit.records import OutboxItem, OutboxState
 
@@ -1001,7 +1001,7 @@ def import_(
     with (
         open_engine(config) as engine,
         progress_bar(disable=as_json or total < 1000) as bar,
-        gc_paused(),
+        paused(),
     ):
         task = bar.add_task("validating", total=total)
         now = engine.clock.now()

@@ -19,6 +19,7 @@ from typing import Any
 import attrs
 
 from slakit import _capture
+from slakit._gc import paused
 from slakit._time import ensure_aware, validate_sla
 from slakit.abc import Notifier, RecordStore, TraceSink
 from slakit.clock import Clock, SystemClock
@@ -535,9 +536,12 @@ class Engine:
         handoffs: list[Handoff] = []
         traces: list[TraceRecord] = []
         prepare = self._prepare
-        for rec in records:
-            prepare(rec, now, handoffs, traces)
-        return self._insert_many(handoffs, traces)
+        with paused():  # many new records and no reference cycles
+            for rec in records:
+                prepare(rec, now, handoffs, traces)
+            count = self.store.insert_many(handoffs, traces)
+        self._emit(traces)
+        return count
 
     def start_prepared(self, prepared: Iterable[tuple[Handoff, Sequence[TraceRecord]]]) -> int:
         """Write records :meth:`prepare` built, in one store transaction.
@@ -944,6 +948,14 @@ class Engine:
         started = time.monotonic()
         applied: list[AppliedStep] = []
         errors: list[str] = []
+        with paused():  # records by the thousand and no reference cycles among them
+            lost = self._check_loop(when, started, applied, errors)
+        return CheckResult(now=when, applied=tuple(applied), lost=lost, errors=tuple(errors))
+
+    def _check_loop(
+        self, when: datetime, started: float, applied: list[AppliedStep], errors: list[str]
+    ) -> int:
+        """Claim and apply batch after batch until nothing is due; the steps lost."""
         lost = 0
         while not self._stopping():
             batch = self.store.claim_due(
@@ -951,42 +963,53 @@ class Engine:
             )
             if not batch:
                 break
-            plans: list[_Plan] = []
-            progressed = False
-            for i, h in enumerate(batch):
-                if self._stopping():
-                    # Stopping: hand back what this round has not planned yet.
-                    for rest in batch[i:]:
-                        self.store.release(rest.id, self.worker_id)
-                    break
-                try:
-                    plan = self._plan_next(h, when)
-                except ConcurrentUpdateError:
-                    lost += 1
-                    continue
-                except SlakitError as exc:
-                    # The claim stays leased, so this round does not spin on it.
-                    errors.append(f"{h.id}: {exc}")
-                    log.warning("handoff %r not processed: %s", h.id, exc)
-                    continue
-                if plan is None:
-                    progressed = True
-                else:
-                    plans.append(plan)
-            if plans:
-                results = self.store.apply_steps([p.app for p in plans])
-                done = [p for p, ok in zip(plans, results, strict=True) if ok]
-                lost += len(plans) - len(done)
+            progressed, lost_here, done = self._check_batch(batch, when, errors)
+            lost += lost_here
+            if done:
                 self._emit([t for p in done for t in p.app.traces])
                 observe = self.plugins.observes_steps()
                 for p in done:
                     applied.extend(p.records)
                     if observe:
                         self._observe(p, when)
-                progressed = progressed or bool(done)
             if not progressed:
                 break
-        return CheckResult(now=when, applied=tuple(applied), lost=lost, errors=tuple(errors))
+        return lost
+
+    def _check_batch(
+        self, batch: Sequence[Handoff], when: datetime, errors: list[str]
+    ) -> tuple[bool, int, list[_Plan]]:
+        """Plan and write one claimed batch: whether it made progress, how many
+        steps were lost to other writers, and the plans written."""
+        lost = 0
+        plans: list[_Plan] = []
+        progressed = False
+        for i, h in enumerate(batch):
+            if self._stopping():
+                # Stopping: hand back what this round has not planned yet.
+                for rest in batch[i:]:
+                    self.store.release(rest.id, self.worker_id)
+                break
+            try:
+                plan = self._plan_next(h, when)
+            except ConcurrentUpdateError:
+                lost += 1
+                continue
+            except SlakitError as exc:
+                # The claim stays leased, so this round does not spin on it.
+                errors.append(f"{h.id}: {exc}")
+                log.warning("handoff %r not processed: %s", h.id, exc)
+                continue
+            if plan is None:
+                progressed = True
+            else:
+                plans.append(plan)
+        if not plans:
+            return progressed, lost, []
+        results = self.store.apply_steps([p.app for p in plans])
+        done = [p for p, ok in zip(plans, results, strict=True) if ok]
+        lost += len(plans) - len(done)
+        return progressed or bool(done), lost, done
 
     def _observe(self, plan: _Plan, now: datetime) -> None:
         step = plan.step
