@@ -101,7 +101,7 @@ def markdown(n: int, compiled: tuple[float, float], pure: tuple[float, float], c
             "or a quiet machine, within 0.1% from run to run; no cache misses or I/O waits "
             f"in it). {n:,} handoffs started, then {2 * n:,} steps applied as in (b) of "
             "the engine section. *Compiled*: with the optional C modules `slakit._crecords` "
-            "(record builders, UTC microsecond conversions) and `slakit._ccal` (calendar), "
+            "(record builders, row codec, UTC microsecond conversions) and `slakit._ccal` (calendar), "
             "as installed with a C compiler; *pure Python*: the same code with "
             "`SLAKIT_PURE=1`, as installed without one.",
             "",

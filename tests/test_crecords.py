@@ -6,12 +6,15 @@ import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta, timezone
+from types import MappingProxyType
 from zoneinfo import ZoneInfo
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import slakit
 from slakit import _build, _time
 
 
@@ -158,3 +161,86 @@ print(json.dumps(rows, default=str, sort_keys=True))
     pure, compiled = _run(code, SLAKIT_PURE="1"), _run(code)
     assert pure == compiled
     assert '"stage": 2' in compiled
+
+
+def _field_values() -> st.SearchStrategy[list[object]]:
+    """Every Handoff field with a value of its kind, valid or not (the codec does not judge)."""
+    from slakit.handoff import _DATETIME_FIELDS, _FIELD_NAMES
+
+    instants = st.datetimes(
+        min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
+    )
+    text = st.text(max_size=8)
+    scalar = text | st.integers() | st.floats(allow_nan=False) | st.booleans() | st.none()
+    kinds: list[st.SearchStrategy[object]] = []
+    for name in _FIELD_NAMES:
+        if name in _DATETIME_FIELDS:
+            kinds.append(st.none() | instants if name != "started_at" else instants)
+        elif name == "breached":
+            kinds.append(st.booleans())
+        elif name == "within_business_hours":
+            kinds.append(st.none() | st.booleans())
+        elif name == "attributes":
+            kinds.append(
+                st.dictionaries(text, scalar, max_size=3).map(
+                    lambda d: MappingProxyType(d) if d else MappingProxyType({})
+                )
+            )
+        elif name in ("stage", "version"):
+            kinds.append(st.integers(0, 10**6))
+        elif name in ("sla_minutes",) or name.endswith("seconds"):
+            kinds.append(st.none() | st.floats(0, 1e6))
+        else:
+            kinds.append(st.none() | text)
+    return st.tuples(*kinds).map(list)
+
+
+@settings(max_examples=1500)
+@given(_field_values())
+def test_the_row_codec_matches_the_python_one(values: list[object]) -> None:
+    """A handoff's row and the handoff read back from it: the same either way."""
+    from slakit.adapters import sqlite
+
+    h = _build.python_packed(slakit.Handoff, [a.name for a in attrs.fields(slakit.Handoff)])(values)
+    row = sqlite._python_handoff_values(h)
+    assert sqlite._handoff_values(h) == row
+    assert [type(v) for v in sqlite._handoff_values(h)] == [type(v) for v in row]
+    back = sqlite._handoff_from_row(row)
+    assert back == sqlite._python_handoff_from_row(row)
+    assert [getattr(back, a.name) for a in attrs.fields(slakit.Handoff)] == [
+        getattr(sqlite._python_handoff_from_row(row), a.name) for a in attrs.fields(slakit.Handoff)
+    ]
+
+
+def test_the_row_codec_reports_a_bad_attribute_as_python_does() -> None:
+    """An attribute JSON cannot hold: the same ValidationError naming it."""
+    from slakit.adapters import sqlite
+    from slakit.errors import ValidationError
+
+    h = slakit.Handoff(
+        id="L1", policy="p", started_at=datetime(2026, 1, 1, tzinfo=UTC), attributes={"x": {1, 2}}
+    )
+    with pytest.raises(ValidationError, match=r"attributes\['x'\] of handoff 'L1'"):
+        sqlite._handoff_values(h)
+
+
+@settings(max_examples=500)
+@given(_field_values(), st.sampled_from(["owner", "stage", "breached", "next_due_at"]))
+def test_replace_matches_the_python_one(values: list[object], name: str) -> None:
+    """A copy with changed fields, without __init__; unknown names are a KeyError."""
+    from slakit.handoff import _FIELD_NAMES, replace_fields
+
+    h = _build.python_packed(slakit.Handoff, _FIELD_NAMES)(values)
+    python = _build.python_replacer(slakit.Handoff, _FIELD_NAMES)
+    changed = {name: None if name != "stage" else 7}
+    got, want = replace_fields(h, **changed), python(h, **changed)
+    assert type(got) is slakit.Handoff
+    assert [getattr(got, n) for n in _FIELD_NAMES] == [getattr(want, n) for n in _FIELD_NAMES]
+    assert getattr(got, name) == changed[name]
+    assert replace_fields(h) == h
+    assert replace_fields(h) is not h
+    for replace in (replace_fields, python):
+        with pytest.raises(KeyError):
+            replace(h, colour="blue")
+        with pytest.raises(TypeError):
+            replace(object())

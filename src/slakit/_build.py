@@ -12,6 +12,7 @@ ten times faster again; :data:`ACCELERATED` says which one is in use.
 
 from __future__ import annotations
 
+import operator
 import os
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -59,6 +60,32 @@ def packed(cls: type[T], names: Sequence[str]) -> Callable[[Sequence[Any]], T]:
         built: Callable[[Sequence[Any]], T] = _Builder(cls, tuple(names), packed=True)
         return built
     return python_packed(cls, names)
+
+
+def replacer(cls: type[T], names: Sequence[str]) -> Callable[..., T]:
+    """``replace(obj, **changes)``: a copy of ``obj`` (exactly a ``cls``) with the named
+    fields changed and no ``__init__``; ``KeyError`` for a name not in ``names``."""
+    if _Builder is not None:
+        built: Callable[..., T] = _Builder(cls, tuple(names), packed=True).replace
+        return built
+    return python_replacer(cls, names)
+
+
+def python_replacer(cls: type[T], names: Sequence[str]) -> Callable[..., T]:
+    """:func:`replacer` in Python (what runs without the compiled module)."""
+    index = {name: i for i, name in enumerate(names)}
+    values_of = operator.attrgetter(*names)
+    build = python_packed(cls, names)
+
+    def replace(obj: T, **changes: Any) -> T:
+        if type(obj) is not cls:
+            raise TypeError(f"replace needs a {cls.__name__}, got {type(obj).__name__}")
+        values = list(values_of(obj))
+        for name, value in changes.items():
+            values[index[name]] = value
+        return build(values)
+
+    return replace
 
 
 def python_positional(cls: type[T], names: Sequence[str]) -> Callable[..., T]:

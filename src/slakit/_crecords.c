@@ -15,6 +15,13 @@
  * to_us(dt) is (dt - that epoch) in whole microseconds. Exact datetimes with
  * tzinfo=UTC take the fast path; anything else goes through the same
  * datetime arithmetic as the Python code, with its results and its errors.
+ *
+ * encode_row(values, kinds, text) and decode_row(row, kinds, empty, parse)
+ * turn a record's values into a database row and back, one code per column:
+ * 'o' as it is, 'd' datetime <-> microseconds (None stays None), 'b' a flag
+ * (bool <-> 0/1), 'B' an optional flag (None stays None), 'j' a mapping <->
+ * its JSON text (text(value) one way; "{}" -> empty, else parse(text) the
+ * other). The SQLite store keeps the same conversions in Python.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -40,6 +47,7 @@ typedef struct {
     Py_ssize_t n;
     PyMemberDef **members; /* one per name, from the class's slot descriptors */
     PyObject *descriptors; /* keeps the descriptors (and their PyMemberDefs) alive */
+    PyObject *index;       /* name -> position, for replace() */
     int packed;            /* 1: build(values); 0: build(*values) */
     vectorcallfunc vectorcall;
 } Builder;
@@ -95,6 +103,66 @@ builder_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyO
     return result;
 }
 
+/* Builder.replace(obj, **changes): a copy of obj (an instance of exactly the
+ * builder's class) with the named slots changed, like the Python
+ * obj._replace(**changes): no __init__, and KeyError for an unknown name. */
+static PyObject *
+builder_replace(Builder *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs != 1) {
+        PyErr_Format(PyExc_TypeError, "replace takes one %s and keywords", self->cls->tp_name);
+        return NULL;
+    }
+    PyObject *src = args[0];
+    if (Py_TYPE(src) != self->cls) {
+        PyErr_Format(PyExc_TypeError, "replace needs a %s, got %s", self->cls->tp_name,
+                     Py_TYPE(src)->tp_name);
+        return NULL;
+    }
+    PyObject *obj = self->cls->tp_alloc(self->cls, 0);
+    if (obj == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < self->n; i++) {
+        PyObject *v = PyMember_GetOne((const char *)src, self->members[i]);
+        if (v == NULL) {
+            Py_DECREF(obj);
+            return NULL;
+        }
+        int failed = PyMember_SetOne((char *)obj, self->members[i], v);
+        Py_DECREF(v);
+        if (failed < 0) {
+            Py_DECREF(obj);
+            return NULL;
+        }
+    }
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, k);
+        PyObject *at = PyDict_GetItemWithError(self->index, name);
+        if (at == NULL) {
+            if (!PyErr_Occurred()) {
+                PyErr_SetObject(PyExc_KeyError, name);
+            }
+            Py_DECREF(obj);
+            return NULL;
+        }
+        if (PyMember_SetOne((char *)obj, self->members[PyLong_AsSsize_t(at)], args[nargs + k]) <
+            0) {
+            Py_DECREF(obj);
+            return NULL;
+        }
+    }
+    return obj;
+}
+
+static PyMethodDef builder_methods[] = {
+    {"replace", (PyCFunction)(void (*)(void))builder_replace, METH_FASTCALL | METH_KEYWORDS,
+     "replace(obj, **changes): a copy of obj with the named slots changed."},
+    {NULL, NULL, 0, NULL},
+};
+
 static int
 builder_init_members(Builder *self, PyObject *names)
 {
@@ -104,8 +172,9 @@ builder_init_members(Builder *self, PyObject *names)
     }
     Py_ssize_t n = PyTuple_GET_SIZE(tuple);
     self->descriptors = PyTuple_New(n);
+    self->index = PyDict_New();
     self->members = PyMem_New(PyMemberDef *, n > 0 ? n : 1);
-    if (self->descriptors == NULL || self->members == NULL) {
+    if (self->descriptors == NULL || self->index == NULL || self->members == NULL) {
         Py_DECREF(tuple);
         PyErr_NoMemory();
         return -1;
@@ -136,6 +205,13 @@ builder_init_members(Builder *self, PyObject *names)
         }
         self->members[i] = member;
         PyTuple_SET_ITEM(self->descriptors, i, descr); /* steals the reference */
+        PyObject *at = PyLong_FromSsize_t(i);
+        if (at == NULL || PyDict_SetItem(self->index, name, at) < 0) {
+            Py_XDECREF(at);
+            Py_DECREF(tuple);
+            return -1;
+        }
+        Py_DECREF(at);
     }
     Py_DECREF(tuple);
     return 0;
@@ -177,6 +253,7 @@ builder_traverse(Builder *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->cls);
     Py_VISIT(self->descriptors);
+    Py_VISIT(self->index);
     return 0;
 }
 
@@ -185,6 +262,7 @@ builder_clear(Builder *self)
 {
     Py_CLEAR(self->cls);
     Py_CLEAR(self->descriptors);
+    Py_CLEAR(self->index);
     return 0;
 }
 
@@ -216,6 +294,7 @@ static PyTypeObject BuilderType = {
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
     .tp_doc = "Builder(cls, names, packed=False): instances of cls with the named slots set.",
     .tp_traverse = (traverseproc)builder_traverse,
+    .tp_methods = builder_methods,
     .tp_clear = (inquiry)builder_clear,
     .tp_new = builder_new,
 };
@@ -320,12 +399,152 @@ to_us(PyObject *module, PyObject *arg)
     return PyLong_FromLongLong(total);
 }
 
+/* -- rows ------------------------------------------------------------------ */
+
+static int
+check_kinds(PyObject *values, PyObject *kinds, Py_ssize_t *n)
+{
+    if (!PyTuple_Check(values) && !PyList_Check(values)) {
+        PyErr_SetString(PyExc_TypeError, "values must be a tuple or a list");
+        return -1;
+    }
+    if (!PyBytes_Check(kinds)) {
+        PyErr_SetString(PyExc_TypeError, "kinds must be bytes");
+        return -1;
+    }
+    *n = PySequence_Fast_GET_SIZE(values);
+    if (PyBytes_GET_SIZE(kinds) != *n) {
+        PyErr_Format(PyExc_ValueError, "%zd values for %zd kinds", *n, PyBytes_GET_SIZE(kinds));
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+encode_row(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "encode_row takes 3 arguments");
+        return NULL;
+    }
+    PyObject *values = args[0], *text = args[2];
+    Py_ssize_t n;
+    if (check_kinds(values, args[1], &n) < 0) {
+        return NULL;
+    }
+    const char *kinds = PyBytes_AS_STRING(args[1]);
+    PyObject **items = PySequence_Fast_ITEMS(values);
+    PyObject *row = PyTuple_New(n);
+    if (row == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = items[i];
+        PyObject *out = NULL;
+        int truth;
+        switch (kinds[i]) {
+        case 'o':
+            out = Py_NewRef(v);
+            break;
+        case 'd':
+            out = v == Py_None ? Py_NewRef(Py_None) : to_us(module, v);
+            break;
+        case 'B':
+            if (v == Py_None) {
+                out = Py_NewRef(Py_None);
+                break;
+            }
+            /* fall through */
+        case 'b':
+            truth = PyObject_IsTrue(v);
+            out = truth < 0 ? NULL : PyLong_FromLong(truth);
+            break;
+        case 'j':
+            out = PyObject_CallOneArg(text, v);
+            break;
+        default:
+            PyErr_Format(PyExc_ValueError, "unknown kind %c", kinds[i]);
+        }
+        if (out == NULL) {
+            Py_DECREF(row);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(row, i, out);
+    }
+    return row;
+}
+
+static PyObject *
+decode_row(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "decode_row takes 4 arguments");
+        return NULL;
+    }
+    PyObject *row = args[0], *empty = args[2], *parse = args[3];
+    Py_ssize_t n;
+    if (check_kinds(row, args[1], &n) < 0) {
+        return NULL;
+    }
+    const char *kinds = PyBytes_AS_STRING(args[1]);
+    PyObject **items = PySequence_Fast_ITEMS(row);
+    PyObject *values = PyTuple_New(n);
+    if (values == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = items[i];
+        PyObject *out = NULL;
+        int truth;
+        switch (kinds[i]) {
+        case 'o':
+            out = Py_NewRef(v);
+            break;
+        case 'd':
+            out = v == Py_None ? Py_NewRef(Py_None) : from_us(module, v);
+            break;
+        case 'B':
+            if (v == Py_None) {
+                out = Py_NewRef(Py_None);
+                break;
+            }
+            /* fall through */
+        case 'b':
+            truth = PyObject_IsTrue(v);
+            out = truth < 0 ? NULL : PyBool_FromLong(truth);
+            break;
+        case 'j':
+            if (PyUnicode_Check(v) && PyUnicode_GET_LENGTH(v) == 2 &&
+                PyUnicode_READ_CHAR(v, 0) == '{' && PyUnicode_READ_CHAR(v, 1) == '}') {
+                out = Py_NewRef(empty);
+            }
+            else {
+                out = PyObject_CallOneArg(parse, v);
+            }
+            break;
+        default:
+            PyErr_Format(PyExc_ValueError, "unknown kind %c", kinds[i]);
+        }
+        if (out == NULL) {
+            Py_DECREF(values);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(values, i, out);
+    }
+    return values;
+}
+
+PyDoc_STRVAR(encode_row_doc, "encode_row(values, kinds, text): a record's values as a row.");
+PyDoc_STRVAR(decode_row_doc, "decode_row(row, kinds, empty, parse): a row as a record's values.");
+
 PyDoc_STRVAR(from_us_doc, "from_us(n): datetime(1970, 1, 1, tzinfo=UTC) + n microseconds.");
 PyDoc_STRVAR(to_us_doc, "to_us(dt): microseconds from 1970-01-01 UTC to the aware datetime dt.");
 
 static PyMethodDef crecords_methods[] = {
     {"from_us", (PyCFunction)from_us, METH_O, from_us_doc},
     {"to_us", (PyCFunction)to_us, METH_O, to_us_doc},
+    {"encode_row", (PyCFunction)(void (*)(void))encode_row, METH_FASTCALL, encode_row_doc},
+    {"decode_row", (PyCFunction)(void (*)(void))decode_row, METH_FASTCALL, decode_row_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -37,7 +37,7 @@ from slakit.errors import (
     UnknownPolicyError,
     ValidationError,
 )
-from slakit.handoff import Handoff, _from_values, _optional_text, new_trace_id
+from slakit.handoff import Handoff, _from_values, _optional_text, new_trace_id, replace_fields
 from slakit.plugins import Plugins, get_plugins
 from slakit.policy import Policy, Step, StepContext, run_actions
 from slakit.records import (
@@ -1097,7 +1097,9 @@ class Engine:
         run_actions(ctx, self.plugins.actions())
         next_due = dues[target + 1].astimezone(UTC) if target + 1 < len(dues) else None
         # One copy for the whole step; the version is the one the store will write.
-        new = ctx.handoff._replace(stage=target + 1, next_due_at=next_due, version=h.version + 1)
+        new = replace_fields(
+            ctx.handoff, stage=target + 1, next_due_at=next_due, version=h.version + 1
+        )
         rule = f"step:{step.at}"
         late = (now - due_at).total_seconds()
         actions = step.raw_actions

@@ -23,7 +23,7 @@ from slakit.errors import (
     UnknownCalendarError,
     ValidationError,
 )
-from slakit.handoff import Handoff
+from slakit.handoff import Handoff, replace_fields
 
 if TYPE_CHECKING:
     pass
@@ -591,12 +591,12 @@ def _reassign(ctx: StepContext, arg: str | None) -> None:
         ctx.detail[ctx.current_action] = {"skipped": "handoff has no backup_owner"}
         return
     # The previous owner becomes the backup, so a later notify:backup still reaches them.
-    ctx.handoff = h._replace(owner=new_owner, backup_owner=h.owner)
+    ctx.handoff = replace_fields(h, owner=new_owner, backup_owner=h.owner)
     ctx.detail[ctx.current_action] = {"from": h.owner, "to": new_owner}
 
 
 def _mark_breached(ctx: StepContext, arg: str | None) -> None:
-    ctx.handoff = ctx.handoff._replace(breached=True)
+    ctx.handoff = replace_fields(ctx.handoff, breached=True)
 
 
 _BUILTIN_IMPLS: dict[str, Action] = {

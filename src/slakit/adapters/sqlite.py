@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 import attrs
 
+from slakit import _time
 from slakit._time import ensure_aware, from_us, to_us
 from slakit.abc import RecordStore, paired_traces
 from slakit.adapters._sql import (
@@ -58,7 +59,7 @@ from slakit.errors import (
     UnknownHandoffError,
     ValidationError,
 )
-from slakit.handoff import Handoff, _from_values, _values_of
+from slakit.handoff import _DATETIME_FIELDS, Handoff, _from_values, _values_of
 from slakit.records import (
     Escalation,
     LazyPayload,
@@ -500,7 +501,7 @@ def _attributes_json(h: Handoff) -> str:
         raise
 
 
-def _handoff_values(h: Handoff) -> tuple[Any, ...]:
+def _python_handoff_values(h: Handoff) -> tuple[Any, ...]:
     """The row for ``h`` in :data:`HANDOFF_COLUMNS` order."""
     (
         id_,
@@ -570,7 +571,7 @@ def _handoff_values(h: Handoff) -> tuple[Any, ...]:
     )
 
 
-def _handoff_from_row(r: Sequence[Any]) -> Handoff:
+def _python_handoff_from_row(r: Sequence[Any]) -> Handoff:
     """The handoff a row in :data:`HANDOFF_COLUMNS` order holds."""
     dt = from_us  # compiled when slakit._crecords is built (several times faster)
     wbh = r[14]
@@ -610,6 +611,47 @@ def _handoff_from_row(r: Sequence[Any]) -> Handoff:
             r[30],
         )
     )
+
+
+def _attributes_text(attributes: Mapping[str, Any]) -> str:
+    """The attributes column's JSON (a bad value raises; the caller says which)."""
+    return _strict_json(dict(attributes)) if attributes else "{}"
+
+
+def _attributes_from_text(text: str) -> Mapping[str, Any]:
+    return MappingProxyType(json.loads(text))
+
+
+#: One code per column for slakit._crecords' row codec: d datetime, b flag,
+#: B optional flag, j attributes, o as it is (see _crecords.c).
+_ROW_KINDS = bytes(
+    ord(
+        "d"
+        if name in _DATETIME_FIELDS
+        else {"breached": "b", "within_business_hours": "B", "attributes": "j"}.get(name, "o")
+    )
+    for name in HANDOFF_COLUMNS
+)
+
+_handoff_values: Callable[[Handoff], tuple[Any, ...]] = _python_handoff_values
+_handoff_from_row: Callable[[Sequence[Any]], Handoff] = _python_handoff_from_row
+if _time.ACCELERATED:
+    from slakit import _crecords
+
+    _encode_row = _crecords.encode_row
+    _decode_row = _crecords.decode_row
+
+    def _compiled_handoff_values(h: Handoff) -> tuple[Any, ...]:
+        try:
+            return _encode_row(_values_of(h), _ROW_KINDS, _attributes_text)
+        except (TypeError, ValueError):
+            return _python_handoff_values(h)  # raises, naming the attribute
+
+    def _compiled_handoff_from_row(r: Sequence[Any]) -> Handoff:
+        return _from_values(_decode_row(r, _ROW_KINDS, _EMPTY, _attributes_from_text))
+
+    _handoff_values = _compiled_handoff_values
+    _handoff_from_row = _compiled_handoff_from_row
 
 
 def _trace_values(t: TraceRecord) -> tuple[Any, ...]:
