@@ -145,6 +145,42 @@ class TestSchema:
         assert "region" in cols
         new.close()
 
+    def test_version_3_file_gains_the_dead_letter_index(self, db: Path) -> None:
+        """A file written at schema 3 opens at 4 with its rows, and dead letters use the index."""
+        store = SQLiteStore(db)
+        h = store.insert(make_handoff("h1"))
+        note = make_notification("h1")
+        assert store.apply_step(
+            StepApplication(
+                handoff=attrs.evolve(h, stage=1, next_due_at=None),
+                expected_version=h.version,
+                expected_stage=0,
+                escalations=(
+                    Escalation(
+                        handoff_id="h1", stage=0, step="1x", applied_at=T0, outcome="applied"
+                    ),
+                ),
+                notifications=(note,),
+            )
+        )
+        (item,) = store.claim_outbox(note.created_at, 10, "w", 60)
+        assert store.complete_outbox(
+            item, state="dead", attempts=1, next_attempt_at=None, error="boom"
+        )
+        store.close()
+        conn = _raw(db)
+        conn.execute("DROP INDEX outbox_dead")
+        conn.execute("PRAGMA user_version = 3")
+        conn.close()
+        again = SQLiteStore(db)
+        again.setup()
+        assert again.schema_version() == SCHEMA_VERSION == 4
+        (dead,) = again.outbox(state="dead")
+        assert (dead.notification.handoff_id, dead.last_error) == ("h1", "boom")
+        indexes = [r[0] for r in again.query("SELECT name FROM sqlite_master WHERE type='index'")]
+        assert "outbox_dead" in indexes
+        again.close()
+
     def test_failed_migration_leaves_the_old_version(
         self, db: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
