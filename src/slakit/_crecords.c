@@ -401,137 +401,96 @@ to_us(PyObject *module, PyObject *arg)
 
 /* -- rows ------------------------------------------------------------------ */
 
-static int
-check_kinds(PyObject *values, PyObject *kinds, Py_ssize_t *n)
+/* One column, one way: encode (values -> row) or decode (row -> values). */
+static PyObject *
+convert_one(PyObject *module, char kind, PyObject *v, int encode, PyObject *const *fns)
 {
-    if (!PyTuple_Check(values) && !PyList_Check(values)) {
+    int truth;
+    switch (kind) {
+    case 'o':
+        return Py_NewRef(v);
+    case 'd':
+        if (v == Py_None) {
+            return Py_NewRef(Py_None);
+        }
+        return encode ? to_us(module, v) : from_us(module, v);
+    case 'B':
+        if (v == Py_None) {
+            return Py_NewRef(Py_None);
+        }
+        /* fall through */
+    case 'b':
+        truth = PyObject_IsTrue(v);
+        if (truth < 0) {
+            return NULL;
+        }
+        return encode ? PyLong_FromLong(truth) : PyBool_FromLong(truth);
+    case 'j':
+        if (encode) {
+            return PyObject_CallOneArg(fns[0], v); /* text(mapping) */
+        }
+        if (PyUnicode_Check(v) && PyUnicode_GET_LENGTH(v) == 2 &&
+            PyUnicode_READ_CHAR(v, 0) == '{' && PyUnicode_READ_CHAR(v, 1) == '}') {
+            return Py_NewRef(fns[0]); /* empty */
+        }
+        return PyObject_CallOneArg(fns[1], v); /* parse(text) */
+    default:
+        PyErr_Format(PyExc_ValueError, "unknown kind %c", kind);
+        return NULL;
+    }
+}
+
+/* args: the sequence, the kinds, then encode's text or decode's empty and parse. */
+static PyObject *
+convert_row(PyObject *module, PyObject *const *args, Py_ssize_t nargs, int encode)
+{
+    const char *name = encode ? "encode_row" : "decode_row";
+    Py_ssize_t expected = encode ? 3 : 4;
+    if (nargs != expected) {
+        PyErr_Format(PyExc_TypeError, "%s takes %zd arguments", name, expected);
+        return NULL;
+    }
+    PyObject *seq = args[0], *kinds = args[1];
+    if (!PyTuple_Check(seq) && !PyList_Check(seq)) {
         PyErr_SetString(PyExc_TypeError, "values must be a tuple or a list");
-        return -1;
+        return NULL;
     }
     if (!PyBytes_Check(kinds)) {
         PyErr_SetString(PyExc_TypeError, "kinds must be bytes");
-        return -1;
+        return NULL;
     }
-    *n = PySequence_Fast_GET_SIZE(values);
-    if (PyBytes_GET_SIZE(kinds) != *n) {
-        PyErr_Format(PyExc_ValueError, "%zd values for %zd kinds", *n, PyBytes_GET_SIZE(kinds));
-        return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (PyBytes_GET_SIZE(kinds) != n) {
+        PyErr_Format(PyExc_ValueError, "%zd values for %zd kinds", n, PyBytes_GET_SIZE(kinds));
+        return NULL;
     }
-    return 0;
+    const char *codes = PyBytes_AS_STRING(kinds);
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    PyObject *out = PyTuple_New(n);
+    if (out == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = convert_one(module, codes[i], items[i], encode, args + 2);
+        if (v == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(out, i, v);
+    }
+    return out;
 }
 
 static PyObject *
 encode_row(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "encode_row takes 3 arguments");
-        return NULL;
-    }
-    PyObject *values = args[0], *text = args[2];
-    Py_ssize_t n;
-    if (check_kinds(values, args[1], &n) < 0) {
-        return NULL;
-    }
-    const char *kinds = PyBytes_AS_STRING(args[1]);
-    PyObject **items = PySequence_Fast_ITEMS(values);
-    PyObject *row = PyTuple_New(n);
-    if (row == NULL) {
-        return NULL;
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *v = items[i];
-        PyObject *out = NULL;
-        int truth;
-        switch (kinds[i]) {
-        case 'o':
-            out = Py_NewRef(v);
-            break;
-        case 'd':
-            out = v == Py_None ? Py_NewRef(Py_None) : to_us(module, v);
-            break;
-        case 'B':
-            if (v == Py_None) {
-                out = Py_NewRef(Py_None);
-                break;
-            }
-            /* fall through */
-        case 'b':
-            truth = PyObject_IsTrue(v);
-            out = truth < 0 ? NULL : PyLong_FromLong(truth);
-            break;
-        case 'j':
-            out = PyObject_CallOneArg(text, v);
-            break;
-        default:
-            PyErr_Format(PyExc_ValueError, "unknown kind %c", kinds[i]);
-        }
-        if (out == NULL) {
-            Py_DECREF(row);
-            return NULL;
-        }
-        PyTuple_SET_ITEM(row, i, out);
-    }
-    return row;
+    return convert_row(module, args, nargs, 1);
 }
 
 static PyObject *
 decode_row(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "decode_row takes 4 arguments");
-        return NULL;
-    }
-    PyObject *row = args[0], *empty = args[2], *parse = args[3];
-    Py_ssize_t n;
-    if (check_kinds(row, args[1], &n) < 0) {
-        return NULL;
-    }
-    const char *kinds = PyBytes_AS_STRING(args[1]);
-    PyObject **items = PySequence_Fast_ITEMS(row);
-    PyObject *values = PyTuple_New(n);
-    if (values == NULL) {
-        return NULL;
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *v = items[i];
-        PyObject *out = NULL;
-        int truth;
-        switch (kinds[i]) {
-        case 'o':
-            out = Py_NewRef(v);
-            break;
-        case 'd':
-            out = v == Py_None ? Py_NewRef(Py_None) : from_us(module, v);
-            break;
-        case 'B':
-            if (v == Py_None) {
-                out = Py_NewRef(Py_None);
-                break;
-            }
-            /* fall through */
-        case 'b':
-            truth = PyObject_IsTrue(v);
-            out = truth < 0 ? NULL : PyBool_FromLong(truth);
-            break;
-        case 'j':
-            if (PyUnicode_Check(v) && PyUnicode_GET_LENGTH(v) == 2 &&
-                PyUnicode_READ_CHAR(v, 0) == '{' && PyUnicode_READ_CHAR(v, 1) == '}') {
-                out = Py_NewRef(empty);
-            }
-            else {
-                out = PyObject_CallOneArg(parse, v);
-            }
-            break;
-        default:
-            PyErr_Format(PyExc_ValueError, "unknown kind %c", kinds[i]);
-        }
-        if (out == NULL) {
-            Py_DECREF(values);
-            return NULL;
-        }
-        PyTuple_SET_ITEM(values, i, out);
-    }
-    return values;
+    return convert_row(module, args, nargs, 0);
 }
 
 PyDoc_STRVAR(encode_row_doc, "encode_row(values, kinds, text): a record's values as a row.");
