@@ -13,20 +13,18 @@ ten times faster again; :data:`ACCELERATED` says which one is in use.
 from __future__ import annotations
 
 import operator
-import os
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
+
+from slakit import _time
 
 T = TypeVar("T")
 
 _Builder: Any = None
-if os.environ.get("SLAKIT_PURE", "").strip() in ("", "0"):  # SLAKIT_PURE=1: pure Python
-    try:
-        from slakit import _crecords
-    except ImportError:  # built without a C compiler: the generated Python builders
-        pass
-    else:
-        _Builder = _crecords.Builder
+if _time.ACCELERATED:  # else (no compiler, or SLAKIT_PURE=1): the generated Python builders
+    from slakit import _crecords
+
+    _Builder = _crecords.Builder
 
 #: Whether the compiled builders are in use.
 ACCELERATED = _Builder is not None

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from slakit._compiled import PURE_BY_ENV
 from slakit.errors import InvalidSLAError, NaiveDatetimeError, ValidationError
 
 __all__ = [
@@ -67,9 +67,10 @@ def python_from_us(value: int) -> datetime:
 
 to_us: Callable[[datetime], int] = python_to_us
 from_us: Callable[[int], datetime] = python_from_us
-#: Whether the compiled conversions (``slakit._crecords``, several times faster) are in use.
+#: Whether ``slakit._crecords`` (several times faster) is in use: the one place that
+#: decides, for these conversions, the record builders and the SQLite row codec.
 ACCELERATED = False
-if os.environ.get("SLAKIT_PURE", "").strip() in ("", "0"):  # SLAKIT_PURE=1: pure Python
+if not PURE_BY_ENV:
     try:
         from slakit import _crecords
     except ImportError:  # built without a C compiler

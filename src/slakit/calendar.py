@@ -26,7 +26,6 @@ gives the same results. :data:`ACCELERATED` tells which one is in use.
 from __future__ import annotations
 
 import copy
-import os
 import re
 import threading
 from array import array
@@ -37,6 +36,7 @@ from itertools import pairwise
 from typing import TYPE_CHECKING, Any, Final, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from slakit._compiled import PURE_BY_ENV
 from slakit.errors import (
     CalendarClosedError,
     ConfigError,
@@ -60,7 +60,7 @@ __all__ = ["ACCELERATED", "BusinessCalendar", "resolve_wall_time"]
 _add_fast: Callable[[object, object, bytes | None, ZoneInfo], datetime | None] | None = None
 _elapsed_fast: Callable[[object, object, bytes | None], timedelta | None] | None = None
 # SLAKIT_PURE set to anything but empty or 0 turns the compiled paths off.
-_PURE_BY_ENV: Final[bool] = os.environ.get("SLAKIT_PURE", "").strip() not in ("", "0")
+_PURE_BY_ENV: Final[bool] = PURE_BY_ENV
 if not _PURE_BY_ENV:
     try:
         from slakit._ccal import add_fast as _add_fast
