@@ -818,17 +818,6 @@ def _parse_row(
 _DELIMITERS = (",", ";", "\t", "|")
 
 
-def _delimiter(path: Path, given: str | None) -> str:
-    """``given``, else the candidate the header line holds most of (``,`` by default)."""
-    if given is not None:
-        return given
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        header = fh.readline()
-    counts = {d: header.count(d) for d in _DELIMITERS}
-    best = max(_DELIMITERS, key=lambda d: counts[d])
-    return best if counts[best] else ","
-
-
 def _read_csv(path: Path, delimiter: str = ",") -> Iterator[tuple[int, dict[str, str]]]:
     with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh, delimiter=delimiter)
@@ -838,12 +827,21 @@ def _read_csv(path: Path, delimiter: str = ",") -> Iterator[tuple[int, dict[str,
             yield reader.line_num, row
 
 
-def _csv_header(path: Path, delimiter: str) -> list[str]:
+def _csv_header(path: Path, given: str | None) -> tuple[str, list[str]]:
+    """The delimiter (``given``, else the candidate the header line holds most of,
+    ``,`` by default) and the header's column names."""
     with path.open(newline="", encoding="utf-8-sig") as fh:
+        delimiter = given
+        if delimiter is None:
+            line = fh.readline()
+            counts = {d: line.count(d) for d in _DELIMITERS}
+            best = max(_DELIMITERS, key=lambda d: counts[d])
+            delimiter = best if counts[best] else ","
+            fh.seek(0)
         header = next(csv.reader(fh, delimiter=delimiter), None)
     if not header:
         raise ValidationError(f"{path} has no header row", field="file", value=str(path))
-    return header
+    return delimiter, header
 
 
 def _column_fields(path: Path, header: Sequence[str], mapping: dict[str, str]) -> dict[str, str]:
@@ -983,8 +981,8 @@ def import_(
             raise click.BadParameter(
                 f"must be one character or 'tab', got {delimiter!r}", param_hint="--delimiter"
             )
-    sep = _delimiter(file, delimiter)
-    columns = _column_fields(file, _csv_header(file, sep), mapping)
+    sep, header = _csv_header(file, delimiter)
+    columns = _column_fields(file, header, mapping)
     default_tz: tzinfo | None = None
     if tz is not None:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
