@@ -319,6 +319,24 @@ class Engine:
             detail=MappingProxyType({k: v for k, v in detail.items() if v is not None}),
         )
 
+    @staticmethod
+    def _notification_trace(
+        n: Notification, actor: str, at: datetime, outcome: str, **detail: Any
+    ) -> TraceRecord:
+        """A trace line about notification ``n`` (a delivery attempt, a requeue);
+        ``None`` details are left out."""
+        return TraceRecord(
+            trace_id=n.trace_id,
+            handoff_id=n.handoff_id,
+            policy=n.policy,
+            rule=f"step:{n.step}",
+            action=n.action,
+            actor=actor,
+            at=at,
+            outcome=outcome,
+            detail={k: v for k, v in detail.items() if v is not None},
+        )
+
     def _emit(self, traces: Iterable[TraceRecord]) -> None:
         batch = list(traces)
         if not batch:
@@ -1249,26 +1267,16 @@ class Engine:
         else:
             state, outcome = OutboxState.PENDING, "retry"
             next_at = now + timedelta(seconds=self.backoff(attempts, retry_after))
-        trace = TraceRecord(
-            trace_id=n.trace_id,
-            handoff_id=n.handoff_id,
-            policy=n.policy,
-            rule=f"step:{n.step}",
-            action=n.action,
-            actor=f"notifier:{n.notifier}" if not captured else "capture",
-            at=now,
-            outcome=outcome,
-            detail={
-                k: v
-                for k, v in {
-                    "idempotency_key": n.idempotency_key,
-                    "recipient": n.recipient,
-                    "attempt": attempts,
-                    "error": error,
-                    "next_attempt_at": next_at.isoformat() if next_at else None,
-                }.items()
-                if v is not None
-            },
+        trace = self._notification_trace(
+            n,
+            f"notifier:{n.notifier}" if not captured else "capture",
+            now,
+            outcome,
+            idempotency_key=n.idempotency_key,
+            recipient=n.recipient,
+            attempt=attempts,
+            error=error,
+            next_attempt_at=next_at.isoformat() if next_at else None,
         )
         ok = self.store.complete_outbox(
             item,
@@ -1350,26 +1358,16 @@ class Engine:
         if dry_run or not chosen:
             return chosen
         lines = [
-            TraceRecord(
-                trace_id=n.trace_id,
-                handoff_id=n.handoff_id,
-                policy=n.policy,
-                rule=f"step:{n.step}",
-                action=n.action,
-                actor=actor,
-                at=when,
-                outcome="requeued",
-                detail={
-                    k: v
-                    for k, v in {
-                        "idempotency_key": n.idempotency_key,
-                        "notifier": n.notifier,
-                        "recipient": n.recipient,
-                        "attempts": item.attempts,
-                        "error": item.last_error,
-                    }.items()
-                    if v is not None
-                },
+            self._notification_trace(
+                n,
+                actor,
+                when,
+                "requeued",
+                idempotency_key=n.idempotency_key,
+                notifier=n.notifier,
+                recipient=n.recipient,
+                attempts=item.attempts,
+                error=item.last_error,
             )
             for item in chosen
             for n in (item.notification,)
