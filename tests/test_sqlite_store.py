@@ -42,6 +42,7 @@ from slakit.testing.store_contract import (
     StoreContract,
     make_handoff,
     make_notification,
+    make_outbox_row,
     make_trace,
 )
 
@@ -148,25 +149,7 @@ class TestSchema:
     def test_version_3_file_gains_the_dead_letter_index(self, db: Path) -> None:
         """A file written at schema 3 opens at 4 with its rows, and dead letters use the index."""
         store = SQLiteStore(db)
-        h = store.insert(make_handoff("h1"))
-        note = make_notification("h1")
-        assert store.apply_step(
-            StepApplication(
-                handoff=attrs.evolve(h, stage=1, next_due_at=None),
-                expected_version=h.version,
-                expected_stage=0,
-                escalations=(
-                    Escalation(
-                        handoff_id="h1", stage=0, step="1x", applied_at=T0, outcome="applied"
-                    ),
-                ),
-                notifications=(note,),
-            )
-        )
-        (item,) = store.claim_outbox(note.created_at, 10, "w", 60)
-        assert store.complete_outbox(
-            item, state="dead", attempts=1, next_attempt_at=None, error="boom"
-        )
+        make_outbox_row(store, "h1", "dead", error="boom")
         store.close()
         conn = _raw(db)
         conn.execute("DROP INDEX outbox_dead")

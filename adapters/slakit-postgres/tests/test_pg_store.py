@@ -29,7 +29,12 @@ from slakit.handoff import Handoff
 from slakit.plugins import Plugins, get_plugin_manager
 from slakit.records import Escalation, Notification, StepApplication
 from slakit.testing import capture_notifications
-from slakit.testing.store_contract import make_handoff, make_notification, make_trace
+from slakit.testing.store_contract import (
+    make_handoff,
+    make_notification,
+    make_outbox_row,
+    make_trace,
+)
 from slakit_postgres import PostgresStore
 from slakit_postgres.schema import LATEST_VERSION
 from slakit_postgres.store import HANDOFF_COLUMNS
@@ -478,25 +483,7 @@ class TestListen:
         self, pg_store: PostgresStore, listening: _Waker
     ) -> None:
         """Requeued dead rows are due at once, so listeners wake; a no-op stays quiet."""
-        h = pg_store.insert(make_handoff("h1"))
-        n = make_notification("h1")
-        assert pg_store.apply_step(
-            StepApplication(
-                handoff=attrs.evolve(h, stage=1, next_due_at=None),
-                expected_version=h.version,
-                expected_stage=0,
-                escalations=(
-                    Escalation(
-                        handoff_id="h1", stage=0, step="1x", applied_at=T0, outcome="applied"
-                    ),
-                ),
-                notifications=(n,),
-            )
-        )
-        (item,) = pg_store.claim_outbox(n.created_at, 10, "w", 60)
-        assert pg_store.complete_outbox(
-            item, state="dead", attempts=1, next_attempt_at=None, error="boom"
-        )
+        item = make_outbox_row(pg_store, "h1", "dead", error="boom")
         time.sleep(0.3)
         listening.event.clear()
         assert pg_store.requeue_outbox([item], now=T0) == [True]

@@ -45,7 +45,7 @@ from slakit.records import (
     TraceRecord,
 )
 
-__all__ = ["StoreContract", "make_handoff", "make_notification", "make_trace"]
+__all__ = ["StoreContract", "make_handoff", "make_notification", "make_outbox_row", "make_trace"]
 
 T0 = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
 
@@ -106,6 +106,28 @@ def make_notification(
     }
     defaults.update(kw)
     return Notification(**defaults)
+
+
+def make_outbox_row(
+    store: RecordStore, hid: str = "h1", state: str = OutboxState.DEAD, error: str | None = None
+) -> OutboxItem:
+    """``hid`` started and stepped once with one notification, whose outbox row is
+    then left in ``state`` (after one attempt, with ``error``); the claimed item."""
+    h = store.insert(make_handoff(hid), [make_trace(hid)])
+    note = make_notification(hid)
+    assert store.apply_step(_step(h, notifications=(note,)))
+    (item,) = [
+        i
+        for i in store.claim_outbox(note.created_at, 100, "w", 60)
+        if i.notification.handoff_id == hid
+    ]
+    if state == OutboxState.PENDING:
+        store.release_outbox([item])
+    else:
+        assert store.complete_outbox(
+            item, state=state, attempts=1, next_attempt_at=None, error=error
+        )
+    return item
 
 
 def _step(
@@ -577,20 +599,7 @@ class StoreContract:
     ) -> None:
         """``hid`` with a step, one outbox row left in ``outbox_state``, then stopped
         (or cancelled) at ``T0 + after``."""
-        h = store.insert(make_handoff(hid), [make_trace(hid)])
-        note = make_notification(hid)
-        assert store.apply_step(_step(h, notifications=(note,)))
-        (item,) = [
-            i
-            for i in store.claim_outbox(note.created_at, 100, "w", 60)
-            if i.notification.handoff_id == hid
-        ]
-        if outbox_state == OutboxState.PENDING:
-            store.release_outbox([item])
-        else:
-            assert store.complete_outbox(
-                item, state=outbox_state, attempts=1, next_attempt_at=None, error=None
-            )
+        make_outbox_row(store, hid, outbox_state)
         current = store.get(hid)
         when = T0 + after
         changes: dict[str, Any] = (
