@@ -360,6 +360,44 @@ class TestImportExport:
         h = json.loads(run("show", "N1", "--json").output)["handoff"]
         assert h["started_at"] == "2026-11-23T14:00:00+00:00"
 
+    def test_tz_refuses_to_guess_across_a_daylight_saving_change(self, project: Path) -> None:
+        """A skipped wall time is an invalid row; a repeated one is too, unless
+        --ambiguous (or [import] ambiguous) picks the instant."""
+        (project / "dst.csv").write_text(
+            "id,owner,started_at\nG1,a,2026-03-08T02:30:00\nF1,b,2026-11-01 01:30\n"
+        )
+        args = ["import", "dst.csv", "--policy", "speed-to-lead", "--tz", "America/New_York"]
+        refused = CliRunner().invoke(cli, args)
+        assert refused.exit_code == 2
+        lines = refused.stderr.splitlines()
+        assert lines[0] == (
+            "Error: dst.csv:2: started_at '2026-03-08T02:30:00' does not exist in "
+            "America/New_York: the clocks skipped from UTC-05:00 to UTC-04:00 over it "
+            "(a daylight-saving gap); give the time with its UTC offset"
+        )
+        assert lines[1].startswith(
+            "Error: dst.csv:3: started_at '2026-11-01 01:30' happened twice in "
+            "America/New_York, at UTC-04:00 and then at UTC-05:00"
+        )
+        assert "--ambiguous earlier|later" in lines[1]
+        assert count_rows(project) == 0
+
+        (project / "fall.csv").write_text("id,owner,started_at\nF1,b,2026-11-01 01:30\n")
+        args[1] = "fall.csv"
+        assert run(*args, "--ambiguous", "earlier").exit_code == 0
+        f1 = json.loads(run("show", "F1", "--json").output)["handoff"]
+        assert f1["started_at"] == "2026-11-01T05:30:00+00:00"
+        (project / "fall.csv").write_text("id,owner,started_at\nF2,b,2026-11-01 01:30\n")
+        cfg = project / "slakit.toml"
+        cfg.write_text(cfg.read_text() + '\n[import]\nambiguous = "later"\n')
+        assert run(*args).exit_code == 0
+        f2 = json.loads(run("show", "F2", "--json").output)["handoff"]
+        assert f2["started_at"] == "2026-11-01T06:30:00+00:00"
+        cfg.write_text(cfg.read_text().replace('ambiguous = "later"', 'ambiguous = "guess"'))
+        err = one_line_error(CliRunner().invoke(cli, args))
+        assert "[import] ambiguous must be one of reject, earlier, later, got 'guess'" in err
+        assert count_rows(project) == 2
+
     def test_column_mapping(self, project: Path) -> None:
         """--map renames CSV columns to handoff fields."""
         (project / "crm.csv").write_text("Lead ID,Rep,Created\nM1,alice,2026-11-23T14:00:00Z\n")

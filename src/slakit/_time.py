@@ -5,11 +5,17 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any, Literal
 
 from slakit._compiled import PURE_BY_ENV
-from slakit.errors import InvalidSLAError, NaiveDatetimeError, ValidationError
+from slakit.errors import (
+    AmbiguousTimeError,
+    InvalidSLAError,
+    NaiveDatetimeError,
+    NonexistentTimeError,
+    ValidationError,
+)
 
 __all__ = [
     "UTC",
@@ -77,6 +83,63 @@ if not PURE_BY_ENV:
         pass
     else:
         to_us, from_us, ACCELERATED = _crecords.to_us, _crecords.from_us, True
+
+
+#: How :func:`localize` reads a wall time that happened twice.
+Ambiguous = Literal["reject", "earlier", "later"]
+AMBIGUOUS_CHOICES: tuple[Ambiguous, ...] = ("reject", "earlier", "later")
+
+
+def _offset(value: datetime) -> str:
+    off = value.utcoffset()
+    assert off is not None
+    minutes = int(off.total_seconds()) // 60
+    sign = "-" if minutes < 0 else "+"
+    return f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def localize(
+    field: str, naive: datetime, tz: tzinfo, ambiguous: Ambiguous = "reject", text: Any = None
+) -> datetime:
+    """``naive`` read as a wall-clock time in ``tz``, refusing to guess; the instant in UTC.
+
+    A time the zone skipped (inside a spring-forward gap) never happened, so it
+    is an error. A time the zone read twice (inside a fall-back repeat) is an
+    error unless ``ambiguous`` picks the ``earlier`` or the ``later`` instant.
+
+    In UTC because an aware datetime inside a repeat compares unequal to every
+    datetime of another zone (PEP 495), the same instant included.
+
+    :param text: the value as the user wrote it, for the message (default: ``naive``).
+    :raises NonexistentTimeError: for a skipped time.
+    :raises AmbiguousTimeError: for a repeated time when ``ambiguous`` is ``"reject"``.
+    """
+    shown = naive.isoformat(sep=" ") if text is None else text
+    first = naive.replace(tzinfo=tz, fold=0)
+    second = naive.replace(tzinfo=tz, fold=1)
+    if first.utcoffset() == second.utcoffset():
+        return first.astimezone(UTC)
+    if first.astimezone(UTC).astimezone(tz).replace(tzinfo=None) != naive:
+        # fold=0 reads the wall time with the offset before the transition,
+        # fold=1 with the one after; inside a gap neither round-trips.
+        raise NonexistentTimeError(
+            f"{field} {shown!r} does not exist in {tz}: the clocks skipped from "
+            f"{_offset(first)} to {_offset(second)} over it (a daylight-saving gap); "
+            "give the time with its UTC offset",
+            field=field,
+            value=shown,
+        )
+    if ambiguous == "earlier":
+        return first.astimezone(UTC)
+    if ambiguous == "later":
+        return second.astimezone(UTC)
+    raise AmbiguousTimeError(
+        f"{field} {shown!r} happened twice in {tz}, at {_offset(first)} and then at "
+        f"{_offset(second)} (the clocks went back); give the time with its UTC offset, "
+        "or choose with --ambiguous earlier|later",
+        field=field,
+        value=shown,
+    )
 
 
 def to_iso(value: datetime | None) -> str | None:

@@ -38,6 +38,7 @@ from slakit._cliutil import (
     progress_bar,
 )
 from slakit._gc import paused
+from slakit._time import AMBIGUOUS_CHOICES, Ambiguous, localize
 from slakit.errors import ConfigError, SlakitError, ValidationError
 from slakit.records import OutboxItem, OutboxState
 
@@ -778,6 +779,7 @@ def _parse_row(
     mapping: dict[str, str],
     default_tz: tzinfo | None,
     time_format: str | None = None,
+    ambiguous: Ambiguous = "reject",
 ) -> dict[str, Any]:
     rec: dict[str, Any] = {}
     for col, raw in row.items():
@@ -801,7 +803,7 @@ def _parse_row(
             if parsed.tzinfo is None:
                 if default_tz is None:
                     raise slakit.NaiveDatetimeError(field, value)
-                parsed = parsed.replace(tzinfo=default_tz)
+                parsed = localize(field, parsed, default_tz, ambiguous, value)
             value = parsed
         elif field == "sla_minutes":
             try:
@@ -893,6 +895,13 @@ def _column_fields(path: Path, header: Sequence[str], mapping: dict[str, str]) -
 @click.option("--policy", default=None, help="Policy for rows without a policy column.")
 @click.option("--tz", default=None, help="Zone for timestamps without an offset (e.g. UTC).")
 @click.option(
+    "--ambiguous",
+    type=click.Choice(AMBIGUOUS_CHOICES),
+    default=None,
+    help="A time without an offset that --tz read twice (clocks went back): "
+    "reject the row (default), or take the earlier or the later instant.",
+)
+@click.option(
     "--time-format",
     default=None,
     metavar="FORMAT",
@@ -918,6 +927,7 @@ def import_(
     maps: tuple[str, ...],
     policy: str | None,
     tz: str | None,
+    ambiguous: Ambiguous | None,
     time_format: str | None,
     delimiter: str | None,
     skip_invalid: bool,
@@ -935,14 +945,17 @@ def import_(
     line number and nothing is written. A row whose id is stored already is
     skipped when it describes the same start (so a file can be imported
     again), and invalid when it does not. A ``[import]`` table in the config
-    may keep the column ``map``, the default ``policy``, ``tz`` and
-    ``delimiter``; options given here win. Headers in another case or spacing
-    (``Started At``) fill the field they spell.
+    may keep the column ``map``, the default ``policy``, ``tz``,
+    ``ambiguous``, ``time_format`` and ``delimiter``; options given here win.
+    Headers in another case or spacing (``Started At``) fill the field they
+    spell. A time without an offset that ``--tz`` skipped (a spring-forward
+    gap) is an invalid row; one it read twice (fall-back) is too, unless
+    ``--ambiguous`` says which instant it means.
     """
     from slakit.config import find_config, load_config
 
     settings = load_config(find_config(config))[0].get("import") or {}
-    allowed = ("map", "policy", "tz", "time_format", "delimiter")
+    allowed = ("map", "policy", "tz", "ambiguous", "time_format", "delimiter")
     unknown = sorted(set(settings) - set(allowed))
     if unknown:
         raise ConfigError(
@@ -962,6 +975,13 @@ def import_(
     mapping: dict[str, str] = dict(saved)
     policy = policy if policy is not None else settings.get("policy")
     tz = tz if tz is not None else settings.get("tz")
+    ambiguous = ambiguous if ambiguous is not None else settings.get("ambiguous", "reject")
+    if ambiguous not in AMBIGUOUS_CHOICES:
+        raise ConfigError(
+            f"[import] ambiguous must be one of {', '.join(AMBIGUOUS_CHOICES)}, got {ambiguous!r}",
+            field="import.ambiguous",
+            value=ambiguous,
+        )
     for m in maps:
         src, sep, dst = m.partition("=")
         if not sep or not src or not dst:
@@ -1006,7 +1026,7 @@ def import_(
         seen: set[str] = set()
         for line, row in _read_csv(file, sep):
             try:
-                rec = _parse_row(row, columns, default_tz, time_format)
+                rec = _parse_row(row, columns, default_tz, time_format, ambiguous)
                 if policy is not None:
                     rec.setdefault("policy", policy)
                 prepared = engine.prepare(rec, now=now)

@@ -11,6 +11,7 @@ from typing import Any
 
 __all__ = [
     "AdapterError",
+    "AmbiguousTimeError",
     "CalendarClosedError",
     "CalendarError",
     "ConcurrentUpdateError",
@@ -24,6 +25,7 @@ __all__ = [
     "InvalidTimestampError",
     "InvalidTransitionError",
     "NaiveDatetimeError",
+    "NonexistentTimeError",
     "NotifyError",
     "OverlappingIntervalsError",
     "PermanentNotifyError",
@@ -75,6 +77,15 @@ class NaiveDatetimeError(ValidationError):
             field=field,
             value=value,
         )
+
+
+class NonexistentTimeError(ValidationError):
+    """A wall-clock time that a zone skipped (a spring-forward gap) was given without an offset."""
+
+
+class AmbiguousTimeError(ValidationError):
+    """A wall-clock time that a zone read twice (a fall-back repeat) was given without an
+    offset, and nothing said which of the two instants it means."""
 
 
 class InvalidSLAError(ValidationError):
