@@ -37,7 +37,7 @@ from slakit.testing.store_contract import (
 )
 from slakit_postgres import PostgresStore
 from slakit_postgres.schema import LATEST_VERSION
-from slakit_postgres.store import HANDOFF_COLUMNS
+from slakit_postgres.store import _PURGEABLE, HANDOFF_COLUMNS
 
 pytestmark = pytest.mark.postgres
 
@@ -583,6 +583,68 @@ class TestOutage:
                 runner.close()
                 writer.close()
         assert not loop.is_alive()
+
+
+class TestRequeueAgainstPurge:
+    def test_a_requeue_never_lands_on_a_handoff_a_purge_has_chosen(
+        self, pg_store: PostgresStore, pg_dsn: str
+    ) -> None:
+        """A purge locks the handoffs it chose, then deletes their rows in the same
+        statement. A requeue arriving in between waits for it and then finds nothing,
+        instead of reporting a row put back in the queue that the purge deletes."""
+        item = make_outbox_row(pg_store, "h1", "dead", error="boom")
+        pg_store.update(
+            attrs.evolve(pg_store.get("h1"), stopped_at=T0, next_due_at=None),
+            pg_store.get("h1").version,
+        )
+        before = T0 + timedelta(days=1)
+        # The purge's two halves, held apart: choose and lock, then delete.
+        purge = psycopg.connect(pg_dsn, options=f"-c search_path={pg_store.schema}")
+        try:
+            chosen = purge.execute(
+                f"{_PURGEABLE} FOR UPDATE SKIP LOCKED", {"before": before, "limit": None}
+            ).fetchall()
+            assert chosen == [("h1",)]
+            result: list[list[bool]] = []
+            requeue = threading.Thread(
+                target=lambda: result.append(pg_store.requeue_outbox([item], now=T0))
+            )
+            requeue.start()
+            requeue.join(0.5)
+            assert requeue.is_alive(), "the requeue went ahead of the purge holding its handoff"
+            for table, column in (
+                ("escalations", "handoff_id"),
+                ("outbox", "handoff_id"),
+                ("traces", "handoff_id"),
+                ("handoffs", "id"),
+            ):
+                purge.execute(f"DELETE FROM {table} WHERE {column} = 'h1'")
+            purge.commit()
+            requeue.join(10)
+        finally:
+            purge.close()
+        assert result == [[False]]
+        assert pg_store.outbox("h1") == []
+        assert pg_store.traces("h1") == []  # and no requeue line left behind
+
+    def test_a_requeue_in_progress_makes_the_purge_skip_the_handoff(
+        self, pg_store: PostgresStore, pg_dsn: str
+    ) -> None:
+        """The other order: while a requeue holds the handoff, a purge passes it over."""
+        make_outbox_row(pg_store, "h1", "dead", error="boom")
+        pg_store.update(
+            attrs.evolve(pg_store.get("h1"), stopped_at=T0, next_due_at=None),
+            pg_store.get("h1").version,
+        )
+        holder = psycopg.connect(pg_dsn, options=f"-c search_path={pg_store.schema}")
+        try:
+            holder.execute("SELECT 1 FROM handoffs WHERE id = 'h1' FOR KEY SHARE")
+            counts = pg_store.purge(T0 + timedelta(days=1))
+            assert counts.handoffs == 0
+        finally:
+            holder.rollback()
+            holder.close()
+        assert pg_store.purge(T0 + timedelta(days=1)).handoffs == 1
 
 
 class TestSkewedClock:

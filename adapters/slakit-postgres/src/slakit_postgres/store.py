@@ -225,11 +225,20 @@ WHERE state = 'pending' AND (notifier, idempotency_key, lease_token) IN (
 """
 
 # Put one dead row back in the queue, with its trace line (when given).
+# The handoff is key-share locked first, so a purge (which locks it FOR UPDATE
+# before deleting its rows) and a requeue never interleave: a purge in progress
+# makes the requeue wait and then find nothing, and a requeue in progress makes
+# the purge skip the handoff. Without it, a purge that had already chosen the
+# handoff could delete the row just put back in the queue.
 _REQUEUE_OUTBOX = f"""
-WITH upd AS (
+WITH held AS (
+    SELECT o.seq FROM outbox o JOIN handoffs h ON h.id = o.handoff_id
+    WHERE o.notifier = %(notifier)s AND o.idempotency_key = %(key)s AND o.state = 'dead'
+    FOR KEY SHARE OF h
+), upd AS (
     UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = %(now)s,
         lease_token = NULL, lease_until = NULL
-    WHERE notifier = %(notifier)s AND idempotency_key = %(key)s AND state = 'dead'
+    WHERE seq IN (SELECT seq FROM held) AND state = 'dead'
     RETURNING seq
 ), tr AS ({_TRACES_FROM.format(src="upd CROSS JOIN LATERAL")})
 SELECT count(*) FROM upd
