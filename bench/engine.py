@@ -243,9 +243,9 @@ def load() -> str:
 def reference_loop() -> float:
     """Seconds a fixed pure-Python loop takes (10M integer additions), best of 3.
 
-    The same loop on the same Python takes 0.6 s on one day and 1.2 s on another
-    on a shared machine; printed with the results, it lets runs from different
-    days be compared.
+    The same loop on the same Python takes 0.35 s at one hour and 1.2 s at another
+    on a shared machine; printed with the results, it tells a run made while the
+    CPU was busy with other work. It does not see contention for memory or disk.
     """
     best = math.inf
     for _ in range(3):
@@ -578,8 +578,9 @@ def markdown(
         f"{load_at_start} (a shared machine: other work ran alongside, so absolute numbers are noisy; "
         "the ratios are the point). File database, WAL, `synchronous=NORMAL`. Speed of the "
         f"machine: a pure-Python reference loop (10M integer additions, best of 3) took "
-        f"{loops[0]:.2f} s before the run and {loops[1]:.2f} s after it; runs from different "
-        "days compare through it.",
+        f"{loops[0]:.2f} s before the run and {loops[1]:.2f} s after it. It sees the CPU "
+        "only: other work's use of memory bandwidth and disk does not show in it, and the "
+        "numbers below vary more than it does.",
         "",
         "**(a) Tick cost against open handoffs** — 1,000 due among many open; a tick is "
         "`check` (1,000 steps) plus `deliver` (1,000 notifications); median of "
