@@ -435,6 +435,43 @@ class TestApplySteps:
         assert store.get("h1").stage == 0
 
 
+class TestMultiRowInsert:
+    """``_insert_rows``: many rows per INSERT statement, in order, all or nothing."""
+
+    @staticmethod
+    def _conn() -> sqlite3.Connection:
+        conn = sqlite3.connect(":memory:", isolation_level=None)
+        conn.execute("CREATE TABLE t (seq INTEGER PRIMARY KEY, a TEXT NOT NULL UNIQUE, b INT)")
+        return conn
+
+    @given(n=st.integers(0, 1100), limit=st.sampled_from([999, 32766, 7, 3, 2]))
+    @settings(max_examples=60, deadline=None)
+    def test_rows_land_in_order(self, n: int, limit: int) -> None:
+        conn = self._conn()
+        conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, limit)
+        single = "INSERT INTO t (a, b) VALUES (?, ?)"
+        statements: list[str] = []
+        conn.set_trace_callback(statements.append)
+        rows = [(f"r{i}", i) for i in range(n)]
+        sqlite_module._insert_rows(conn, single, rows)
+        conn.set_trace_callback(None)
+        assert conn.execute("SELECT a, b FROM t ORDER BY seq").fetchall() == rows
+        if n > 1 and limit >= 4:
+            # Few statements, whatever the count: chunks are powers of two up to the cap.
+            rows_cap = min(sqlite_module._PARAMS_PER_INSERT, limit) // 2
+            cap = 1 << (rows_cap.bit_length() - 1)
+            assert len(statements) <= n // cap + cap.bit_length()
+            assert all(s.count("(") - 1 <= cap for s in statements)
+
+    def test_a_failing_row_fails_its_statement_whole(self) -> None:
+        conn = self._conn()
+        conn.execute("INSERT INTO t (a, b) VALUES ('taken', 0)")
+        rows = [("x1", 1), ("taken", 2), ("x3", 3), ("x4", 4)]
+        with pytest.raises(sqlite3.IntegrityError):
+            sqlite_module._insert_rows(conn, "INSERT INTO t (a, b) VALUES (?, ?)", rows)
+        assert conn.execute("SELECT a FROM t").fetchall() == [("taken",)]
+
+
 class TestOptions:
     @pytest.mark.parametrize(
         ("option", "value"),

@@ -26,7 +26,8 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from functools import partial
+from functools import cache, partial
+from itertools import chain
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -375,6 +376,43 @@ SUMMARY_SQL = (
     "SELECT count(*) FROM outbox WHERE state = 'dead'",
 )
 _INSERT_TRACE = f"INSERT INTO traces ({TRACE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+#: The most parameters one multi-row INSERT binds (rows × columns), below the
+#: connection's own limit. Beyond a few dozen rows a statement saves little more
+#: per row, and a bigger one costs more to compile the first time.
+_PARAMS_PER_INSERT = 1024
+
+
+@cache
+def _insert_sql(single: str, rows: int) -> str:
+    """``single`` (an ``INSERT … VALUES (?, …)`` of one row) for ``rows`` rows."""
+    head, _, values = single.partition(" VALUES ")
+    return f"{head} VALUES {', '.join([values] * rows)}"
+
+
+def _insert_rows(conn: sqlite3.Connection, single: str, rows: Sequence[Sequence[Any]]) -> None:
+    """Insert ``rows`` (in order) with ``single``'s columns, many rows per statement.
+
+    One statement per chunk rather than one per row as ``executemany`` runs
+    them: a batch's rows cost one bind-and-step round instead of hundreds.
+    Chunks are powers of two in size, so whatever the batch, a handful of
+    distinct statements per table reach the connection's statement cache. A
+    failing row fails its whole statement, as with ``executemany``.
+    """
+    n = len(rows)
+    if n == 0:
+        return
+    width = len(rows[0])
+    cap = min(_PARAMS_PER_INSERT, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)) // width
+    if n == 1 or cap < 2:
+        conn.executemany(single, rows)
+        return
+    cap = 1 << (cap.bit_length() - 1)
+    lo = 0
+    while lo < n:
+        size = min(cap, 1 << ((n - lo).bit_length() - 1))
+        conn.execute(_insert_sql(single, size), list(chain.from_iterable(rows[lo : lo + size])))
+        lo += size
 
 
 class _Abort(Exception):
@@ -1144,9 +1182,8 @@ class SQLiteStore(RecordStore):
         trace_rows = _trace_rows(traces)
 
         def tx(conn: sqlite3.Connection) -> int:
-            conn.executemany(_INSERT_HANDOFF, rows)
-            if trace_rows:
-                conn.executemany(_INSERT_TRACE, trace_rows)
+            _insert_rows(conn, _INSERT_HANDOFF, rows)
+            _insert_rows(conn, _INSERT_TRACE, trace_rows)
             return len(rows)
 
         try:
@@ -1277,13 +1314,13 @@ class SQLiteStore(RecordStore):
             done = [step.update(conn) for step in steps]
             won = [step for step, ok in zip(steps, done, strict=True) if ok]
             try:
-                conn.executemany(_INSERT_ESCALATION, [r for st in won for r in st.escalations])
-                conn.executemany(_INSERT_OUTBOX, [r for st in won for r in st.outbox])
+                _insert_rows(conn, _INSERT_ESCALATION, [r for st in won for r in st.escalations])
+                _insert_rows(conn, _INSERT_OUTBOX, [r for st in won for r in st.outbox])
             except sqlite3.IntegrityError:
                 conn.execute("ROLLBACK TO batch")
                 conn.execute("RELEASE batch")
                 return one_by_one(conn)
-            conn.executemany(_INSERT_TRACE, [r for st in won for r in st.traces])
+            _insert_rows(conn, _INSERT_TRACE, [r for st in won for r in st.traces])
             conn.execute("RELEASE batch")
             return done
 
@@ -1545,7 +1582,7 @@ class SQLiteStore(RecordStore):
             return
 
         def tx(conn: sqlite3.Connection) -> None:
-            conn.executemany(_INSERT_TRACE, rows)
+            _insert_rows(conn, _INSERT_TRACE, rows)
 
         self._write("add_traces", tx)
 
