@@ -944,13 +944,13 @@ def import_(
     By default the import is all-or-nothing: any invalid row is reported by
     line number and nothing is written. A row whose id is stored already is
     skipped when it describes the same start (so a file can be imported
-    again), and invalid when it does not. A ``[import]`` table in the config
-    may keep the column ``map``, the default ``policy``, ``tz``,
-    ``ambiguous``, ``time_format`` and ``delimiter``; options given here win.
-    Headers in another case or spacing (``Started At``) fill the field they
-    spell. A time without an offset that ``--tz`` skipped (a spring-forward
+    again), and invalid when it does not. A `[import]` table in the config
+    may keep the column `map`, the default `policy`, `tz`,
+    `ambiguous`, `time_format` and `delimiter`; options given here win.
+    Headers in another case or spacing (`Started At`) fill the field they
+    spell. A time without an offset that `--tz` skipped (a spring-forward
     gap) is an invalid row; one it read twice (fall-back) is too, unless
-    ``--ambiguous`` says which instant it means.
+    `--ambiguous` says which instant it means.
     """
     from slakit.config import find_config, load_config
 
