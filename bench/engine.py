@@ -76,6 +76,7 @@ from slakit.adapters.sqlite import (  # noqa: E402
     _INSERT_TRACE,
     CLAIM_DUE_SQL,
     SQLiteStore,
+    _insert_rows,
     _PreparedStep,
 )
 from slakit.handoff import Handoff  # noqa: E402
@@ -464,9 +465,9 @@ def statements_only(
         execute = conn.execute
         for params in updates:
             assert execute(_APPLY_STEP, params).rowcount == 1
-        conn.executemany(_INSERT_ESCALATION, escalations)
-        conn.executemany(_INSERT_OUTBOX, outbox)
-        conn.executemany(_INSERT_TRACE, traces)
+        _insert_rows(conn, _INSERT_ESCALATION, escalations)
+        _insert_rows(conn, _INSERT_OUTBOX, outbox)
+        _insert_rows(conn, _INSERT_TRACE, traces)
 
     gc.collect()
     with stopwatch() as took:
