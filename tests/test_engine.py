@@ -232,6 +232,26 @@ class TestStart:
         h = engine.start("L1", owner="a", email="x@example.com", score=3)
         assert dict(engine.get(h.id).attributes) == {"email": "x@example.com", "score": 3}
 
+    def test_an_attributes_mapping_is_merged_as_start_many_does(self) -> None:
+        """start(..., attributes={...}) keeps the mapping's keys, not one key named
+        "attributes"; keyword attributes win; a non-mapping is refused, nothing written."""
+        engine, _ = wall_engine()
+        h = engine.start(
+            "L1", owner="a", attributes={"email": "x@example.com", "score": 1}, score=3
+        )
+        assert dict(engine.get(h.id).attributes) == {"email": "x@example.com", "score": 3}
+        engine.start_many([{"id": "L2", "owner": "a", "attributes": {"email": "y@example.com"}}])
+        assert dict(engine.get("L2").attributes) == {"email": "y@example.com"}
+        with pytest.raises(
+            ValidationError, match="attributes of record 'L3' must be a mapping"
+        ) as bad:
+            engine.start("L3", owner="a", attributes="region=EMEA")
+        assert (bad.value.field, bad.value.value) == ("attributes", "region=EMEA")
+        with pytest.raises(slakit.errors.UnknownHandoffError):
+            engine.get("L3")
+        # The same start again is the same content: idempotent, not a conflict.
+        assert engine.start("L1", owner="a", attributes={"email": "x@example.com"}, score=3) == h
+
     def test_start_many_is_all_or_nothing(self) -> None:
         """start_many writes every record or, on a bad one, none."""
         engine, _ = wall_engine()

@@ -488,13 +488,17 @@ class Engine:
         :param policy: the policy name; may be omitted when exactly one is configured.
         :param sla_minutes: this record's SLA; the policy's default when ``None``.
         :param started_at: when the clock started (default: now); may be in the past.
-        :param attributes: anything else to keep on the record (e.g. ``email=...``).
+        :param attributes: anything else to keep on the record (e.g. ``email=...``);
+            a mapping given as ``attributes={...}`` is merged in, as in :meth:`start_many`.
         :raises UnknownPolicyError, InvalidSLAError, NaiveDatetimeError, ValidationError:
             for bad input; nothing is written.
         :raises DuplicateHandoffError: when ``id`` exists with different content.
         """
         self.setup()
         now = self._now(None)
+        extra = attributes.pop("attributes", None)
+        if extra is not None:  # start(..., attributes={...}), as start_many takes it
+            attributes = _merge_attributes(id, extra, attributes)
         h = self._build(
             id,
             policy=policy,
@@ -626,17 +630,8 @@ class Engine:
         if not _HISTORY_KEY_SET.isdisjoint(data):
             history = {k: v for k in _HISTORY_KEYS if (v := pop(k, None)) is not None}
         extra = pop("attributes", None)
-        if extra:
-            if not isinstance(extra, Mapping):
-                raise ValidationError(
-                    f"attributes of record {hid!r} must be a mapping, got {extra!r}",
-                    field="attributes",
-                    value=extra,
-                )
-            attributes = dict(extra)
-            attributes.update(data)
-        else:
-            attributes = data  # what is left over, in a dict of our own
+        # What is left over, in a dict of our own, with any "attributes" mapping.
+        attributes = data if extra is None else _merge_attributes(hid, extra, data)
         h = self._build(
             hid,
             policy=policy,
@@ -1538,6 +1533,19 @@ def _lease(seconds: float, started: float) -> float:
     is still sending them. The time since the start is added back.
     """
     return seconds + max(0.0, time.monotonic() - started)
+
+
+def _merge_attributes(hid: Any, extra: Any, rest: dict[str, Any]) -> dict[str, Any]:
+    """A record's ``attributes`` mapping with its other leftover keys (which win)."""
+    if not isinstance(extra, Mapping):
+        raise ValidationError(
+            f"attributes of record {hid!r} must be a mapping, got {extra!r}",
+            field="attributes",
+            value=extra,
+        )
+    merged = dict(extra)
+    merged.update(rest)
+    return merged
 
 
 def _dedupe(items: list[Notification]) -> tuple[Notification, ...]:
