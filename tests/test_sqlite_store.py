@@ -435,6 +435,24 @@ class TestApplySteps:
         assert store.get("h1").stage == 0
 
 
+class TestAttributesRoundTrip:
+    def test_starting_again_with_json_shaped_attributes_is_idempotent(self, tmp_path: Path) -> None:
+        """Attributes read back as JSON (a tuple as a list, a number key as text); the
+        same start given again is still the same content, not a conflict."""
+        store = SQLiteStore(tmp_path / "a.db")
+        policies = [Policy.default(basis="wall")]
+        engine = Engine(store=store, policies=policies, clock=ManualClock(T0))
+        first = engine.start("q", owner="a", pair=(1, 2), by_code={1: "x"})
+        assert dict(engine.get("q").attributes) == {"pair": [1, 2], "by_code": {"1": "x"}}
+        assert engine.start("q", owner="a", pair=(1, 2), by_code={1: "x"}).id == first.id
+        with pytest.raises(DuplicateHandoffError) as other:
+            engine.start("q", owner="a", pair=(1, 3), by_code={1: "x"})
+        assert "attributes.pair: stored [1, 2], given (1, 3)" in str(other.value)
+        with pytest.raises(DuplicateHandoffError) as extra:
+            engine.start("q", owner="a", pair=(1, 2), by_code={1: "x"}, more=1)
+        assert "attributes.more: stored (none), given 1" in str(extra.value)
+
+
 class TestMultiRowInsert:
     """``_insert_rows``: many rows per INSERT statement, in order, all or nothing."""
 

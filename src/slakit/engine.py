@@ -37,7 +37,14 @@ from slakit.errors import (
     UnknownPolicyError,
     ValidationError,
 )
-from slakit.handoff import Handoff, _from_values, _optional_text, new_trace_id, replace_fields
+from slakit.handoff import (
+    Handoff,
+    _from_values,
+    _optional_text,
+    _same_attributes,
+    new_trace_id,
+    replace_fields,
+)
 from slakit.plugins import Plugins, get_plugins
 from slakit.policy import Policy, Step, StepContext, run_actions
 from slakit.records import (
@@ -1561,12 +1568,24 @@ def _dedupe(items: list[Notification]) -> tuple[Notification, ...]:
     return tuple(out)
 
 
+_MISSING = object()
+
+
 def _first_difference(a: Handoff, b: Handoff) -> str:
     for name in ("policy", "owner", "backup_owner", "sla_minutes", "started_at", "channel"):
         if getattr(a, name) != getattr(b, name):
             return f"{name}: stored {getattr(a, name)!r}, given {getattr(b, name)!r}"
     if a.segment != b.segment:
         return f"segment: stored {a.segment!r}, given {b.segment!r}"
+    for key in sorted(set(a.attributes) | set(b.attributes)):
+        mine, theirs = a.attributes.get(key, _MISSING), b.attributes.get(key, _MISSING)
+        if (
+            mine is _MISSING
+            or theirs is _MISSING
+            or not _same_attributes({key: mine}, {key: theirs})
+        ):
+            shown = ["(none)" if v is _MISSING else repr(v) for v in (mine, theirs)]
+            return f"attributes.{key}: stored {shown[0]}, given {shown[1]}"
     return "attributes differ"
 
 

@@ -7,6 +7,7 @@ compare-and-set on :attr:`Handoff.version`.
 
 from __future__ import annotations
 
+import json
 import operator
 import os
 import random
@@ -129,6 +130,21 @@ _DATETIME_FIELDS = (
 )
 
 
+def _same_attributes(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two attribute mappings hold the same data once stored.
+
+    Stores keep attributes as JSON, where a tuple reads back as a list and a
+    number as a key reads back as text; so ``{"k": (1, 2)}`` given again
+    matches ``{"k": [1, 2]}`` as stored.
+    """
+    if dict(a) == dict(b):
+        return True
+    try:
+        return bool(json.loads(json.dumps(dict(a))) == json.loads(json.dumps(dict(b))))
+    except (TypeError, ValueError):  # not JSON data: only plain equality counts
+        return False
+
+
 @attrs.frozen(kw_only=True)
 class Handoff:
     """One record whose SLA clock is running.
@@ -239,7 +255,7 @@ class Handoff:
             return False
         if other.sla_minutes is not None and self.sla_minutes != other.sla_minutes:
             return False
-        return dict(self.attributes) == dict(other.attributes)
+        return _same_attributes(self.attributes, other.attributes)
 
     def _replace(self, **changes: Any) -> Handoff:
         """A copy with ``changes``, *without* validation: for values the engine computed.
