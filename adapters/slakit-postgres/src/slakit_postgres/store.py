@@ -51,6 +51,7 @@ from slakit.errors import (
     StoreError,
     StoreUnavailableError,
     UnknownHandoffError,
+    ValidationError,
 )
 from slakit.handoff import Handoff
 from slakit.records import (
@@ -336,13 +337,42 @@ def _jsonb(value: Any) -> Jsonb:
     return Jsonb(value, dumps=_dumps)
 
 
+def _as_is(text: Any) -> Any:
+    return text
+
+
+def _attributes_param(h: Handoff) -> Jsonb:
+    """``h.attributes`` as jsonb, checked first: jsonb holds JSON data only, so a value
+    that is not (an object, NaN, an infinity) is refused naming its attribute, before
+    anything reaches the server."""
+    attributes = dict(h.attributes)
+    if not attributes:
+        return Jsonb("{}", dumps=_as_is)
+    try:
+        text = json.dumps(attributes, default=_json_default, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError):
+        for key, value in attributes.items():
+            try:
+                json.dumps(value, default=_json_default, allow_nan=False)
+            except (TypeError, ValueError):
+                raise ValidationError(
+                    f"attributes[{key!r}] of handoff {h.id!r} must be JSON data to be "
+                    "stored in PostgreSQL (text, finite numbers, booleans, null, lists, "
+                    f"mappings), got {value!r}",
+                    field=f"attributes.{key}",
+                    value=value,
+                ) from None
+        raise
+    return Jsonb(text, dumps=_as_is)
+
+
 def _traces_param(traces: Sequence[TraceRecord]) -> Jsonb:
     return _jsonb([t.to_dict() for t in traces])
 
 
 def _handoff_params(h: Handoff) -> dict[str, Any]:
     params: dict[str, Any] = {c: getattr(h, c) for c in HANDOFF_COLUMNS}
-    params["attributes"] = _jsonb(dict(h.attributes))
+    params["attributes"] = _attributes_param(h)
     return params
 
 
@@ -640,9 +670,7 @@ class PostgresStore(RecordStore):
                         for h in handoffs:
                             copy.write_row(
                                 [
-                                    _jsonb(dict(h.attributes))
-                                    if c == "attributes"
-                                    else getattr(h, c)
+                                    _attributes_param(h) if c == "attributes" else getattr(h, c)
                                     for c in HANDOFF_COLUMNS
                                 ]
                             )
