@@ -444,6 +444,11 @@ def _lenient(value: Any) -> Any:
 
 _strict_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _lenient_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_lenient).encode
+# Attributes are JSON data, as PostgreSQL's jsonb holds them: no NaN or infinities,
+# so an application written against SQLite behaves the same on PostgreSQL.
+_attributes_encode = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, allow_nan=False
+).encode
 # The encoder's own string quoting (what ensure_ascii=False uses).
 _encode_str: Callable[[str], str] = json.encoder.encode_basestring
 
@@ -524,15 +529,16 @@ def _attributes_json(h: Handoff) -> str:
     if not attributes:
         return "{}"
     try:
-        return _strict_json(dict(attributes))
+        return _attributes_encode(dict(attributes))
     except (TypeError, ValueError):
         for key, value in attributes.items():
             try:
-                _strict_json(value)
+                _attributes_encode(value)
             except (TypeError, ValueError):
                 raise ValidationError(
-                    f"attributes[{key!r}] of handoff {h.id!r} must be JSON-serialisable "
-                    f"to be stored in SQLite, got {value!r}",
+                    f"attributes[{key!r}] of handoff {h.id!r} must be JSON data to be "
+                    "stored in SQLite (text, finite numbers, booleans, null, lists, "
+                    f"mappings), got {value!r}",
                     field=f"attributes.{key}",
                     value=value,
                 ) from None
@@ -653,7 +659,7 @@ def _python_handoff_from_row(r: Sequence[Any]) -> Handoff:
 
 def _attributes_text(attributes: Mapping[str, Any]) -> str:
     """The attributes column's JSON (a bad value raises; the caller says which)."""
-    return _strict_json(dict(attributes)) if attributes else "{}"
+    return _attributes_encode(dict(attributes)) if attributes else "{}"
 
 
 def _attributes_from_text(text: str) -> Mapping[str, Any]:
