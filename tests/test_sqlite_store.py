@@ -453,23 +453,6 @@ class TestAttributesRoundTrip:
         assert "attributes.more: stored (none), given 1" in str(extra.value)
 
 
-class TestAttributesThatAreNotJSON:
-    @pytest.mark.parametrize("value", [float("nan"), float("inf"), object(), [1, {"a": -1e999}]])
-    def test_refused_naming_the_attribute_and_nothing_written(
-        self, tmp_path: Path, value: Any
-    ) -> None:
-        """Attributes are JSON data, as on PostgreSQL: NaN, infinities and objects are a
-        ValidationError naming attributes.KEY, for one start or a whole batch."""
-        store = SQLiteStore(tmp_path / "a.db")
-        with pytest.raises(ValidationError) as one:
-            store.insert(make_handoff("h1", attributes={"ok": 1, "k": value}))
-        assert one.value.field == "attributes.k"
-        assert "attributes['k'] of handoff 'h1' must be JSON data" in str(one.value)
-        with pytest.raises(ValidationError, match="handoff 'h3'"):
-            store.insert_many([make_handoff("h2"), make_handoff("h3", attributes={"k": value})])
-        assert store.count() == 0
-
-
 class TestMultiRowInsert:
     """``_insert_rows``: many rows per INSERT statement, in order, all or nothing."""
 

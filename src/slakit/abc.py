@@ -76,6 +76,10 @@ class RecordStore(ABC):
         :returns: the stored handoff.
         :raises DuplicateHandoffError: when the id exists. The caller decides
             whether that is an idempotent repeat (see :meth:`Handoff.same_content`).
+        :raises ValidationError: when an attribute is not JSON data (text, finite
+            numbers, booleans, null, lists, mappings), naming ``attributes.KEY``
+            (:func:`slakit.handoff.attributes_json` checks it); nothing is written.
+            The same holds for ``insert_many``, ``update`` and ``apply_step``.
         """
 
     def insert_many(self, handoffs: Sequence[Handoff], traces: Sequence[TraceRecord] = ()) -> int:

@@ -130,6 +130,42 @@ _DATETIME_FIELDS = (
 )
 
 
+#: Attributes as stored: JSON data only (no NaN or infinities, nothing JSON lacks).
+_encode_attributes = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, allow_nan=False
+).encode
+
+
+def attributes_json(h: Handoff, where: str) -> str:
+    """``h.attributes`` as the JSON text a store keeps.
+
+    Every store takes the same values: text, finite numbers, booleans, null,
+    lists and mappings, so code written against one store behaves the same on
+    another.
+
+    :param where: the store, for the message (``"SQLite"``).
+    :raises ValidationError: naming the first attribute that is not JSON data.
+    """
+    attributes = h.attributes
+    if not attributes:
+        return "{}"
+    try:
+        return _encode_attributes(dict(attributes))
+    except (TypeError, ValueError):
+        for key, value in attributes.items():
+            try:
+                _encode_attributes(value)
+            except (TypeError, ValueError):
+                raise ValidationError(
+                    f"attributes[{key!r}] of handoff {h.id!r} must be JSON data to be "
+                    f"stored in {where} (text, finite numbers, booleans, null, lists, "
+                    f"mappings), got {value!r}",
+                    field=f"attributes.{key}",
+                    value=value,
+                ) from None
+        raise
+
+
 def _same_attributes(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     """Whether two attribute mappings hold the same data once stored.
 

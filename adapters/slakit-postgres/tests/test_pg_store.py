@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import subprocess
 import sys
@@ -584,23 +583,6 @@ class TestOutage:
                 runner.close()
                 writer.close()
         assert not loop.is_alive()
-
-
-class TestAttributesThatAreNotJSON:
-    @pytest.mark.parametrize("value", [float("nan"), float("inf"), object(), [1, {"a": -math.inf}]])
-    def test_refused_naming_the_attribute_and_nothing_written(
-        self, pg_store: PostgresStore, value: Any
-    ) -> None:
-        """jsonb holds JSON data only: anything else is a ValidationError naming
-        attributes.KEY, raised before the server sees it, for one start or a batch."""
-        with pytest.raises(slakit.errors.ValidationError) as one:
-            pg_store.insert(make_handoff("h1", attributes={"ok": 1, "k": value}))
-        assert one.value.field == "attributes.k"
-        assert "attributes['k'] of handoff 'h1' must be JSON data" in str(one.value)
-        batch = [make_handoff("h2"), make_handoff("h3", attributes={"k": value})]
-        with pytest.raises(slakit.errors.ValidationError, match="handoff 'h3'"):
-            pg_store.insert_many(batch)
-        assert pg_store.count() == 0
 
 
 class TestRequeueAgainstPurge:

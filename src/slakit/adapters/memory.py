@@ -19,7 +19,7 @@ import attrs
 from slakit._time import ensure_aware, to_us
 from slakit.abc import RecordStore, paired_traces
 from slakit.errors import ConcurrentUpdateError, DuplicateHandoffError, UnknownHandoffError
-from slakit.handoff import Handoff
+from slakit.handoff import Handoff, attributes_json
 from slakit.records import (
     Escalation,
     OutboxItem,
@@ -68,6 +68,7 @@ class MemoryStore(RecordStore):
     # -- handoffs -------------------------------------------------------
 
     def insert(self, handoff: Handoff, traces: Sequence[TraceRecord] = ()) -> Handoff:
+        attributes_json(handoff, "the memory store")  # the values every store takes
         with self._lock:
             if handoff.id in self._rows:
                 raise DuplicateHandoffError(
@@ -78,6 +79,8 @@ class MemoryStore(RecordStore):
             return handoff
 
     def insert_many(self, handoffs: Sequence[Handoff], traces: Sequence[TraceRecord] = ()) -> int:
+        for h in handoffs:
+            attributes_json(h, "the memory store")
         with self._lock:
             seen: set[str] = set()
             for h in handoffs:
@@ -101,6 +104,7 @@ class MemoryStore(RecordStore):
     def update(
         self, handoff: Handoff, expected_version: int, traces: Sequence[TraceRecord] = ()
     ) -> Handoff:
+        attributes_json(handoff, "the memory store")
         with self._lock:
             current = self.get(handoff.id)
             if current.version != expected_version:
@@ -141,6 +145,7 @@ class MemoryStore(RecordStore):
 
     def apply_step(self, application: StepApplication) -> bool:
         h = application.handoff
+        attributes_json(h, "the memory store")  # an action may have changed them
         with self._lock:
             current = self._rows.get(h.id)
             if current is None:

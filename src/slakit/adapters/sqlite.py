@@ -58,9 +58,15 @@ from slakit.errors import (
     SchemaVersionError,
     StoreError,
     UnknownHandoffError,
-    ValidationError,
 )
-from slakit.handoff import _DATETIME_FIELDS, Handoff, _from_values, _values_of
+from slakit.handoff import (
+    _DATETIME_FIELDS,
+    Handoff,
+    _encode_attributes,
+    _from_values,
+    _values_of,
+    attributes_json,
+)
 from slakit.records import (
     Escalation,
     LazyPayload,
@@ -444,11 +450,6 @@ def _lenient(value: Any) -> Any:
 
 _strict_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _lenient_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_lenient).encode
-# Attributes are JSON data, as PostgreSQL's jsonb holds them: no NaN or infinities,
-# so an application written against SQLite behaves the same on PostgreSQL.
-_attributes_encode = json.JSONEncoder(
-    separators=(",", ":"), ensure_ascii=False, allow_nan=False
-).encode
 # The encoder's own string quoting (what ensure_ascii=False uses).
 _encode_str: Callable[[str], str] = json.encoder.encode_basestring
 
@@ -525,24 +526,7 @@ def _loads(text: str) -> Any:
 
 
 def _attributes_json(h: Handoff) -> str:
-    attributes = h.attributes
-    if not attributes:
-        return "{}"
-    try:
-        return _attributes_encode(dict(attributes))
-    except (TypeError, ValueError):
-        for key, value in attributes.items():
-            try:
-                _attributes_encode(value)
-            except (TypeError, ValueError):
-                raise ValidationError(
-                    f"attributes[{key!r}] of handoff {h.id!r} must be JSON data to be "
-                    "stored in SQLite (text, finite numbers, booleans, null, lists, "
-                    f"mappings), got {value!r}",
-                    field=f"attributes.{key}",
-                    value=value,
-                ) from None
-        raise
+    return attributes_json(h, "SQLite")
 
 
 def _python_handoff_values(h: Handoff) -> tuple[Any, ...]:
@@ -659,7 +643,7 @@ def _python_handoff_from_row(r: Sequence[Any]) -> Handoff:
 
 def _attributes_text(attributes: Mapping[str, Any]) -> str:
     """The attributes column's JSON (a bad value raises; the caller says which)."""
-    return _attributes_encode(dict(attributes)) if attributes else "{}"
+    return _encode_attributes(dict(attributes)) if attributes else "{}"
 
 
 def _attributes_from_text(text: str) -> Mapping[str, Any]:

@@ -189,6 +189,28 @@ class StoreContract:
         assert got.started_at.utcoffset() is not None
         assert dict(got.attributes) == {"email": "a@example.com", "score": 7, "tags": ["x"]}
 
+    @pytest.mark.parametrize(
+        "value",
+        [float("nan"), float("inf"), object(), [1, {"deep": float("-inf")}]],
+        ids=["nan", "inf", "object", "nested"],
+    )
+    def test_attributes_must_be_json_data(self, store: RecordStore, value: Any) -> None:
+        """An attribute that is not JSON data (NaN, an infinity, an object) is refused
+        by insert, insert_many and update alike, naming attributes.KEY; nothing is
+        written. Every store takes the same values."""
+        bad = {"ok": 1, "k": value}
+        with pytest.raises(ValidationError) as one:
+            store.insert(make_handoff("h1", attributes=bad))
+        assert one.value.field == "attributes.k"
+        assert "attributes['k'] of handoff 'h1' must be JSON data" in str(one.value)
+        with pytest.raises(ValidationError, match="handoff 'h3'"):
+            store.insert_many([make_handoff("h2"), make_handoff("h3", attributes=bad)])
+        assert [h.id for h in store.iter_handoffs()] == []
+        h = store.insert(make_handoff("h4"))
+        with pytest.raises(ValidationError, match="attributes"):
+            store.update(attrs.evolve(h, attributes=bad), h.version)
+        assert dict(store.get("h4").attributes) == dict(h.attributes)
+
     def test_get_unknown_raises(self, store: RecordStore) -> None:
         """Getting a missing id raises UnknownHandoffError naming the id."""
         with pytest.raises(UnknownHandoffError, match="nope"):

@@ -51,9 +51,8 @@ from slakit.errors import (
     StoreError,
     StoreUnavailableError,
     UnknownHandoffError,
-    ValidationError,
 )
-from slakit.handoff import Handoff
+from slakit.handoff import Handoff, attributes_json
 from slakit.records import (
     Escalation,
     Notification,
@@ -342,28 +341,9 @@ def _as_is(text: Any) -> Any:
 
 
 def _attributes_param(h: Handoff) -> Jsonb:
-    """``h.attributes`` as jsonb, checked first: jsonb holds JSON data only, so a value
-    that is not (an object, NaN, an infinity) is refused naming its attribute, before
-    anything reaches the server."""
-    attributes = dict(h.attributes)
-    if not attributes:
-        return Jsonb("{}", dumps=_as_is)
-    try:
-        text = json.dumps(attributes, default=_json_default, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError):
-        for key, value in attributes.items():
-            try:
-                json.dumps(value, default=_json_default, allow_nan=False)
-            except (TypeError, ValueError):
-                raise ValidationError(
-                    f"attributes[{key!r}] of handoff {h.id!r} must be JSON data to be "
-                    "stored in PostgreSQL (text, finite numbers, booleans, null, lists, "
-                    f"mappings), got {value!r}",
-                    field=f"attributes.{key}",
-                    value=value,
-                ) from None
-        raise
-    return Jsonb(text, dumps=_as_is)
+    """``h.attributes`` as jsonb, checked before anything reaches the server (jsonb
+    holds JSON data only; the same values every store takes)."""
+    return Jsonb(attributes_json(h, "PostgreSQL"), dumps=_as_is)
 
 
 def _traces_param(traces: Sequence[TraceRecord]) -> Jsonb:
