@@ -171,7 +171,9 @@ def _field_values() -> st.SearchStrategy[list[object]]:
         min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
     )
     text = st.text(max_size=8)
-    scalar = text | st.integers() | st.floats(allow_nan=False) | st.booleans() | st.none()
+    # Attribute values are JSON data: no NaN or infinities (every store refuses them).
+    finite = st.floats(allow_nan=False, allow_infinity=False)
+    scalar = text | st.integers() | finite | st.booleans() | st.none()
     kinds: list[st.SearchStrategy[object]] = []
     for name in _FIELD_NAMES:
         if name in _DATETIME_FIELDS:

@@ -252,6 +252,28 @@ class TestStart:
         # The same start again is the same content: idempotent, not a conflict.
         assert engine.start("L1", owner="a", attributes={"email": "x@example.com"}, score=3) == h
 
+    @pytest.mark.parametrize(
+        ("field", "kwargs"),
+        [
+            ("id", {"id": "L1\nL2"}),
+            ("id", {"id": "L1\x00"}),
+            ("owner", {"id": "L1", "owner": "al\tice"}),
+            ("backup_owner", {"id": "L1", "backup_owner": "bob\r"}),
+        ],
+    )
+    def test_control_characters_are_refused(self, field: str, kwargs: dict[str, Any]) -> None:
+        """A newline or another control character in an id or an owner would split a
+        log line, a CSV row or a chat message: refused, naming the field."""
+        engine, _ = wall_engine()
+        record = {"owner": "a", **kwargs}
+        with pytest.raises(ValidationError, match="must not contain control characters") as e:
+            engine.start(**record)
+        assert (e.value.field, e.value.value) == (field, record[field])
+        with pytest.raises(ValidationError):
+            engine.start_many([{"id": "ok", "owner": "a"}, record])
+        assert engine.store.count() == 0
+        assert engine.start("L1 (non-breaking\u00a0space)", owner="a").id.startswith("L1")
+
     def test_start_many_is_all_or_nothing(self) -> None:
         """start_many writes every record or, on a bad one, none."""
         engine, _ = wall_engine()

@@ -6,6 +6,7 @@ import logging
 import math
 import os
 import random
+import re
 import socket
 import threading
 import time
@@ -66,6 +67,9 @@ log = logging.getLogger("slakit.engine")
 
 ENGINE_ACTOR = "engine"
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+#: Characters an id or an owner may not hold: they would split a log line, a CSV
+#: row or a chat message, and no CRM issues them.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 #: start_many record keys that carry history already known.
 _HISTORY_KEYS = (
     "first_response_at",
@@ -396,6 +400,14 @@ class Engine:
                 raise UnknownPolicyError(None, list(self.policies))
             policy = next(iter(self.policies))
         pol = self.policy(policy)
+        for name, text in (("id", id), ("owner", owner), ("backup_owner", backup_owner)):
+            if type(text) is str and _CONTROL.search(text):
+                raise ValidationError(
+                    f"{name} must not contain control characters (newlines, tabs…), "
+                    f"got {text!r}",
+                    field=name,
+                    value=text,
+                )
         if sla_minutes is not None:
             sla_minutes = validate_sla("sla_minutes", sla_minutes)
         start = self._now(started_at, "started_at") if started_at is not None else now
