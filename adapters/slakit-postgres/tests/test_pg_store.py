@@ -585,6 +585,47 @@ class TestOutage:
         assert not loop.is_alive()
 
 
+class TestDeadPooledConnections:
+    def test_one_failure_clears_every_dead_connection(
+        self, pg_dsn: str, fresh_schema: Callable[[], str]
+    ) -> None:
+        """After the server drops the pool's connections (a restart, a failover), the
+        first statement fails and the pool is checked at once: the next one works,
+        instead of each dead connection failing a statement of its own."""
+        schema = fresh_schema()
+        name = f"slakit-dead-{schema}"
+        store = PostgresStore(pg_dsn, schema=schema, application_name=name, min_size=4, max_size=4)
+        try:
+            store.setup()
+            # Four connections open and idle in the pool.
+            threads = [threading.Thread(target=store.count) for _ in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(10)
+            deadline = time.monotonic() + 10
+            while store._open().get_stats().get("pool_available", 0) < 4:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            killed = _sql(
+                pg_dsn,
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = %s",
+                name,
+            )
+            assert len(killed) == 4
+            failures = 0
+            for _ in range(5):
+                try:
+                    assert store.count() == 0
+                    break
+                except slakit.errors.StoreUnavailableError:
+                    failures += 1
+            assert failures == 1
+        finally:
+            store.close()
+
+
 class TestRequeueAgainstPurge:
     def test_a_requeue_never_lands_on_a_handoff_a_purge_has_chosen(
         self, pg_store: PostgresStore, pg_dsn: str

@@ -336,6 +336,14 @@ def _jsonb(value: Any) -> Jsonb:
     return Jsonb(value, dumps=_dumps)
 
 
+def _check_quietly(pool: ConnectionPool[Any]) -> None:
+    """``pool.check()``: replace the idle connections that no longer work."""
+    try:
+        pool.check()
+    except Exception:  # a pool that cannot even check is reported by the next use
+        log.debug("pool check failed", exc_info=True)
+
+
 def _as_is(text: Any) -> Any:
     return text
 
@@ -578,6 +586,10 @@ class PostgresStore(RecordStore):
         except psycopg.OperationalError as exc:
             state = exc.sqlstate or ""
             if not state or state.startswith(("08", "57P")):
+                # The connection is gone (a restart, a failover, a terminated
+                # backend), and so, probably, are the pool's idle ones: test them
+                # all now, so that only this statement fails, not one per connection.
+                _check_quietly(pool)
                 raise self._unavailable(exc) from None
             raise StoreError(
                 f"PostgreSQL error {state}: {_first_line(exc)}", field="sqlstate", value=state
