@@ -403,8 +403,7 @@ class Engine:
         for name, text in (("id", id), ("owner", owner), ("backup_owner", backup_owner)):
             if type(text) is str and _CONTROL.search(text):
                 raise ValidationError(
-                    f"{name} must not contain control characters (newlines, tabs…), "
-                    f"got {text!r}",
+                    f"{name} must not contain control characters (newlines, tabs…), got {text!r}",
                     field=name,
                     value=text,
                 )
