@@ -1078,6 +1078,76 @@ class TestEvents:
         assert isinstance(engine.store, MemoryStore)
 
 
+class FlakySink(slakit.TraceSink):
+    """A trace sink that fails its first ``fail`` calls, keeping what it is given after."""
+
+    def __init__(self, fail: int) -> None:
+        self.name = "flaky"
+        self.fail = fail
+        self.calls = 0
+        self.lines: list[slakit.TraceRecord] = []
+
+    def emit(self, records: Any) -> None:
+        self.calls += 1
+        if self.calls <= self.fail:
+            raise OSError("collector unreachable")
+        self.lines.extend(records)
+
+
+class TestSinkBacklog:
+    def test_a_failing_sink_gets_its_lines_later_in_order(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Lines a sink refused are held and sent again before the next ones, in order;
+        a sink that works is not held back by one that fails."""
+        flaky, steady = FlakySink(fail=2), FlakySink(fail=0)
+        engine, _ = wall_engine(trace_sinks=[flaky, steady])
+        for hid in ("L1", "L2", "L3"):
+            engine.start(hid, owner="a")
+        assert [t.handoff_id for t in flaky.lines] == ["L1", "L2", "L3"]
+        assert [t.handoff_id for t in steady.lines] == ["L1", "L2", "L3"]
+        assert flaky.calls == 3  # L1 refused, L1+L2 refused, L1+L2+L3 taken
+        assert "trace sink 'flaky' failed; holding 1 line(s)" in caplog.text
+        assert "trace sink 'flaky' works again: 2 held line(s) sent late" in caplog.text
+
+    def test_the_run_loop_resends_on_an_idle_tick(self) -> None:
+        """With nothing new to trace, a tick still sends what a sink missed."""
+        flaky = FlakySink(fail=1)
+        engine, _ = wall_engine(trace_sinks=[flaky])
+        engine.start("L1", owner="a")
+        assert flaky.lines == []
+        assert engine.run(interval=0.01, max_ticks=1) == 1
+        assert [t.handoff_id for t in flaky.lines] == ["L1"]
+
+    def test_close_gives_held_lines_one_last_try(self) -> None:
+        flaky = FlakySink(fail=1)
+        engine, _ = wall_engine(trace_sinks=[flaky])
+        engine.start("L1", owner="a")
+        engine.close()
+        assert [t.handoff_id for t in flaky.lines] == ["L1"]
+
+    def test_the_backlog_is_capped_and_says_how_to_resend(
+        self, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Past SINK_BACKLOG the oldest held lines go, with the command that resends them
+        from the store."""
+        monkeypatch.setattr(slakit.engine, "SINK_BACKLOG", 2)
+        flaky = FlakySink(fail=10)
+        engine, clock = wall_engine(trace_sinks=[flaky])
+        for i, hid in enumerate(("L1", "L2", "L3", "L4")):
+            clock.set(T0 + timedelta(minutes=i))
+            engine.start(hid, owner="a")
+        assert [t.handoff_id for t in engine._sink_backlog[id(flaky)]] == ["L3", "L4"]
+        # L1 went when L3 came, L2 when L4 came: each with the window that resends it.
+        for minute in ("00", "01"):
+            assert (
+                "trace sink 'flaky': dropped its 1 oldest held line(s); the store keeps them: "
+                f"slakit traces --emit --since 2026-03-02T14:{minute}:00+00:00 "
+                f"--until 2026-03-02T14:{minute}:00.000001+00:00 sends them again"
+            ) in caplog.text
+        assert len(engine.store.traces()) == 4
+
+
 class TestPolicyChoice:
     def test_no_policy_with_several_configured_says_so(self) -> None:
         """Omitting the policy when several exist names the choices."""

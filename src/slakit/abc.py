@@ -415,7 +415,10 @@ class TraceSink(ABC):
 
     Rules: :meth:`emit` must not raise for a single bad line (log it instead);
     an exception from :meth:`emit` is logged by the engine and never undoes the
-    step. Lines arrive in commit order per engine.
+    step: the engine holds the lines (up to ``slakit.engine.SINK_BACKLOG``)
+    and hands them over again, before newer ones, on its next emit or run-loop
+    tick, so a batch that failed part-way may arrive twice. Lines arrive in
+    commit order per engine.
     """
 
     name: str = ""

@@ -66,6 +66,10 @@ __all__ = ["AppliedStep", "CheckResult", "DeliveryResult", "Engine", "LoggingNot
 log = logging.getLogger("slakit.engine")
 
 ENGINE_ACTOR = "engine"
+
+#: Trace lines an engine holds for a failing sink, to send again, before it drops
+#: the oldest (the store keeps every line; ``slakit traces --emit`` resends a window).
+SINK_BACKLOG = 100_000
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 #: Characters an id or an owner may not hold: they would split a log line, a CSV
 #: row or a chat message, and no CRM issues them.
@@ -215,6 +219,9 @@ class Engine:
                 n.name = name
             self._notifier_by_name[name] = n
         self.trace_sinks = list(trace_sinks)
+        # Lines each failing sink has not taken yet (by id of the sink), in order.
+        self._sink_backlog: dict[int, list[TraceRecord]] = {}
+        self._sink_lock = threading.RLock()
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.breach_reasons = dict(breach_reasons) if breach_reasons else {}
         self._plugins = plugins
@@ -278,7 +285,9 @@ class Engine:
         return self
 
     def close(self) -> None:
-        """Close the store, the notifiers and the trace sinks."""
+        """Close the store, the notifiers and the trace sinks (held lines get one last try)."""
+        if self._sink_backlog:
+            _quietly(lambda: self._emit(()))
         for n in self.notifiers:
             _quietly(n.close)
         for s in self.trace_sinks:
@@ -349,15 +358,60 @@ class Engine:
         )
 
     def _emit(self, traces: Iterable[TraceRecord]) -> None:
+        """Hand committed lines to every sink; a sink that fails gets them again later.
+
+        A failing sink's lines are held (up to :data:`SINK_BACKLOG`) and sent
+        before the next lines, in order, on the next emit or run-loop tick.
+        """
         batch = list(traces)
-        if not batch:
+        if batch:
+            _capture.capture_traces(batch)
+        elif not self._sink_backlog:
             return
-        _capture.capture_traces(batch)
-        for sink in self.trace_sinks:
-            try:
-                sink.emit(batch)
-            except Exception:
-                log.exception("trace sink %r failed; the store keeps the trace rows", sink.name)
+        with self._sink_lock:  # one emit at a time keeps each sink's lines in order
+            for sink in self.trace_sinks:
+                held = self._sink_backlog.get(id(sink))
+                lines = held + batch if held else batch
+                if not lines:
+                    continue
+                try:
+                    sink.emit(lines)
+                except Exception:
+                    self._hold(sink, lines, first=not held)
+                    continue
+                if held:
+                    del self._sink_backlog[id(sink)]
+                    log.warning(
+                        "trace sink %r works again: %d held line(s) sent late",
+                        sink.name,
+                        len(held),
+                    )
+
+    def _hold(self, sink: TraceSink, lines: list[TraceRecord], *, first: bool) -> None:
+        """Keep a failing sink's ``lines`` to send again, dropping the oldest past the cap."""
+        if first:
+            log.exception(
+                "trace sink %r failed; holding %d line(s) to send again (the store keeps "
+                "every line)",
+                sink.name,
+                len(lines),
+            )
+        else:
+            log.warning("trace sink %r still fails; %d line(s) held", sink.name, len(lines))
+        if len(lines) > SINK_BACKLOG:
+            dropped = lines[: len(lines) - SINK_BACKLOG]
+            lines = lines[len(dropped) :]
+            since = min(t.at for t in dropped).astimezone(UTC)
+            until = max(t.at for t in dropped).astimezone(UTC) + timedelta(microseconds=1)
+            log.error(
+                "trace sink %r: dropped its %d oldest held line(s); the store keeps them: "
+                "slakit traces --emit --since %s --until %s sends them again",
+                sink.name,
+                len(dropped),
+                since.isoformat(),
+                until.isoformat(),
+            )
+        self._sink_backlog[id(sink)] = lines
 
     def _timers(self, policy: Policy, h: Handoff) -> Handoff:
         """Recompute deadlines and ``next_due_at`` from the record's state."""
@@ -1521,6 +1575,7 @@ class Engine:
                     log.info("the store answers again after %d failed tick(s)", failures)
                     failures = 0
                 ticks += 1
+                self._emit(())  # lines a failing sink missed, even on an idle tick
                 if on_tick is not None:
                     on_tick(*result)
                 if max_ticks is not None and ticks >= max_ticks:
