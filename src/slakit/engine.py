@@ -454,13 +454,14 @@ class Engine:
                 raise UnknownPolicyError(None, list(self.policies))
             policy = next(iter(self.policies))
         pol = self.policy(policy)
-        for name, text in (("id", id), ("owner", owner), ("backup_owner", backup_owner)):
-            if type(text) is str and _CONTROL.search(text):
-                raise ValidationError(
-                    f"{name} must not contain control characters (newlines, tabs…), got {text!r}",
-                    field=name,
-                    value=text,
-                )
+        if not (
+            (type(id) is not str or id.isprintable())
+            and (type(owner) is not str or owner.isprintable())
+            and (type(backup_owner) is not str or backup_owner.isprintable())
+        ):
+            # Rare: something unprintable (a control character, or harmless Unicode
+            # such as a non-breaking space, which the pattern lets through).
+            _refuse_control_characters(id=id, owner=owner, backup_owner=backup_owner)
         if sla_minutes is not None:
             sla_minutes = validate_sla("sla_minutes", sla_minutes)
         start = self._now(started_at, "started_at") if started_at is not None else now
@@ -1606,6 +1607,17 @@ def _lease(seconds: float, started: float) -> float:
     is still sending them. The time since the start is added back.
     """
     return seconds + max(0.0, time.monotonic() - started)
+
+
+def _refuse_control_characters(**fields: Any) -> None:
+    """:raises ValidationError: naming the first field whose text holds a control character."""
+    for name, text in fields.items():
+        if type(text) is str and _CONTROL.search(text):
+            raise ValidationError(
+                f"{name} must not contain control characters (newlines, tabs…), got {text!r}",
+                field=name,
+                value=text,
+            )
 
 
 def _merge_attributes(hid: Any, extra: Any, rest: dict[str, Any]) -> dict[str, Any]:
