@@ -50,6 +50,15 @@ def _sql(dsn: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
         return cur.fetchall() if cur.description else []
 
 
+def _terminate(dsn: str, application_name: str) -> list[tuple[Any, ...]]:
+    """Have the server drop every connection opened under ``application_name``."""
+    return _sql(
+        dsn,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+        application_name,
+    )
+
+
 @pytest.fixture
 def new_store(
     pg_dsn: str, fresh_schema: Callable[[], str]
@@ -562,12 +571,7 @@ class TestOutage:
                 deadline = time.monotonic() + 10
                 while not applied and time.monotonic() < deadline:
                     time.sleep(0.05)
-                killed = _sql(
-                    pg_dsn,
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE application_name = %s",
-                    name,
-                )
+                killed = _terminate(pg_dsn, name)
                 assert killed  # the loop's pooled connections were there, and are gone
                 writer.start(
                     "after-outage", owner="a", started_at=datetime.now(UTC) - timedelta(minutes=31)
@@ -607,12 +611,7 @@ class TestDeadPooledConnections:
             while store._open().get_stats().get("pool_available", 0) < 4:
                 assert time.monotonic() < deadline
                 time.sleep(0.05)
-            killed = _sql(
-                pg_dsn,
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE application_name = %s",
-                name,
-            )
+            killed = _terminate(pg_dsn, name)
             assert len(killed) == 4
             failures = 0
             for _ in range(5):
@@ -626,6 +625,12 @@ class TestDeadPooledConnections:
             store.close()
 
 
+def _stop(store: PostgresStore, hid: str) -> None:
+    """Stop ``hid``'s clock at T0, so that a purge after T0 may take it."""
+    h = store.get(hid)
+    store.update(attrs.evolve(h, stopped_at=T0, next_due_at=None), h.version)
+
+
 class TestRequeueAgainstPurge:
     def test_a_requeue_never_lands_on_a_handoff_a_purge_has_chosen(
         self, pg_store: PostgresStore, pg_dsn: str
@@ -634,10 +639,7 @@ class TestRequeueAgainstPurge:
         statement. A requeue arriving in between waits for it and then finds nothing,
         instead of reporting a row put back in the queue that the purge deletes."""
         item = make_outbox_row(pg_store, "h1", "dead", error="boom")
-        pg_store.update(
-            attrs.evolve(pg_store.get("h1"), stopped_at=T0, next_due_at=None),
-            pg_store.get("h1").version,
-        )
+        _stop(pg_store, "h1")
         before = T0 + timedelta(days=1)
         # The purge's two halves, held apart: choose and lock, then delete.
         purge = psycopg.connect(pg_dsn, options=f"-c search_path={pg_store.schema}")
@@ -673,10 +675,7 @@ class TestRequeueAgainstPurge:
     ) -> None:
         """The other order: while a requeue holds the handoff, a purge passes it over."""
         make_outbox_row(pg_store, "h1", "dead", error="boom")
-        pg_store.update(
-            attrs.evolve(pg_store.get("h1"), stopped_at=T0, next_due_at=None),
-            pg_store.get("h1").version,
-        )
+        _stop(pg_store, "h1")
         holder = psycopg.connect(pg_dsn, options=f"-c search_path={pg_store.schema}")
         try:
             holder.execute("SELECT 1 FROM handoffs WHERE id = 'h1' FOR KEY SHARE")
