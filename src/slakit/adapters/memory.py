@@ -104,9 +104,10 @@ class MemoryStore(RecordStore):
     def update(
         self, handoff: Handoff, expected_version: int, traces: Sequence[TraceRecord] = ()
     ) -> Handoff:
-        attributes_json(handoff, "the memory store")
         with self._lock:
             current = self.get(handoff.id)
+            if handoff.attributes is not current.attributes:  # else checked when stored
+                attributes_json(handoff, "the memory store")
             if current.version != expected_version:
                 raise ConcurrentUpdateError(
                     f"handoff {handoff.id!r} changed: expected version {expected_version}, "
@@ -145,11 +146,12 @@ class MemoryStore(RecordStore):
 
     def apply_step(self, application: StepApplication) -> bool:
         h = application.handoff
-        attributes_json(h, "the memory store")  # an action may have changed them
         with self._lock:
             current = self._rows.get(h.id)
             if current is None:
                 raise UnknownHandoffError(h.id)
+            if h.attributes is not current.attributes:  # an action gave it new ones
+                attributes_json(h, "the memory store")
             if (
                 current.version != application.expected_version
                 or current.stage != application.expected_stage
