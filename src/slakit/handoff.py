@@ -176,7 +176,9 @@ def _same_attributes(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     if dict(a) == dict(b):
         return True
     try:
-        return bool(json.loads(json.dumps(dict(a))) == json.loads(json.dumps(dict(b))))
+        return bool(
+            json.loads(_encode_attributes(dict(a))) == json.loads(_encode_attributes(dict(b)))
+        )
     except (TypeError, ValueError):  # not JSON data: only plain equality counts
         return False
 
