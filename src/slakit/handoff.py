@@ -23,7 +23,7 @@ from slakit import _build
 from slakit._time import from_iso, optional_aware, validate_sla
 from slakit.errors import InvalidTimestampError, ValidationError
 
-__all__ = ["Handoff", "Status", "new_trace_id", "is_w3c_trace_id"]
+__all__ = ["Handoff", "Status", "attributes_json", "new_trace_id", "is_w3c_trace_id"]
 
 _TRACE_RE = re.compile(r"^[0-9a-f]{32}$")
 _ids = random.Random()  # seeded from os.urandom
