@@ -708,8 +708,9 @@ def main(argv: list[str] | None = None) -> int:
     loop_after = reference_loop()
     say(f"reference loop {loop_after:.2f} s")
     cmd = "python bench/engine.py" + (" --markdown" if args.markdown else "")
-    if args.open != 1_000_000:
-        cmd += f" --open {args.open}"
+    for flag in ("open", "trials", "steps", "ingest", "repeat"):
+        if getattr(args, flag) != parser.get_default(flag):
+            cmd += f" --{flag} {getattr(args, flag)}"
     section = markdown(a, b, c, cmd, load_at_start, (loop_before, loop_after))
     print(section)
     if args.markdown:
