@@ -138,6 +138,7 @@ class EngineMachine(RuleBasedStateMachine):
         if not m.responded:
             m.responded = True
             if m.policy.stop == "first_response" and m.stopped_at is None:
+                self._end_pause(m)
                 m.stopped_at = self.now()
 
     @precondition(lambda self: self.model)
@@ -153,6 +154,7 @@ class EngineMachine(RuleBasedStateMachine):
         if not m.completed:
             m.completed = True
             if m.stopped_at is None:
+                self._end_pause(m)
                 m.stopped_at = self.now()
 
     @precondition(lambda self: self.model)
@@ -166,6 +168,7 @@ class EngineMachine(RuleBasedStateMachine):
             return
         self.engine.cancel(hid, reason="test")
         if m.cancelled_at is None:
+            self._end_pause(m)
             m.cancelled_at = self.now()
 
     @precondition(lambda self: self.model)
@@ -186,14 +189,18 @@ class EngineMachine(RuleBasedStateMachine):
     def resume(self, data: st.DataObject) -> None:
         hid = self._pick(data)
         m = self.model[hid]
-        if m.paused_at is None:
-            if not m.active:
-                with pytest.raises(InvalidTransitionError):
-                    self.engine.resume(hid)
-            else:
+        if not m.active:
+            # A stop or cancel ended any pause; the clock stays where it ended.
+            with pytest.raises(InvalidTransitionError):
                 self.engine.resume(hid)
             return
         self.engine.resume(hid)
+        self._end_pause(m)
+
+    def _end_pause(self, m: ModelHandoff) -> None:
+        """The model's pause, if any, ended now: as a resume, a stop or a cancel end it."""
+        if m.paused_at is None:
+            return
         m.paused += self.now() - m.paused_at
         m.paused_business += m.policy.calendar.elapsed(m.paused_at, self.now())
         m.paused_at = None
@@ -227,6 +234,16 @@ class EngineMachine(RuleBasedStateMachine):
     @rule()
     def deliver(self) -> None:
         self.engine.deliver()
+
+    @invariant()
+    def pauses_match_the_model(self) -> None:
+        for hid, m in self.model.items():
+            h = self.engine.get(hid)
+            assert h.paused_at == m.paused_at, hid
+            assert h.paused_seconds == pytest.approx(m.paused.total_seconds()), hid
+            assert h.paused_business_seconds == pytest.approx(m.paused_business.total_seconds()), (
+                hid
+            )
 
     @invariant()
     def breached_only_via_a_step(self) -> None:

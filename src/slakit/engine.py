@@ -788,14 +788,18 @@ class Engine:
         return at
 
     def _stopped(self, pol: Policy, h: Handoff, at: datetime) -> Handoff:
-        """The handoff with its clock stopped at ``at``: elapsed times written."""
-        paused = timedelta(seconds=h.paused_seconds)
-        paused_b = timedelta(seconds=h.paused_business_seconds)
-        if h.paused_at is not None and at > h.paused_at:
-            paused += at - h.paused_at
-            paused_b += pol.calendar.elapsed(h.paused_at, at)
-        wall = (at - h.started_at) - paused
-        business = pol.calendar.elapsed(h.started_at, at) - paused_b
+        """The handoff with its clock stopped at ``at``: elapsed times written.
+
+        A clock stopped while paused ends its pause at ``at`` first, as a
+        resume would: the paused time is added and the deadlines move by it,
+        so the record is judged on the time its clock really ran.
+        """
+        if h.paused_at is not None:
+            h = self._unpaused(pol, h, max(at, h.paused_at))
+        wall = (at - h.started_at) - timedelta(seconds=h.paused_seconds)
+        business = pol.calendar.elapsed(h.started_at, at) - timedelta(
+            seconds=h.paused_business_seconds
+        )
         # Every caller has checked ``at`` against the start (as a response,
         # completion or history time), so the copy needs no validators.
         return h._replace(
@@ -803,6 +807,20 @@ class Engine:
             next_due_at=None,
             wall_elapsed_seconds=max(0.0, wall.total_seconds()),
             business_elapsed_seconds=max(0.0, business.total_seconds()),
+        )
+
+    def _unpaused(self, pol: Policy, h: Handoff, at: datetime) -> Handoff:
+        """``h`` with its pause ended at ``at``: paused time added, timers moved by it."""
+        assert h.paused_at is not None
+        return self._timers(
+            pol,
+            attrs.evolve(
+                h,
+                paused_at=None,
+                paused_seconds=h.paused_seconds + (at - h.paused_at).total_seconds(),
+                paused_business_seconds=h.paused_business_seconds
+                + pol.calendar.elapsed(h.paused_at, at).total_seconds(),
+            ),
         )
 
     def _event(
@@ -911,6 +929,8 @@ class Engine:
                     field="id",
                     value=id,
                 )
+            if h.paused_at is not None:
+                h = self._unpaused(pol, h, max(when, h.paused_at))
             new = attrs.evolve(h, cancelled_at=when, cancel_reason=reason, next_due_at=None)
             return new, [self._trace(new, "cancel", "cancel", when, reason=reason)]
 
@@ -946,12 +966,13 @@ class Engine:
         when = self._now(at)
 
         def change(h: Handoff, pol: Policy) -> tuple[Handoff, list[TraceRecord]] | None:
-            if h.paused_at is None:
-                if h.is_active:
-                    return None
+            if not h.is_active:
+                # A stopped or cancelled clock stays where it ended, paused or not.
                 raise InvalidTransitionError(
                     f"handoff {id!r} is {h.status}; it cannot be resumed", field="id", value=id
                 )
+            if h.paused_at is None:
+                return None
             if when < h.paused_at:
                 raise InvalidTimestampError(
                     f"resume time {when.isoformat()} is before paused_at "
@@ -959,14 +980,7 @@ class Engine:
                     field="at",
                     value=when,
                 )
-            new = attrs.evolve(
-                h,
-                paused_at=None,
-                paused_seconds=h.paused_seconds + (when - h.paused_at).total_seconds(),
-                paused_business_seconds=h.paused_business_seconds
-                + pol.calendar.elapsed(h.paused_at, when).total_seconds(),
-            )
-            new = self._timers(pol, new)
+            new = self._unpaused(pol, h, when)
             return new, [
                 self._trace(
                     new,

@@ -1,0 +1,131 @@
+"""Stops, cancels and resumes on a paused clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import slakit
+from slakit.errors import InvalidTransitionError
+from slakit.metrics import classify
+
+T0 = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)  # a Monday, 09:00 in New York
+
+
+def engine(basis: str, stop: str = "first_response") -> slakit.Engine:
+    policy = slakit.Policy.from_config(
+        {
+            "basis": basis,
+            "calendar": "weekdays",
+            "sla_minutes": 30,
+            "stop": stop,
+            "steps": [{"at": "1x", "do": ["notify:owner"]}],
+        },
+        name="p",
+        calendars={"weekdays": slakit.BusinessCalendar.weekdays("America/New_York")},
+    )
+    return slakit.Engine(policies=[policy], clock=slakit.ManualClock(T0))
+
+
+class TestStopWhilePaused:
+    def test_response_during_a_pause_is_judged_on_the_running_time(self) -> None:
+        """Paused after 10 minutes, answered 40 minutes later: 10 minutes ran, met."""
+        e = engine("wall")
+        e.start("A", owner="a")
+        e.pause("A", at=T0 + timedelta(minutes=10))
+        h = e.respond("A", at=T0 + timedelta(minutes=50))
+        assert h.status == "stopped"
+        assert h.paused_at is None
+        assert h.paused_seconds == 40 * 60
+        assert h.wall_elapsed_seconds == 10 * 60
+        assert h.wall_deadline_at == T0 + timedelta(minutes=70)
+        assert classify(h, "wall", T0 + timedelta(hours=5)) == "met"
+        trace = next(t for t in e.store.traces("A") if t.action == "respond")
+        assert trace.detail["met"] is True
+
+    def test_a_pause_after_the_deadline_cannot_rescue_the_record(self) -> None:
+        e = engine("wall")
+        e.start("A", owner="a")
+        e.pause("A", at=T0 + timedelta(minutes=40))
+        h = e.complete("A", at=T0 + timedelta(minutes=90))
+        assert h.wall_elapsed_seconds == 40 * 60
+        assert classify(h, "wall", T0 + timedelta(hours=5)) == "missed"
+
+    @settings(max_examples=200, deadline=None)
+    @given(
+        basis=st.sampled_from(["wall", "business"]),
+        paused=st.integers(0, 3 * 24 * 60),
+        length=st.integers(0, 3 * 24 * 60),
+        event=st.sampled_from(["respond", "complete"]),
+    )
+    def test_a_stop_while_paused_equals_a_resume_then_the_stop(
+        self, basis: str, paused: int, length: int, event: str
+    ) -> None:
+        """A stop during a pause leaves the record a resume and then the stop would."""
+        pause_at = T0 + timedelta(minutes=paused)
+        stop_at = pause_at + timedelta(minutes=length)
+        stopped, resumed = engine(basis), engine(basis)
+        for e in (stopped, resumed):
+            e.start("A", owner="a")
+            e.pause("A", at=pause_at)
+        resumed.resume("A", at=stop_at)
+        one = getattr(stopped, event)("A", at=stop_at)
+        two = getattr(resumed, event)("A", at=stop_at)
+        fields = (
+            "stopped_at",
+            "paused_at",
+            "paused_seconds",
+            "paused_business_seconds",
+            "deadline_at",
+            "wall_deadline_at",
+            "business_deadline_at",
+            "wall_elapsed_seconds",
+            "business_elapsed_seconds",
+            "next_due_at",
+        )
+        assert {f: getattr(one, f) for f in fields} == {f: getattr(two, f) for f in fields}
+        for b in ("wall", "business"):
+            assert classify(one, b, stop_at) == classify(two, b, stop_at)
+        # The pause's start decides: the clock ran until then.
+        if basis == "wall":
+            assert classify(one, "wall", stop_at) == ("met" if paused <= 30 else "missed")
+
+    def test_a_response_that_does_not_stop_the_clock_keeps_the_pause(self) -> None:
+        e = engine("wall", stop="completion")
+        e.start("A", owner="a")
+        e.pause("A", at=T0 + timedelta(minutes=10))
+        h = e.respond("A", at=T0 + timedelta(minutes=20))
+        assert h.status == "paused"
+        assert h.paused_at == T0 + timedelta(minutes=10)
+
+
+class TestResumeAndCancel:
+    def test_resume_is_refused_once_stopped_or_cancelled(self) -> None:
+        e = engine("wall")
+        e.start("A", owner="a")
+        e.pause("A", at=T0 + timedelta(minutes=10))
+        e.respond("A", at=T0 + timedelta(minutes=20))
+        e.start("B", owner="a")
+        e.pause("B", at=T0 + timedelta(minutes=10))
+        e.cancel("B", at=T0 + timedelta(minutes=20))
+        e.start("C", owner="a")
+        e.cancel("C", at=T0 + timedelta(minutes=5))
+        for hid in ("A", "B", "C"):
+            before = e.get(hid)
+            with pytest.raises(InvalidTransitionError, match="cannot be resumed"):
+                e.resume(hid, at=T0 + timedelta(hours=8))
+            assert e.get(hid) == before
+
+    def test_cancel_while_paused_ends_the_pause(self) -> None:
+        e = engine("wall")
+        e.start("A", owner="a")
+        e.pause("A", at=T0 + timedelta(minutes=10))
+        h = e.cancel("A", at=T0 + timedelta(minutes=25))
+        assert h.status == "cancelled"
+        assert h.paused_at is None
+        assert h.paused_seconds == 15 * 60
+        assert h.next_due_at is None
+        assert classify(h, "wall", T0 + timedelta(hours=1)) == "excluded"
