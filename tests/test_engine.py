@@ -302,6 +302,49 @@ class TestStart:
         assert h.wall_elapsed_seconds == 12 * 60
         assert h.next_due_at is None
 
+    def test_cancelled_history_follows_the_event_rules(self) -> None:
+        """A cancel with a response or completion is refused where the events would be."""
+        start = T0 - timedelta(days=1)
+        answered, cancelled = start + timedelta(minutes=90), start + timedelta(minutes=100)
+        engine, _ = wall_engine()
+        refused: list[tuple[dict[str, Any], str]] = [
+            # The response stopped the clock: a later cancel would flatter the hit rate.
+            ({"first_response_at": answered, "cancelled_at": cancelled}, "cancelled_at"),
+            # Nothing is recorded after a cancel.
+            ({"first_response_at": cancelled, "cancelled_at": answered}, "first_response_at"),
+            ({"completed_at": answered, "cancelled_at": cancelled}, "cancelled_at"),
+            ({"completed_at": cancelled, "cancelled_at": answered}, "cancelled_at"),
+        ]
+        for extra, field in refused:
+            with pytest.raises(InvalidTransitionError) as e:
+                engine.start_many([{"id": "L", "started_at": start, **extra}])
+            assert e.value.field == field
+            assert engine.store.count() == 0
+        # The same histories as events are refused as well.
+        engine.start("E", started_at=start)
+        engine.respond("E", at=answered)
+        with pytest.raises(InvalidTransitionError):
+            engine.cancel("E", at=cancelled)
+
+        # A response that left the clock running may precede the cancel.
+        policy = slakit.Policy.default(basis="wall")
+        lenient = attrs.evolve(policy, stop="completion")
+        engine, _ = wall_engine(policies=[lenient])
+        engine.start_many(
+            [
+                {
+                    "id": "L",
+                    "started_at": start,
+                    "first_response_at": answered,
+                    "responded_by": "ann",
+                    "cancelled_at": cancelled,
+                }
+            ]
+        )
+        h = engine.get("L")
+        assert (h.first_response_at, h.responded_by, h.cancelled_at) == (answered, "ann", cancelled)
+        assert [t.action for t in engine.store.traces("L")] == ["start", "respond", "cancel"]
+
     def test_history_values_are_checked(self) -> None:
         """History times before the start, and non-text names, are refused naming the field."""
         engine, _ = wall_engine()

@@ -761,11 +761,7 @@ class Engine:
         pol = self.policy(h.policy)
         traces: list[TraceRecord] = []
         if history.get("cancelled_at") is not None:
-            at = self._history_at(h, history["cancelled_at"], "cancelled_at")
-            reason = _optional_text("cancel_reason", history.get("cancel_reason"))
-            h = h._replace(cancelled_at=at, cancel_reason=reason, next_due_at=None)
-            traces.append(self._trace(h, "cancel", "cancel", at))
-            return h, traces
+            return self._cancelled_history(h, pol, history)
         if history.get("first_response_at") is not None:
             at = self._history_at(h, history["first_response_at"], "first_response_at")
             by = _optional_text("responded_by", history.get("responded_by"))
@@ -779,6 +775,49 @@ class Engine:
             traces.append(self._trace(h, "complete", "complete", at))
             if h.stopped_at is None:
                 h = self._stopped(pol, h, at)
+        return h, traces
+
+    def _cancelled_history(
+        self, h: Handoff, pol: Policy, history: Mapping[str, Any]
+    ) -> tuple[Handoff, list[TraceRecord]]:
+        """A cancelled record's history, held to the rules the events follow.
+
+        A cancel is refused once the clock stopped, and nothing is recorded
+        after a cancel, so only a response that left the clock running (``stop
+        = "completion"``) can come with it, and only at or before the cancel.
+        """
+        at = self._history_at(h, history["cancelled_at"], "cancelled_at")
+        reason = _optional_text("cancel_reason", history.get("cancel_reason"))
+        traces: list[TraceRecord] = []
+        if history.get("completed_at") is not None:
+            raise InvalidTransitionError(
+                f"handoff {h.id!r} has both completed_at and cancelled_at; a completed "
+                "handoff cannot be cancelled, and a cancelled one cannot be completed",
+                field="cancelled_at",
+                value=at,
+            )
+        if history.get("first_response_at") is not None:
+            responded = self._history_at(h, history["first_response_at"], "first_response_at")
+            if responded > at:
+                raise InvalidTransitionError(
+                    f"handoff {h.id!r} has first_response_at {responded.isoformat()} after "
+                    f"cancelled_at {at.isoformat()}; a cancelled handoff cannot be responded to",
+                    field="first_response_at",
+                    value=responded,
+                )
+            if pol.stop == "first_response":
+                raise InvalidTransitionError(
+                    f"handoff {h.id!r} was answered at {responded.isoformat()}, which stopped "
+                    f"its clock under policy {pol.name!r}; it cannot be cancelled at "
+                    f"{at.isoformat()}",
+                    field="cancelled_at",
+                    value=at,
+                )
+            by = _optional_text("responded_by", history.get("responded_by"))
+            h = h._replace(first_response_at=responded, responded_by=by)
+            traces.append(self._trace(h, "respond", "respond", responded, actor=by))
+        h = h._replace(cancelled_at=at, cancel_reason=reason, next_due_at=None)
+        traces.append(self._trace(h, "cancel", "cancel", at))
         return h, traces
 
     def _history_at(self, h: Handoff, value: Any, field: str) -> datetime:
