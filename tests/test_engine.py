@@ -302,6 +302,57 @@ class TestStart:
         assert h.wall_elapsed_seconds == 12 * 60
         assert h.next_due_at is None
 
+    def test_instants_out_of_range_are_named_errors(self) -> None:
+        """Times near datetime.max are refused naming the field; nothing is written."""
+        from zoneinfo import ZoneInfo
+
+        engine, _ = wall_engine()
+        far = datetime(9999, 12, 31, 23, 0, tzinfo=UTC)
+        cases: list[tuple[Any, str]] = [
+            (lambda: engine.start("A", sla_minutes=1e12), "sla_minutes"),
+            (lambda: engine.start("A", started_at=far), "started_at"),
+            (
+                lambda: engine.start(
+                    "A", started_at=datetime(9999, 12, 31, 23, tzinfo=ZoneInfo("America/New_York"))
+                ),
+                "started_at",
+            ),
+            (lambda: engine.start_many([{"id": "A", "started_at": far}]), "started_at"),
+            (lambda: engine.check(far), "now"),
+            (lambda: engine.deliver(far), "now"),
+        ]
+        for call, field in cases:
+            with pytest.raises(InvalidTimestampError) as e:
+                call()
+            assert e.value.field == field
+        assert engine.store.count() == 0
+        engine.start("B")
+        with pytest.raises(InvalidTimestampError, match=r"^at 9999"):
+            engine.respond("B", at=far)
+        assert engine.get("B").first_response_at is None
+
+    def test_a_step_past_the_year_9999_does_not_stop_the_check(self) -> None:
+        """The record is reported in the check's errors; the others' steps are applied."""
+        policy = slakit.Policy.from_config(
+            {
+                "basis": "wall",
+                "sla_minutes": 1e9,  # about 1,900 years: 2x lands past 9999
+                "steps": [
+                    {"at": "1x", "do": ["notify:owner"]},
+                    {"at": "2x", "do": ["notify:owner"]},
+                ],
+            },
+            name="long",
+        )
+        engine, _ = wall_engine(policies=[policy])
+        engine.start("far", started_at=datetime(7000, 1, 1, tzinfo=UTC))
+        engine.start("near", sla_minutes=1)
+        result = engine.check(datetime(8999, 1, 1, tzinfo=UTC))
+        assert [(a.handoff_id, a.stage) for a in result.applied] == [("near", 0), ("near", 1)]
+        assert len(result.errors) == 1
+        assert "far" in result.errors[0]
+        assert "9999" in result.errors[0]
+
     def test_cancelled_history_follows_the_event_rules(self) -> None:
         """A cancel with a response or completion is refused where the events would be."""
         start = T0 - timedelta(days=1)

@@ -84,6 +84,10 @@ _HISTORY_KEYS = (
 )
 _HISTORY_KEY_SET = frozenset(_HISTORY_KEYS)
 
+#: Event times, start times and the ``now`` of a check or delivery must come
+#: before this instant; the room above it keeps deadlines and leases in range.
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
 
 class LoggingNotifier(Notifier):
     """The notifier an engine uses when none is configured: logs each notification."""
@@ -314,8 +318,19 @@ class Engine:
 
     def _now(self, at: datetime | None, field: str = "at") -> datetime:
         if at is None:
-            return ensure_aware("clock.now()", self.clock.now()).astimezone(UTC)
-        return ensure_aware(field, at).astimezone(UTC)
+            field, at = "clock.now()", self.clock.now()
+        try:
+            when = ensure_aware(field, at).astimezone(UTC)
+        except OverflowError:  # an instant near datetime.max in a zone west of UTC
+            when = LATEST
+        if when < LATEST:
+            return when
+        raise InvalidTimestampError(
+            f"{field} {at.isoformat()} is out of range: slakit takes instants before "
+            f"{LATEST.isoformat()}, so that deadlines and leases can be computed",
+            field=field,
+            value=at,
+        )
 
     def _trace(
         self,
@@ -466,7 +481,10 @@ class Engine:
             sla_minutes = validate_sla("sla_minutes", sla_minutes)
         start = self._now(started_at, "started_at") if started_at is not None else now
         sla = sla_minutes if sla_minutes is not None else pol.sla_minutes
-        deadline, wall, business, first_due = pol.timers(start, sla)
+        try:
+            deadline, wall, business, first_due = pol.timers(start, sla)
+        except OverflowError:
+            raise _past_the_calendar(id, start, sla, sla_minutes) from None
         if backup_owner is None:
             backup_owner = pol.backup_owner
         if (
@@ -1176,7 +1194,10 @@ class Engine:
             else:
                 self.store.release(h.id, self.worker_id)
             return None
-        steps, dues = pol._steps_and_dues(h)
+        try:
+            steps, dues = pol._steps_and_dues(h)
+        except OverflowError:
+            raise _past_the_calendar(h.id, h.started_at, pol.effective_sla(h), None) from None
         if h.stage >= len(steps):
             # The policy lost steps since this record was scheduled: stop the timer.
             self.store.update(attrs.evolve(h, next_due_at=None), h.version)
@@ -1648,6 +1669,21 @@ class Engine:
         self._wake.clear()
         if not self._stop.is_set():
             self._wake.wait(max(seconds, 0.01))
+
+
+def _past_the_calendar(
+    hid: Any, start: datetime, sla: float | timedelta, given: float | None
+) -> InvalidTimestampError:
+    """The error for a record whose steps fall past the last date Python can hold."""
+    if isinstance(sla, timedelta):
+        sla = sla.total_seconds() / 60
+    text = (
+        f"handoff {hid!r}: a {sla:g}-minute SLA from {start.isoformat()} puts its "
+        "deadlines or steps past the year 9999"
+    )
+    if given is not None:
+        return InvalidTimestampError(text, field="sla_minutes", value=given)
+    return InvalidTimestampError(text, field="started_at", value=start)
 
 
 def _lease(seconds: float, started: float) -> float:
