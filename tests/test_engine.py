@@ -9,6 +9,8 @@ from typing import Any
 
 import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import slakit
 from slakit.abc import Notifier
@@ -1262,3 +1264,38 @@ class TestPolicyChoice:
         assert h.within_business_hours is True
         with pytest.raises(ConfigError, match=r"policies\.lead\.calendar .* got 42"):
             slakit.Policy.from_config({"calendar": 42}, name="lead")
+
+
+class TestWallTimersInAnyZone:
+    @settings(max_examples=200, deadline=None)
+    @given(
+        zone=st.sampled_from(["America/New_York", "Europe/London", "Australia/Lord_Howe", "UTC"]),
+        minutes=st.integers(0, 2 * 365 * 24 * 60),
+        sla=st.integers(1, 3 * 24 * 60),
+        paused=st.integers(0, 24 * 3600),
+    )
+    def test_a_zoned_start_gives_the_instants_of_its_utc_form(
+        self, zone: str, minutes: int, sla: int, paused: int
+    ) -> None:
+        """Wall time is elapsed time: a start in a zone with DST changes nothing."""
+        from zoneinfo import ZoneInfo
+
+        policy = slakit.Policy.default(basis="wall")
+        utc = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=minutes)
+        zoned = utc.astimezone(ZoneInfo(zone))
+        assert policy.timers(zoned, sla, paused_seconds=paused) == policy.timers(
+            utc, sla, paused_seconds=paused
+        )
+        for p in (0, paused):
+            one = slakit.Handoff(
+                id="a",
+                policy=policy.name,
+                started_at=zoned,
+                sla_minutes=sla,
+                trace_id="t",
+                paused_seconds=p,
+            )
+            two = attrs.evolve(one, started_at=utc)
+            assert [s.due_at for s in policy.schedule(one)] == [
+                s.due_at for s in policy.schedule(two)
+            ]

@@ -876,6 +876,10 @@ class Policy:
         if basis == "wall":
             if paused_seconds:
                 offset = offset + timedelta(seconds=paused_seconds)
+            if start.tzinfo is not UTC:
+                # Elapsed time, not wall-clock arithmetic in the start's zone
+                # (which would be an hour off across a DST change).
+                start = start.astimezone(UTC)
             return start + offset
         if paused_business_seconds:
             offset = offset + timedelta(seconds=paused_business_seconds)
@@ -919,6 +923,8 @@ class Policy:
         firing = self._firing(self.effective_sla(handoff))
         start = handoff.started_at
         if self.basis == "wall" and not handoff.paused_seconds:
+            if start.tzinfo is not UTC:
+                start = start.astimezone(UTC)  # elapsed time, whatever the start's zone
             return firing.steps, [start + offset for offset in firing.offsets]
         after, basis = self._after, self.basis
         paused = (handoff.paused_seconds, handoff.paused_business_seconds)
