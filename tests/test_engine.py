@@ -1270,22 +1270,36 @@ class TestWallTimersInAnyZone:
     @settings(max_examples=200, deadline=None)
     @given(
         zone=st.sampled_from(["America/New_York", "Europe/London", "Australia/Lord_Howe", "UTC"]),
-        minutes=st.integers(0, 2 * 365 * 24 * 60),
+        change=st.sampled_from(
+            # Around DST changes: New York and London, spring and fall; Lord Howe's half hour.
+            [
+                datetime(2026, 3, 8, 7),
+                datetime(2026, 11, 1, 6),
+                datetime(2026, 3, 29, 1),
+                datetime(2026, 10, 25, 1),
+                datetime(2026, 4, 4, 15),
+                datetime(2026, 10, 3, 16),
+            ]
+        ),
+        minutes=st.integers(-3 * 24 * 60, 60),
         sla=st.integers(1, 3 * 24 * 60),
         paused=st.integers(0, 24 * 3600),
     )
     def test_a_zoned_start_gives_the_instants_of_its_utc_form(
-        self, zone: str, minutes: int, sla: int, paused: int
+        self, zone: str, change: datetime, minutes: int, sla: int, paused: int
     ) -> None:
         """Wall time is elapsed time: a start in a zone with DST changes nothing."""
         from zoneinfo import ZoneInfo
 
         policy = slakit.Policy.default(basis="wall")
-        utc = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=minutes)
+        utc = change.replace(tzinfo=UTC) + timedelta(minutes=minutes)
         zoned = utc.astimezone(ZoneInfo(zone))
         assert policy.timers(zoned, sla, paused_seconds=paused) == policy.timers(
             utc, sla, paused_seconds=paused
         )
+        later = (utc + timedelta(minutes=sla)).astimezone(ZoneInfo(zone))
+        assert policy.calendar.elapsed(zoned, later) == timedelta(minutes=sla)
+        assert policy.calendar.add(zoned, timedelta(minutes=sla)) == later
         for p in (0, paused):
             one = slakit.Handoff(
                 id="a",

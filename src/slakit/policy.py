@@ -70,11 +70,18 @@ class CalendarLike(Protocol):
 class _WallCalendar:
     """Always open: business time equals wall time."""
 
+    # Elapsed time: Python adds and subtracts datetimes of one zone as wall-clock
+    # times, an hour off across a DST change, so zoned values go through UTC.
+
     def add(self, start: datetime, delta: timedelta) -> datetime:
-        return start + delta
+        if start.tzinfo is UTC:
+            return start + delta
+        return (start.astimezone(UTC) + delta).astimezone(start.tzinfo)
 
     def elapsed(self, start: datetime, end: datetime) -> timedelta:
-        return end - start
+        if start.tzinfo is UTC and end.tzinfo is UTC:
+            return end - start
+        return end.astimezone(UTC) - start.astimezone(UTC)
 
     def is_open(self, t: datetime) -> bool:
         return True
