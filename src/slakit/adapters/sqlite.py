@@ -330,10 +330,12 @@ _CLAIM_OUTBOX = (
     f") RETURNING seq, {OUTBOX_COLUMNS}"
 )
 _COMPLETE_OUTBOX = (
-    # A pending row with no next attempt time keeps its old one: due at once.
-    "UPDATE outbox SET state = ?, attempts = ?, next_attempt_at = coalesce(?, next_attempt_at), "
-    "last_error = ?, lease_token = NULL, lease_until = NULL "
-    "WHERE notifier = ? AND idempotency_key = ? AND lease_token = ? AND state = 'pending'"
+    # A pending row with no next attempt time keeps its old one: due at once. A
+    # sent or dead row has none, as in the other stores.
+    "UPDATE outbox SET state = ?1, attempts = ?2, "
+    "next_attempt_at = CASE WHEN ?1 = 'pending' THEN coalesce(?3, next_attempt_at) END, "
+    "last_error = ?4, lease_token = NULL, lease_until = NULL "
+    "WHERE notifier = ?5 AND idempotency_key = ?6 AND lease_token = ?7 AND state = 'pending'"
 )
 _RELEASE_OUTBOX = (
     "UPDATE outbox SET lease_token = NULL, lease_until = NULL "

@@ -417,6 +417,10 @@ class StoreContract:
         (row,) = store.outbox()
         assert row.state == "sent"
         assert row.attempts == 1
+        # A finished row has no next attempt and no lease, in every store.
+        assert row.next_attempt_at is None
+        assert row.lease_token is None
+        assert row.lease_until is None
 
     def test_claim_outbox_waits_for_next_attempt(self, store: RecordStore) -> None:
         """A row scheduled for retry is claimed only when its time comes."""
