@@ -286,6 +286,22 @@ class TestImportExport:
         assert count_rows(project) == 3
         assert count_rows(project, "traces") == traces
 
+    def test_importing_again_after_a_reassignment_skips_its_rows(self, project: Path) -> None:
+        """A row whose record a step reassigned since is still the same start."""
+        rows = "id,owner,backup_owner,started_at\nR1,alice,bob,2026-11-23T14:00:00Z\n"
+        (project / "leads.csv").write_text(rows)
+        assert run("import", "leads.csv", "--policy", "speed-to-lead").exit_code == 0
+        assert run("check", "--now", "2026-11-25T12:00:00Z").exit_code == 0
+        shown = json.loads(run("show", "R1", "--json").stdout)
+        assert (shown["handoff"]["owner"], shown["handoff"]["backup_owner"]) == ("bob", "alice")
+        again = run("import", "leads.csv", "--policy", "speed-to-lead")
+        assert again.exit_code == 0, again.output
+        assert "imported 0 handoff(s) from leads.csv; 1 already present" in again.output
+        (project / "other.csv").write_text(rows.replace("alice,bob", "carol,bob"))
+        other = CliRunner().invoke(cli, ["import", "other.csv", "--policy", "speed-to-lead"])
+        assert other.exit_code == 2
+        assert "(owner: stored 'alice', given 'carol')" in other.stderr
+
     def test_dry_run_validates_and_writes_nothing(self, project: Path) -> None:
         """--dry-run reports what an import would do; the store is untouched."""
         (project / "leads.csv").write_text(CSV_OK)

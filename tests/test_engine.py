@@ -193,6 +193,21 @@ class TestStart:
         assert again == first
         assert len(engine.store.traces("L1")) == 1
 
+    def test_start_is_idempotent_after_a_step_moved_the_owners(self) -> None:
+        """A retried start matches the owners the record started with, not today's."""
+        engine, clock = wall_engine()
+        engine.start("A", owner="alice", backup_owner="bob", started_at=T0)
+        engine.start_many([{"id": "B", "owner": "alice", "backup_owner": "bob", "started_at": T0}])
+        clock.advance(minutes=61)
+        engine.check()
+        for hid in ("A", "B"):
+            assert (engine.get(hid).owner, engine.get(hid).backup_owner) == ("bob", "alice")
+            again = engine.start(hid, owner="alice", backup_owner="bob", started_at=T0)
+            assert again == engine.get(hid)
+            with pytest.raises(DuplicateHandoffError, match="owner: stored 'alice', given 'carol'"):
+                engine.start(hid, owner="carol", backup_owner="bob", started_at=T0)
+            assert len([t for t in engine.store.traces(hid) if t.action == "start"]) == 1
+
     def test_start_with_different_content_raises_and_writes_nothing(self) -> None:
         """A duplicate id with different content raises, naming the differing field."""
         engine, _ = wall_engine()

@@ -1054,14 +1054,14 @@ def import_(
                 old = stored.get(prepared[0].id)
                 if old is None:
                     fresh.append(prepared)
-                elif old.same_content(prepared[0]):
+                elif engine.same_start(old, prepared[0]):
                     present += 1
                 else:
                     problems.append(
                         (
                             line,
                             f"handoff id {old.id!r} already exists with different content "
-                            f"({_first_difference(old, prepared[0])})",
+                            f"({_first_difference(engine.as_started(old), prepared[0])})",
                         )
                     )
             bar.advance(task, len(chunk))

@@ -250,7 +250,7 @@ class Engine:
         self.config_path: Path | None = None
         self.config: Mapping[str, Any] = {}
         self.calendars: dict[str, Any] = {}
-        self._owner_details: dict[str, Mapping[str, Any]] = {}
+        self._start_details: dict[tuple[str | None, str | None], Mapping[str, Any]] = {}
 
     # -- construction ----------------------------------------------------------
 
@@ -609,6 +609,7 @@ class Engine:
             "start",
             now,
             owner=h.owner,
+            backup_owner=h.backup_owner,
             sla_minutes=h.sla_minutes,
             deadline_at=h.deadline_at.isoformat() if h.deadline_at else None,
             within_business_hours=h.within_business_hours,
@@ -623,15 +624,42 @@ class Engine:
                 trace_id=existing.trace_id,
                 started_at=h.started_at if started_at is not None else existing.started_at,
             )
-            if existing.same_content(candidate):
+            if self.same_start(existing, candidate):
                 return existing
             raise DuplicateHandoffError(
                 f"handoff id {id!r} already exists with different content "
-                f"({_first_difference(existing, h)})",
+                f"({_first_difference(self.as_started(existing), h)})",
                 field="id",
                 value=id,
             ) from None
         self._emit([trace])
+        return stored
+
+    def same_start(self, stored: Handoff, given: Handoff) -> bool:
+        """Whether ``given`` repeats the start of ``stored`` (an idempotent start).
+
+        Steps may have moved the owners since (``reassign:backup``), so they
+        are compared as the record started, from its start trace line.
+        """
+        if stored.same_content(given):
+            return True
+        return (
+            stored.owner != given.owner or stored.backup_owner != given.backup_owner
+        ) and self.as_started(stored).same_content(given)
+
+    def as_started(self, stored: Handoff) -> Handoff:
+        """``stored`` with the owners it started with, as its start trace line gives them.
+
+        A record whose start line is gone (purged traces) or predates the
+        line's ``backup_owner`` keeps what it lacks from ``stored``.
+        """
+        for line in self.store.traces(stored.id):
+            if line.action == "start":
+                detail = line.detail
+                return stored._replace(
+                    owner=detail.get("owner"),
+                    backup_owner=detail.get("backup_owner", stored.backup_owner),
+                )
         return stored
 
     def start_many(self, records: Iterable[Mapping[str, Any]]) -> int:
@@ -750,25 +778,26 @@ class Engine:
                 ENGINE_ACTOR,
                 when,
                 "ok",
-                self._owner_detail(h.owner),
+                self._start_detail(h.owner, h.backup_owner),
             )
         )
         if later:
             traces.extend(later)
 
-    def _owner_detail(self, owner: str | None) -> Mapping[str, Any]:
-        """The start trace's detail, ``{"owner": owner}``: one read-only mapping per owner.
+    def _start_detail(self, owner: str | None, backup: str | None) -> Mapping[str, Any]:
+        """The start trace's detail, the owners it started with: one read-only mapping per pair.
 
         A bulk ingest has many records and few owners; sharing the mapping
         saves two objects per record, and a store encodes it once per batch.
         """
-        if owner is None:
-            return _EMPTY
-        detail = self._owner_details.get(owner)
+        key = (owner, backup)
+        detail = self._start_details.get(key)
         if detail is None:
-            if len(self._owner_details) >= 4096:
-                self._owner_details.clear()
-            detail = self._owner_details[owner] = MappingProxyType({"owner": owner})
+            if len(self._start_details) >= 4096:
+                self._start_details.clear()
+            detail = self._start_details[key] = MappingProxyType(
+                {"owner": owner, "backup_owner": backup}
+            )
         return detail
 
     def _apply_history(
