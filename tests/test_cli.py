@@ -102,6 +102,62 @@ class TestBasics:
         one_line_error(CliRunner().invoke(cli, ["init"]))
         assert (project / "slakit.toml").read_text() == before
 
+    @pytest.mark.parametrize("db", ['a"b.db', "C:\\x.db", "lead's.db"])
+    def test_init_quotes_the_database_name(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db: str
+    ) -> None:
+        """Quotes and backslashes in --db give a valid config for that very file."""
+        monkeypatch.chdir(tmp_path)
+        assert run("init", "q", "--db", db).exit_code == 0
+        assert (tmp_path / "q" / db).is_file()
+        assert run("status", "--config", "q/slakit.toml").exit_code == 0
+
+    @pytest.mark.parametrize("db", ["", "a\nb", "missing/dir/x.db"])
+    def test_init_that_fails_leaves_nothing(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db: str
+    ) -> None:
+        monkeypatch.chdir(tmp_path)
+        result = CliRunner().invoke(cli, ["init", "q", "--db", db])
+        assert result.exit_code in (1, 2)
+        assert result.stderr.startswith("Error: ")
+        assert not (tmp_path / "q").exists()
+
+    def test_a_closed_pipe_ends_quietly(self, project: Path) -> None:
+        """`slakit export | head -1`: no error message, exit 141 as after SIGPIPE."""
+        rows = ["id,started_at"] + [f"L{i},{T0}" for i in range(5000)]
+        (project / "many.csv").write_text("\n".join(rows) + "\n")
+        assert run("import", "many.csv", "--policy", "speed-to-lead").exit_code == 0
+        probe = subprocess.run(
+            [
+                "/bin/bash",
+                "-c",
+                f"{sys.executable} -m slakit.cli export | head -1; "
+                'echo "exit ${PIPESTATUS[0]}" >&2',
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert probe.stdout.startswith("{")
+        assert probe.stderr == "exit 141\n"
+
+    def test_check_json_exits_1_when_a_step_failed(self, project: Path) -> None:
+        """A record whose policy is gone is an error in --json mode too, not exit 0."""
+        run("start", "M1", "--policy", "post-meeting-follow-up", "--started-at", T0)
+        config = (project / "slakit.toml").read_text()
+        cut = (
+            config[: config.index("# Every meeting gets")]
+            + config[config.index("# Why breaches") :]
+        )
+        (project / "slakit.toml").write_text(cut)
+        result = CliRunner().invoke(cli, ["check", "--now", "2026-11-25T00:00:00Z", "--json"])
+        assert result.exit_code == 1
+        data = json.loads(result.stdout)
+        assert "unknown policy 'post-meeting-follow-up'" in data["errors"][0]
+
+    def test_non_finite_numbers_are_usage_errors(self, project: Path) -> None:
+        for args in (["status", "--max-lag", "nan"], ["run", "--once", "--interval", "inf"]):
+            assert "not a finite number" in one_line_error(CliRunner().invoke(cli, args))
+
 
 class TestEvents:
     def test_lifecycle_through_the_cli(self, project: Path) -> None:

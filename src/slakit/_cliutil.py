@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections.abc import Iterator
@@ -89,10 +90,36 @@ class Command(click.Command):
             if debug_enabled():
                 raise
             fail(str(exc), 1)
+        except BrokenPipeError:
+            # The reader went away (`slakit traces | head`): stop quietly, as a
+            # tool killed by SIGPIPE does, and keep the exit-time flush quiet too.
+            _stdout_to_devnull()
+            raise click.exceptions.Exit(141) from None
         except OSError as exc:
             if debug_enabled():
                 raise
             fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), 1)
+
+
+def _stdout_to_devnull() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real file descriptor (a test runner's stream)
+        pass
+
+
+class FiniteFloat(click.FloatRange):
+    """A float option in a range that also refuses ``nan`` and ``inf``."""
+
+    name = "finite float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
 
 
 class Group(click.Group):

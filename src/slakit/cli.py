@@ -7,9 +7,11 @@ stderr with exit code 2 for bad input or config and 1 for runtime failures.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
+import os
 import re
 import signal
 import sys
@@ -24,6 +26,7 @@ import click
 import slakit
 from slakit._cliutil import (
     Command,
+    FiniteFloat,
     Group,
     at_option,
     config_option,
@@ -70,7 +73,7 @@ INIT_TEMPLATE = """\
 
 [store]
 adapter = "sqlite"                  # memory | sqlite | postgres (pip install slakit-postgres)
-path = "{db}"                  # relative to this file
+path = {db}                  # relative to this file
 
 # Business hours: local wall-clock intervals in an IANA zone, plus holidays and closures.
 [calendars.sales-east]
@@ -153,19 +156,45 @@ path = "ops-log.jsonl"
 @click.option("--db", default="slakit.db", show_default=True, help="SQLite file name.")
 def init(directory: Path, force: bool, db: str) -> None:
     """Write a commented slakit.toml with two playbook policies and create the database."""
+    if not db.strip() or not db.isprintable():
+        fail(f"--db must name a file, got {db!r}", 2)
+    made_dir = not directory.exists()
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / "slakit.toml"
     if target.exists() and not force:
         fail(f"{target} already exists (use --force to overwrite)", 2)
     today = datetime.now(UTC).date().isoformat()
-    target.write_text(INIT_TEMPLATE.format(db=db, today=today), encoding="utf-8")
-    from slakit.config import build_engine
+    # A JSON string is a valid TOML basic string: quotes and backslashes escaped.
+    text = INIT_TEMPLATE.format(db=json.dumps(db), today=today)
+    database = directory / db
+    existed = {p for p in _db_files(database) if p.exists()}
+    # The config is tried from a temporary name first: a database that cannot be
+    # created leaves neither a config nor a half-made database behind.
+    trial = directory / f".slakit.toml.{os.getpid()}.tmp"
+    trial.write_text(text, encoding="utf-8")
+    try:
+        from slakit.config import build_engine
 
-    engine = build_engine(target)
-    engine.setup()
-    engine.close()
-    click.echo(f"wrote {target} and created {directory / db}")
+        engine = build_engine(trial)
+        engine.setup()
+        engine.close()
+        os.replace(trial, target)
+    except BaseException:
+        trial.unlink(missing_ok=True)
+        for made in _db_files(database):
+            if made not in existed:
+                with contextlib.suppress(OSError):
+                    made.unlink(missing_ok=True)
+        if made_dir:
+            with contextlib.suppress(OSError):
+                directory.rmdir()  # only when still empty
+        raise
+    click.echo(f"wrote {target} and created {database}")
     click.echo(f"next: slakit preflight --config {target}")
+
+
+def _db_files(database: Path) -> list[Path]:
+    return [Path(f"{database}{suffix}") for suffix in ("", "-wal", "-shm", "-journal")]
 
 
 # -- events -------------------------------------------------------------------------
@@ -381,6 +410,8 @@ def check(now: datetime | None, config: Path | None, as_json: bool) -> None:
                 "errors": list(result.errors),
             }
         )
+        if result.errors:
+            sys.exit(1)  # as in text mode: a cron job reading the JSON must see it
         return
     for a in result.applied:
         click.echo(f"{a.handoff_id}  step {a.step}  {a.outcome}  {', '.join(a.actions)}")
@@ -619,7 +650,7 @@ def _age(delta: timedelta) -> str:
 @cli.command(cls=Command)
 @click.option(
     "--max-lag",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(min=0),
     default=300.0,
     show_default=True,
     metavar="SECONDS",
@@ -703,7 +734,7 @@ def status(
 @cli.command(cls=Command)
 @click.option(
     "--interval",
-    type=click.FloatRange(min=0.05),
+    type=FiniteFloat(min=0.05),
     default=60.0,
     show_default=True,
     help="Longest sleep between ticks, in seconds.",
