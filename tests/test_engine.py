@@ -276,6 +276,8 @@ class TestStart:
             ("id", {"id": "L1\x00"}),
             ("owner", {"id": "L1", "owner": "al\tice"}),
             ("backup_owner", {"id": "L1", "backup_owner": "bob\r"}),
+            ("channel", {"id": "L1", "channel": "web\x1b[31m"}),
+            ("segment", {"id": "L1", "segment": "smb\tenterprise"}),
         ],
     )
     def test_control_characters_are_refused(self, field: str, kwargs: dict[str, Any]) -> None:
@@ -290,6 +292,48 @@ class TestStart:
             engine.start_many([{"id": "ok", "owner": "a"}, record])
         assert engine.store.count() == 0
         assert engine.start("L1 (non-breaking\u00a0space)", owner="a").id.startswith("L1")
+
+    @pytest.mark.parametrize(
+        ("field", "kwargs"),
+        [
+            ("owner", {"owner": ""}),
+            ("owner", {"owner": "   "}),
+            ("backup_owner", {"owner": "a", "backup_owner": ""}),
+        ],
+    )
+    def test_blank_owners_are_refused(self, field: str, kwargs: dict[str, Any]) -> None:
+        """An owner of "" would send every alert nowhere: refused, naming the field."""
+        engine, _ = wall_engine()
+        with pytest.raises(ValidationError, match="must not be empty") as e:
+            engine.start("L1", **kwargs)
+        assert e.value.field == field
+        with pytest.raises(ValidationError):
+            engine.start_many([{"id": "ok", "owner": "a"}, {"id": "L1", **kwargs}])
+        assert engine.store.count() == 0
+
+    def test_event_texts_are_one_line(self) -> None:
+        """Who responded, why cancelled, the breach reason: a control character is refused."""
+        engine, _ = wall_engine()
+        engine.start("L1", owner="a")
+        before = engine.get("L1")
+        calls = [
+            ("responded_by", lambda: engine.respond("L1", by="ann\tlee")),
+            ("cancel_reason", lambda: engine.cancel("L1", reason="spam\nreally")),
+            ("reason", lambda: engine.tag_breach("L1", "slow\x00")),
+            (
+                "cancel_reason",
+                lambda: engine.start_many(
+                    [{"id": "L2", "cancelled_at": T0, "cancel_reason": "a\x1b"}]
+                ),
+            ),
+        ]
+        for field, call in calls:
+            with pytest.raises(ValidationError, match="control characters") as e:
+                call()
+            assert e.value.field == field
+        assert engine.get("L1") == before
+        assert engine.store.count() == 1
+        assert engine.respond("L1", by="Ann\u00a0Lee").responded_by == "Ann\u00a0Lee"
 
     def test_start_many_is_all_or_nothing(self) -> None:
         """start_many writes every record or, on a bad one, none."""

@@ -473,10 +473,18 @@ class Engine:
             (type(id) is not str or id.isprintable())
             and (type(owner) is not str or owner.isprintable())
             and (type(backup_owner) is not str or backup_owner.isprintable())
+            and (type(channel) is not str or channel.isprintable())
+            and (type(segment) is not str or segment.isprintable())
         ):
             # Rare: something unprintable (a control character, or harmless Unicode
             # such as a non-breaking space, which the pattern lets through).
-            _refuse_control_characters(id=id, owner=owner, backup_owner=backup_owner)
+            _refuse_control_characters(
+                id=id, owner=owner, backup_owner=backup_owner, channel=channel, segment=segment
+            )
+        if (type(owner) is str and not owner.strip()) or (
+            type(backup_owner) is str and not backup_owner.strip()
+        ):
+            _refuse_blank(owner=owner, backup_owner=backup_owner)
         if sla_minutes is not None:
             sla_minutes = validate_sla("sla_minutes", sla_minutes)
         start = self._now(started_at, "started_at") if started_at is not None else now
@@ -811,7 +819,7 @@ class Engine:
             return self._cancelled_history(h, pol, history)
         if history.get("first_response_at") is not None:
             at = self._history_at(h, history["first_response_at"], "first_response_at")
-            by = _optional_text("responded_by", history.get("responded_by"))
+            by = _text("responded_by", history.get("responded_by"))
             h = h._replace(first_response_at=at, responded_by=by)
             traces.append(self._trace(h, "respond", "respond", at, actor=by))
             if pol.stop == "first_response":
@@ -834,7 +842,7 @@ class Engine:
         = "completion"``) can come with it, and only at or before the cancel.
         """
         at = self._history_at(h, history["cancelled_at"], "cancelled_at")
-        reason = _optional_text("cancel_reason", history.get("cancel_reason"))
+        reason = _text("cancel_reason", history.get("cancel_reason"))
         traces: list[TraceRecord] = []
         if history.get("completed_at") is not None:
             raise InvalidTransitionError(
@@ -860,7 +868,7 @@ class Engine:
                     field="cancelled_at",
                     value=at,
                 )
-            by = _optional_text("responded_by", history.get("responded_by"))
+            by = _text("responded_by", history.get("responded_by"))
             h = h._replace(first_response_at=responded, responded_by=by)
             traces.append(self._trace(h, "respond", "respond", responded, actor=by))
         h = h._replace(cancelled_at=at, cancel_reason=reason, next_due_at=None)
@@ -950,7 +958,9 @@ class Engine:
 
         :raises InvalidTransitionError: when the handoff is cancelled.
         :raises InvalidTimestampError: when ``at`` is before the start.
+        :raises ValidationError: when ``by`` is not one line of text.
         """
+        by = _text("responded_by", by)
         when = self._now(at)
 
         def change(h: Handoff, pol: Policy) -> tuple[Handoff, list[TraceRecord]] | None:
@@ -1001,7 +1011,9 @@ class Engine:
         """Cancel a handoff: no more steps; it leaves the hit-rate denominator.
 
         :raises InvalidTransitionError: when its clock already stopped.
+        :raises ValidationError: when ``reason`` is not one line of text.
         """
+        reason = _text("cancel_reason", reason)
         when = self._now(at)
 
         def change(h: Handoff, pol: Policy) -> tuple[Handoff, list[TraceRecord]] | None:
@@ -1085,12 +1097,14 @@ class Engine:
         :raises UnknownBreachReasonError: when a taxonomy is configured and
             ``reason`` is not in it.
         """
-        if not isinstance(reason, str) or not reason:
+        if not isinstance(reason, str) or not reason.strip():
             raise UnknownBreachReasonError(
                 f"breach reason must be a non-empty string, got {reason!r}",
                 field="reason",
                 value=reason,
             )
+        if not reason.isprintable():
+            _refuse_control_characters(reason=reason)
         if self.breach_reasons and reason not in self.breach_reasons:
             raise UnknownBreachReasonError(
                 f"unknown breach reason {reason!r}; configured: "
@@ -1494,7 +1508,7 @@ class Engine:
         """
         self.setup()
         when = self.store.effective_now(self._now(now, "now"))
-        actor = _optional_text("by", by) or "operator"
+        actor = _text("by", by) or "operator"
         if isinstance(keys, str):
             keys = [keys]  # one key, not its characters
         wanted = None if keys is None else list(dict.fromkeys(keys))
@@ -1725,6 +1739,31 @@ def _lease(seconds: float, started: float) -> float:
     is still sending them. The time since the start is added back.
     """
     return seconds + max(0.0, time.monotonic() - started)
+
+
+def _refuse_blank(**fields: Any) -> None:
+    """:raises ValidationError: naming the first field that is empty or only spaces.
+
+    An owner of ``""`` would route every alert nowhere; no owner is ``None``.
+    """
+    for name, text in fields.items():
+        if type(text) is str and not text.strip():
+            raise ValidationError(
+                f"{name} must not be empty (leave it out for none), got {text!r}",
+                field=name,
+                value=text,
+            )
+
+
+def _text(field: str, value: Any) -> str | None:
+    """An event's free text (who responded, why cancelled): text or ``None``, one line.
+
+    :raises ValidationError: naming ``field`` for anything else, or a control character.
+    """
+    text = _optional_text(field, value)
+    if text is not None and not text.isprintable():
+        _refuse_control_characters(**{field: text})
+    return text
 
 
 def _refuse_control_characters(**fields: Any) -> None:
