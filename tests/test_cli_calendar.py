@@ -95,6 +95,13 @@ class TestAdd:
         assert result.exit_code == 0, result.stderr
         assert result.stdout.strip() == "2026-03-06T16:00:00-05:00"
 
+    @pytest.mark.parametrize("duration", ["3653d", "P3653D", "99999999999m", "9" * 40 + "w"])
+    def test_more_than_ten_years_is_refused_at_once(self, config: Path, duration: str) -> None:
+        """A typo's century of business time is a one-line error, not minutes of work."""
+        result = run("add", "--config", str(config), "2026-03-02T16:00-05:00", duration)
+        assert result.exit_code == 2
+        assert "at most ten years" in result.stderr
+
     def test_json(self, config: Path) -> None:
         """--json prints the calendar, the inputs and the result."""
         result = run("add", "--json", "--config", str(config), "2026-03-02T16:00-05:00", "90m")

@@ -216,14 +216,27 @@ class TestStart:
             engine.start("L1", owner="b")
         assert engine.get("L1").owner == "a"
 
-    @pytest.mark.parametrize("bad", [0, -5, math.inf, math.nan, "30", True])
+    @pytest.mark.parametrize("bad", [0, -5, math.inf, math.nan, "30", True, 5_259_601, 1e8])
     def test_bad_sla_raises_and_writes_nothing(self, bad: Any) -> None:
-        """A non-positive or non-finite SLA raises InvalidSLAError naming the value."""
+        """A non-positive, non-finite or over-ten-years SLA raises InvalidSLAError naming
+        the value (a typo such as 1e8 would keep a business calendar busy for minutes)."""
         engine, _ = wall_engine()
         with pytest.raises(InvalidSLAError, match="sla_minutes"):
             engine.start("L1", owner="a", sla_minutes=bad)
         with pytest.raises(UnknownHandoffError):
             engine.get("L1")
+
+    def test_ten_years_is_the_longest_sla_and_step_offset(self) -> None:
+        engine, _ = wall_engine()
+        assert engine.start("L1", owner="a", sla_minutes=5_259_600).sla_minutes == 5_259_600
+        for at in ("3653d", "521w6d", "99999999999m", "9" * 30 + "w", "1x+3653d"):
+            with pytest.raises(ValidationError, match="at most ten years"):
+                slakit.Policy.from_config({"steps": [{"at": at, "do": ["notify:owner"]}]}, name="p")
+        with pytest.raises(ValidationError, match="up to 100x"):
+            slakit.Policy.from_config({"steps": [{"at": "101x", "do": ["notify:owner"]}]}, name="p")
+        for sla in (5_259_601, 1e8):
+            with pytest.raises(InvalidSLAError, match=r"policies\.p\.sla_minutes"):
+                slakit.Policy.from_config({"sla_minutes": sla}, name="p")
 
     def test_naive_started_at_raises(self) -> None:
         """A naive datetime raises NaiveDatetimeError naming the field."""
@@ -370,7 +383,6 @@ class TestStart:
         engine, _ = wall_engine()
         far = datetime(9999, 12, 31, 23, 0, tzinfo=UTC)
         cases: list[tuple[Any, str]] = [
-            (lambda: engine.start("A", sla_minutes=1e12), "sla_minutes"),
             (lambda: engine.start("A", started_at=far), "started_at"),
             (
                 lambda: engine.start(
@@ -386,6 +398,9 @@ class TestStart:
             with pytest.raises(InvalidTimestampError) as e:
                 call()
             assert e.value.field == field
+        with pytest.raises(InvalidSLAError, match="at most ten years") as sla:
+            engine.start("A", sla_minutes=1e12)
+        assert sla.value.field == "sla_minutes"
         assert engine.store.count() == 0
         engine.start("B")
         with pytest.raises(InvalidTimestampError, match=r"^at 9999"):
@@ -393,11 +408,11 @@ class TestStart:
         assert engine.get("B").first_response_at is None
 
     def test_a_step_past_the_year_9999_does_not_stop_the_check(self) -> None:
-        """The record is reported in the check's errors; the others' steps are applied."""
+        """A stored record whose later step falls past 9999 (an SLA written before the
+        ten-year limit) is reported in the check's errors; the others' steps are applied."""
         policy = slakit.Policy.from_config(
             {
                 "basis": "wall",
-                "sla_minutes": 1e9,  # about 1,900 years: 2x lands past 9999
                 "steps": [
                     {"at": "1x", "do": ["notify:owner"]},
                     {"at": "2x", "do": ["notify:owner"]},
@@ -406,7 +421,10 @@ class TestStart:
             name="long",
         )
         engine, _ = wall_engine(policies=[policy])
-        engine.start("far", started_at=datetime(7000, 1, 1, tzinfo=UTC))
+        far = engine.start("far", started_at=datetime(7000, 1, 1, tzinfo=UTC))
+        # About 1,900 years: 1x lands in 8901, 2x past 9999.
+        huge = far._replace(sla_minutes=1e9, next_due_at=datetime(8901, 1, 1, tzinfo=UTC))
+        engine.store.update(huge, far.version)
         engine.start("near", sla_minutes=1)
         result = engine.check(datetime(8999, 1, 1, tzinfo=UTC))
         assert [(a.handoff_id, a.stage) for a in result.applied] == [("near", 0), ("near", 1)]

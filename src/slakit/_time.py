@@ -166,15 +166,26 @@ def from_iso(field: str, value: str | None) -> datetime | None:
     return ensure_aware(field, parsed)
 
 
-def validate_sla(field: str, value: Any) -> float:
-    """Return ``value`` as a float of positive, finite minutes.
+#: The longest SLA and the longest duration slakit takes: ten years. Longer
+#: ones are typing mistakes (``1e8`` for ``1e3``), and a business calendar
+#: would spend seconds to minutes laying out the centuries they span.
+MAX_SLA_MINUTES = 10 * 365.25 * 24 * 60
+MAX_DURATION = timedelta(minutes=MAX_SLA_MINUTES)
+
+
+def validate_sla(field: str, value: Any, *, limit: float = MAX_SLA_MINUTES) -> float:
+    """Return ``value`` as a float of positive, finite minutes, at most ``limit``.
+
+    Input (a start, a policy, a what-if) is held to :data:`MAX_SLA_MINUTES`; a
+    record read back or copied is not (``limit=math.inf``), so one stored
+    before the limit existed stays usable.
 
     :raises InvalidSLAError: otherwise (booleans included).
     """
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidSLAError(field, value)
     minutes = float(value)
-    if not math.isfinite(minutes) or minutes <= 0:
+    if not math.isfinite(minutes) or minutes <= 0 or minutes > limit:
         raise InvalidSLAError(field, value)
     return minutes
 
@@ -187,6 +198,18 @@ def parse_duration(field: str, text: str) -> timedelta:
 
     :raises ValidationError: naming ``field`` and ``text`` when malformed.
     """
+    try:
+        duration = _parse_duration(field, text)
+    except OverflowError:  # beyond timedelta itself
+        duration = timedelta.max
+    if duration > MAX_DURATION:
+        raise ValidationError(
+            f"{field} must be at most ten years, got {text!r}", field=field, value=text
+        )
+    return duration
+
+
+def _parse_duration(field: str, text: str) -> timedelta:
     raw = text.strip()
     iso = re.fullmatch(
         r"P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?", raw.upper()

@@ -89,11 +89,12 @@ class AmbiguousTimeError(ValidationError):
 
 
 class InvalidSLAError(ValidationError):
-    """``sla_minutes`` is not a positive, finite number."""
+    """``sla_minutes`` is not a positive number of minutes up to ten years."""
 
     def __init__(self, field: str, value: Any) -> None:
         super().__init__(
-            f"{field} must be a positive, finite number of minutes, got {value!r}",
+            f"{field} must be a positive number of minutes, at most ten years "
+            f"(5259600), got {value!r}",
             field=field,
             value=value,
         )

@@ -8,6 +8,7 @@ compare-and-set on :attr:`Handoff.version`.
 from __future__ import annotations
 
 import json
+import math
 import operator
 import os
 import random
@@ -92,7 +93,7 @@ def _optional_str(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> No
 
 def _sla(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is not None:
-        validate_sla(attribute.name, value)
+        validate_sla(attribute.name, value, limit=math.inf)
 
 
 def _freeze_attributes(value: Any) -> Mapping[str, Any]:

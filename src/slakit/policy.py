@@ -209,14 +209,22 @@ class Step:
                 factor, off = 1.0, parse_signed_duration(field, m["rel"])
             else:
                 factor, off = 0.0, parse_duration(field, m["abs"])
-        except ValidationError:
+        except ValidationError as exc:
+            if "at most ten years" in str(exc):
+                raise InvalidStepError(
+                    f"{field} offsets must be at most ten years, got {at!r}", field=field, value=at
+                ) from None
             raise InvalidStepError(
                 f"{field} must look like '1x', '2x', '75%', '1x+15m', '-10m' or '45m', got {at!r}",
                 field=field,
                 value=at,
             ) from None
-        if not math.isfinite(factor):
-            raise InvalidStepError(f"{field} factor must be finite, got {at!r}", field=field)
+        if not math.isfinite(factor) or factor > 100:
+            raise InvalidStepError(
+                f"{field} must be a multiple of the SLA up to 100x, got {at!r}",
+                field=field,
+                value=at,
+            )
         return factor, off
 
     @classmethod
