@@ -407,6 +407,15 @@ class TestStart:
             engine.respond("B", at=far)
         assert engine.get("B").first_response_at is None
 
+    def test_a_start_outside_the_calendar_years_names_started_at(self) -> None:
+        cal = slakit.BusinessCalendar.weekdays("America/New_York")
+        policy = slakit.Policy.from_config({"calendar": cal}, name="lead")
+        engine, _ = wall_engine(policies=[policy])
+        with pytest.raises(InvalidTimestampError, match="covers years") as e:
+            engine.start("old", started_at=datetime(1, 3, 2, 14, tzinfo=UTC))
+        assert e.value.field == "started_at"
+        assert engine.store.count() == 0
+
     def test_a_step_past_the_year_9999_does_not_stop_the_check(self) -> None:
         """A stored record whose later step falls past 9999 (an SLA written before the
         ten-year limit) is reported in the check's errors; the others' steps are applied."""

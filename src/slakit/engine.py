@@ -25,6 +25,7 @@ from slakit._time import ensure_aware, validate_sla
 from slakit.abc import Notifier, RecordStore, TraceSink
 from slakit.clock import Clock, SystemClock
 from slakit.errors import (
+    CalendarClosedError,
     ConcurrentUpdateError,
     DuplicateHandoffError,
     InvalidTimestampError,
@@ -493,6 +494,12 @@ class Engine:
             deadline, wall, business, first_due = pol.timers(start, sla)
         except OverflowError:
             raise _past_the_calendar(id, start, sla, sla_minutes) from None
+        except CalendarClosedError as exc:  # a start outside the years a calendar covers
+            raise InvalidTimestampError(
+                f"started_at {start.isoformat()} of handoff {id!r}: {exc}",
+                field="started_at",
+                value=start,
+            ) from None
         if backup_owner is None:
             backup_owner = pol.backup_owner
         if (
