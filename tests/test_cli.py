@@ -358,6 +358,41 @@ class TestImportExport:
         assert other.exit_code == 2
         assert "(owner: stored 'alice', given 'carol')" in other.stderr
 
+    def test_a_csv_export_imports_back(self, project: Path) -> None:
+        """`export --format csv` output is an import file: attributes come back as they
+        were, derived columns are left out (not kept as attributes), with a note."""
+        run("start", "A1", "--policy", "speed-to-lead", "--owner", "alice", "--attr", "src=web",
+            "--started-at", T0)  # fmt: skip
+        run("respond", "A1", "--at", "2026-11-23T14:10:00Z")
+        run("start", "C1", "--policy", "speed-to-lead", "--started-at", T0)
+        run("cancel", "C1", "--reason", "spam", "--at", "2026-11-23T14:05:00Z")
+        assert run("export", "--format", "csv", "-o", "out.csv").exit_code == 0
+        before = {h["id"]: h for h in map(json.loads, run("export").stdout.splitlines())}
+        fresh = project / "fresh"
+        fresh.mkdir()
+        assert run("init", str(fresh)).exit_code == 0
+        config = str(fresh / "slakit.toml")
+        result = CliRunner().invoke(cli, ["import", "out.csv", "--config", config])
+        assert result.exit_code == 0, result.output
+        assert "is a slakit export" in result.stderr
+        after = {
+            h["id"]: h
+            for h in map(json.loads, run("export", "--config", config).stdout.splitlines())
+        }
+        keep = ("policy", "owner", "started_at", "first_response_at", "cancelled_at",
+                "cancel_reason", "attributes", "status", "trace_id")  # fmt: skip
+        for hid in ("A1", "C1"):
+            assert {k: after[hid][k] for k in keep} == {k: before[hid][k] for k in keep}
+        # Imported again into the store it came from, every row is already present.
+        again = run("import", "out.csv")
+        assert "imported 0 handoff(s) from out.csv; 2 already present" in again.output
+
+    def test_an_attributes_column_must_hold_a_json_object(self, project: Path) -> None:
+        (project / "a.csv").write_text('id,started_at,attributes\nX,2026-11-23T14:00:00Z,"[1]"\n')
+        result = CliRunner().invoke(cli, ["import", "a.csv", "--policy", "speed-to-lead"])
+        assert result.exit_code == 2
+        assert "a.csv:2: attributes must be a JSON object" in result.stderr
+
     def test_dry_run_validates_and_writes_nothing(self, project: Path) -> None:
         """--dry-run reports what an import would do; the store is untouched."""
         (project / "leads.csv").write_text(CSV_OK)

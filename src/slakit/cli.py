@@ -805,6 +805,48 @@ _KNOWN_COLUMNS = (
 )
 
 
+#: The columns ``slakit export --format csv`` writes that an import cannot take:
+#: state the engine derives (timers, elapsed times, stage, status) or keeps
+#: itself. In a file that is such an export they are left out, not kept as
+#: attributes.
+_EXPORT_ONLY = (
+    "breached",
+    "breach_reason",
+    "within_business_hours",
+    "stage",
+    "stopped_at",
+    "next_due_at",
+    "deadline_at",
+    "wall_deadline_at",
+    "business_deadline_at",
+    "paused_at",
+    "paused_seconds",
+    "paused_business_seconds",
+    "wall_elapsed_seconds",
+    "business_elapsed_seconds",
+    "ingested_at",
+    "version",
+    "status",
+)
+#: The field a left-out column maps to.
+_SKIP = ""
+
+
+def _attributes_cell(value: str) -> dict[str, Any]:
+    """An ``attributes`` cell: a JSON object, as ``slakit export`` writes it."""
+    try:
+        data = json.loads(value)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise ValidationError(
+            f'attributes must be a JSON object such as {{"company": "Acme"}}, got {value!r}',
+            field="attributes",
+            value=value,
+        )
+    return data
+
+
 def _parse_row(
     row: dict[str, str],
     mapping: dict[str, str],
@@ -818,9 +860,11 @@ def _parse_row(
             raise ValidationError("row has more fields than the header", field="row", value=raw)
         field = mapping.get(col, col)
         value: Any = raw.strip() if isinstance(raw, str) else raw
-        if value in ("", None):
+        if value in ("", None) or field == _SKIP:
             continue
-        if field in _TIME_COLUMNS:
+        if field == "attributes":
+            value = _attributes_cell(value)
+        elif field in _TIME_COLUMNS:
             try:
                 if time_format is None:
                     parsed = datetime.fromisoformat(value)
@@ -1034,6 +1078,18 @@ def import_(
             )
     sep, header = _csv_header(file, delimiter)
     columns = _column_fields(file, header, mapping)
+    if set(_EXPORT_ONLY) <= set(columns.values()):
+        # A file `slakit export --format csv` wrote: its derived columns are
+        # recomputed, so they are left out instead of becoming attributes.
+        for col, field in columns.items():
+            if field in _EXPORT_ONLY:
+                columns[col] = _SKIP
+        click.echo(
+            f"note: {file} is a slakit export; each record is started again from its "
+            "start and history (response, completion, cancel): stage, pauses and "
+            "breaches are not carried over, and steps already due fire at the next check",
+            err=True,
+        )
     default_tz: tzinfo | None = None
     if tz is not None:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
