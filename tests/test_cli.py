@@ -140,6 +140,20 @@ class TestBasics:
         assert probe.stdout.startswith("{")
         assert probe.stderr == "exit 141\n"
 
+    def test_a_repeated_event_says_nothing_changed(self, project: Path) -> None:
+        """A second pause (another time) or a resume of a running clock exits 0 with a
+        note on stderr, so a script can see that its time was not recorded."""
+        run("start", "P", "--policy", "speed-to-lead", "--started-at", T0)
+        first = CliRunner().invoke(cli, ["pause", "P", "--at", "2026-11-23T14:05:00Z"])
+        assert first.exit_code == 0
+        assert first.stderr == ""
+        again = CliRunner().invoke(cli, ["pause", "P", "--at", "2026-11-23T14:06:00Z"])
+        assert again.exit_code == 0
+        assert again.stderr == "note: P: nothing changed, it is already paused\n"
+        run("resume", "P", "--at", "2026-11-23T14:07:00Z")
+        resumed = CliRunner().invoke(cli, ["resume", "P"])
+        assert resumed.stderr == "note: P: nothing changed, it is not paused\n"
+
     def test_check_json_exits_1_when_a_step_failed(self, project: Path) -> None:
         """A record whose policy is gone is an error in --json mode too, not exit 0."""
         run("start", "M1", "--policy", "post-meeting-follow-up", "--started-at", T0)

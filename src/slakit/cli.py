@@ -263,10 +263,25 @@ def start(
     _echo_handoff(h, as_json)
 
 
+#: Why an event left a handoff as it was (the engine returns it unchanged).
+_UNCHANGED = {
+    "respond": "it already has a response",
+    "complete": "it is already completed",
+    "cancel": "it is already cancelled",
+    "pause": "it is already paused",
+    "resume": "it is not paused",
+}
+
+
 def _event_command(name: str, doc: str, extra: list[Any] | None = None) -> None:
     def body(id: str, config: Path | None, as_json: bool, at: datetime | None, **kw: Any) -> None:
         with open_engine(config) as engine:
+            before = engine.get(id)
             h = getattr(engine, name)(id, at=at, **kw)
+        if h.version == before.version:
+            # A repeat is not an error (scripts and webhooks retry), but say so: a
+            # second time given here was not recorded.
+            click.echo(f"note: {id}: nothing changed, {_UNCHANGED[name]}", err=True)
         _echo_handoff(h, as_json)
 
     body.__doc__ = doc

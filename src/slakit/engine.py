@@ -1044,7 +1044,9 @@ class Engine:
     def pause(self, id: str, at: datetime | None = None) -> Handoff:
         """Stop the clock for a while (waiting on the customer); :meth:`resume` restarts it.
 
-        :raises InvalidTransitionError: when the handoff is not running.
+        Pausing a paused handoff changes nothing (the first pause time stays).
+
+        :raises InvalidTransitionError: when the handoff is stopped or cancelled.
         """
         when = self._now(at)
 
@@ -1066,7 +1068,10 @@ class Engine:
     def resume(self, id: str, at: datetime | None = None) -> Handoff:
         """Restart a paused clock; deadlines move by the paused time.
 
-        :raises InvalidTransitionError: when the handoff is not paused.
+        Resuming a running handoff changes nothing and returns it as stored.
+
+        :raises InvalidTransitionError: when the handoff is stopped or cancelled.
+        :raises InvalidTimestampError: when ``at`` is before the pause.
         """
         when = self._now(at)
 
