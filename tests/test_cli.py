@@ -154,6 +154,19 @@ class TestBasics:
         resumed = CliRunner().invoke(cli, ["resume", "P"])
         assert resumed.stderr == "note: P: nothing changed, it is not paused\n"
 
+    @pytest.mark.parametrize("command", [["report"], ["export"], ["traces"],
+                                         ["simulate", "--policy", "speed-to-lead"]])  # fmt: skip
+    def test_a_reversed_window_is_a_usage_error(self, project: Path, command: list[str]) -> None:
+        args = [*command, "--since", "2026-12-01T00:00:00Z", "--until", "2026-11-01T00:00:00Z"]
+        assert "is before --since" in one_line_error(CliRunner().invoke(cli, args))
+
+    def test_demo_checks_keep_before_printing(self, tmp_path: Path) -> None:
+        (tmp_path / "file").write_text("x")
+        for keep in (tmp_path / "file" / "sub", tmp_path / "file"):
+            result = CliRunner().invoke(cli, ["demo", "--keep", str(keep)])
+            assert result.exit_code == 2
+            assert result.stdout == ""
+
     def test_check_json_exits_1_when_a_step_failed(self, project: Path) -> None:
         """A record whose policy is gone is an error in --json mode too, not exit 0."""
         run("start", "M1", "--policy", "post-meeting-follow-up", "--started-at", T0)
@@ -406,6 +419,20 @@ class TestImportExport:
         result = CliRunner().invoke(cli, ["import", "a.csv", "--policy", "speed-to-lead"])
         assert result.exit_code == 2
         assert "a.csv:2: attributes must be a JSON object" in result.stderr
+
+    def test_import_reads_standard_input(self, project: Path) -> None:
+        """`slakit import -` reads the CSV from a pipe; messages call it <stdin>."""
+        data = f"id,started_at\nS1,{T0}\nS2,not-a-time\n"
+        bad = CliRunner().invoke(cli, ["import", "-", "--policy", "speed-to-lead"], input=data)
+        assert bad.exit_code == 2
+        assert bad.stderr.startswith("Error: <stdin>:3: started_at must be ISO-8601")
+        assert count_rows(project) == 0
+        good = CliRunner().invoke(
+            cli, ["import", "-", "--policy", "speed-to-lead"], input=data.replace("not-a-time", T0)
+        )
+        assert good.exit_code == 0, good.output
+        assert "imported 2 handoff(s) from <stdin>" in good.stdout
+        assert count_rows(project) == 2
 
     def test_dry_run_validates_and_writes_nothing(self, project: Path) -> None:
         """--dry-run reports what an import would do; the store is untouched."""

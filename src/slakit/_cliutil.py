@@ -169,6 +169,18 @@ config_option = click.option(
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
+def check_window(since: datetime | None, until: datetime | None) -> None:
+    """A ``--since``/``--until`` pair in order; reversed is a usage error, not an empty result.
+
+    :raises click.BadParameter: naming both.
+    """
+    if since is not None and until is not None and until < since:
+        raise click.BadParameter(
+            f"--until {until.isoformat()} is before --since {since.isoformat()}",
+            param_hint="--until",
+        )
+
+
 def at_option(help_text: str = "When it happened (ISO-8601 with offset; default: now).") -> Any:
     """``--at ISO`` option."""
     return click.option(

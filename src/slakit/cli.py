@@ -29,6 +29,7 @@ from slakit._cliutil import (
     FiniteFloat,
     Group,
     at_option,
+    check_window,
     config_option,
     console,
     fail,
@@ -919,9 +920,9 @@ def _read_csv(path: Path, delimiter: str = ",") -> Iterator[tuple[int, dict[str,
             yield reader.line_num, row
 
 
-def _csv_header(path: Path, given: str | None) -> tuple[str, list[str]]:
+def _csv_header(path: Path, given: str | None, name: str | None = None) -> tuple[str, list[str]]:
     """The delimiter (``given``, else the candidate the header line holds most of,
-    ``,`` by default) and the header's column names."""
+    ``,`` by default) and the header's column names; ``name`` is the file as messages show it."""
     with path.open(newline="", encoding="utf-8-sig") as fh:
         delimiter = given
         if delimiter is None:
@@ -932,11 +933,14 @@ def _csv_header(path: Path, given: str | None) -> tuple[str, list[str]]:
             fh.seek(0)
         header = next(csv.reader(fh, delimiter=delimiter), None)
     if not header:
-        raise ValidationError(f"{path} has no header row", field="file", value=str(path))
+        shown = name or str(path)
+        raise ValidationError(f"{shown} has no header row", field="file", value=shown)
     return delimiter, header
 
 
-def _column_fields(path: Path, header: Sequence[str], mapping: dict[str, str]) -> dict[str, str]:
+def _column_fields(
+    path: Path | str, header: Sequence[str], mapping: dict[str, str]
+) -> dict[str, str]:
     """The field each column fills: ``mapping``, else its own name, else its name
     spelt another way (``Started At``, ``OWNER``, ``backup-owner``) when that is a
     handoff field no other column takes. Any other column is an attribute.
@@ -974,7 +978,9 @@ def _column_fields(path: Path, header: Sequence[str], mapping: dict[str, str]) -
 
 
 @cli.command("import", cls=Command)
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "file", type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path)
+)
 @click.option(
     "--map",
     "maps",
@@ -1091,8 +1097,48 @@ def import_(
             raise click.BadParameter(
                 f"must be one character or 'tab', got {delimiter!r}", param_hint="--delimiter"
             )
-    sep, header = _csv_header(file, delimiter)
-    columns = _column_fields(file, header, mapping)
+    with _spooled(file) as (file, shown):
+        _import(
+            file, shown, mapping, policy, tz, ambiguous, time_format, delimiter,
+            skip_invalid, batch_size, dry_run, config, as_json,
+        )  # fmt: skip
+
+
+@contextlib.contextmanager
+def _spooled(file: Path) -> Iterator[tuple[Path, str]]:
+    """``file`` and its name for messages; ``-`` is standard input, spooled to a
+    temporary file (an import reads its file twice: to count rows, then to load)."""
+    if str(file) != "-":
+        yield file, str(file)
+        return
+    import tempfile
+
+    stream = sys.stdin
+    with tempfile.TemporaryDirectory(prefix="slakit-import-") as tmp:
+        spool = Path(tmp) / "stdin.csv"
+        with spool.open("w", encoding="utf-8", newline="") as out:
+            while chunk := stream.read(1 << 16):
+                out.write(chunk)
+        yield spool, "<stdin>"
+
+
+def _import(
+    file: Path,
+    shown: str,
+    mapping: dict[str, str],
+    policy: str | None,
+    tz: str | None,
+    ambiguous: Any,
+    time_format: str | None,
+    delimiter: str | None,
+    skip_invalid: bool,
+    batch_size: int,
+    dry_run: bool,
+    config: Path | None,
+    as_json: bool,
+) -> None:
+    sep, header = _csv_header(file, delimiter, shown)
+    columns = _column_fields(shown, header, mapping)
     if set(_EXPORT_ONLY) <= set(columns.values()):
         # A file `slakit export --format csv` wrote: its derived columns are
         # recomputed, so they are left out instead of becoming attributes.
@@ -1100,7 +1146,7 @@ def import_(
             if field in _EXPORT_ONLY:
                 columns[col] = _SKIP
         click.echo(
-            f"note: {file} is a slakit export; each record is started again from its "
+            f"note: {shown} is a slakit export; each record is started again from its "
             "start and history (response, completion, cancel): stage, pauses and "
             "breaches are not carried over, and steps already due fire at the next check",
             err=True,
@@ -1168,7 +1214,7 @@ def import_(
                     )
             bar.advance(task, len(chunk))
         problems.sort(key=lambda p: p[0])
-        errors = [f"{file}:{line}: {text}" for line, text in problems]
+        errors = [f"{shown}:{line}: {text}" for line, text in problems]
         if errors and not skip_invalid:
             for err in errors:
                 click.echo(f"Error: {err}", err=True)
@@ -1204,7 +1250,7 @@ def import_(
         verb = "would import" if dry_run else "imported"
         count = len(fresh) if dry_run else imported
         already = f"; {present} already present" if present else ""
-        click.echo(f"{verb} {count} handoff(s) from {file}{already}; {len(errors)} invalid row(s)")
+        click.echo(f"{verb} {count} handoff(s) from {shown}{already}; {len(errors)} invalid row(s)")
     if errors:
         sys.exit(1)
 
@@ -1223,6 +1269,7 @@ def export(
     config: Path | None,
 ) -> None:
     """Export handoffs (started in [since, until)) as JSON lines or CSV."""
+    check_window(since, until)
     with output_stream(output, newline="") as out, open_engine(config) as engine:
         rows = engine.store.iter_handoffs(since=since, until=until)
         if fmt == "jsonl":
@@ -1268,11 +1315,7 @@ def traces(
     """
     if emit and output is not None:
         raise click.UsageError("--emit sends to the configured sinks; it takes no --output")
-    if since is not None and until is not None and until < since:
-        raise click.BadParameter(
-            f"--until {until.isoformat()} is before --since {since.isoformat()}",
-            param_hint="--until",
-        )
+    check_window(since, until)
     with open_engine(config) as engine:
         if handoff_id is not None:
             engine.get(handoff_id)  # an unknown id is an error, not an empty result

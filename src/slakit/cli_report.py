@@ -21,6 +21,7 @@ import click
 
 from slakit._cliutil import (
     Command,
+    check_window,
     config_option,
     console,
     json_option,
@@ -123,6 +124,7 @@ def report(
     """The SLA hit-rate table: met / evaluated, per group, on both bases."""
     from slakit.metrics import hit_rate, normalize_by
 
+    check_window(since, until)
     keys = normalize_by(by)
     with open_engine(config) as engine:
         result = _report_with_progress(
@@ -307,6 +309,7 @@ def simulate(
     """Replay stored history under a changed SLA or calendar; predicted next to actual."""
     from slakit.simulate import simulate_engine
 
+    check_window(since, until)
     with open_engine(config) as engine, _spinner(engine, "replaying stored history"):
         result = simulate_engine(
             engine,

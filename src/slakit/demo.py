@@ -296,10 +296,18 @@ def run_demo(
     from slakit._cliutil import console, print_json
 
     if keep is not None:
-        if keep.exists() and any(keep.iterdir()):
+        if keep.exists() and (not keep.is_dir() or any(keep.iterdir())):
             raise ConfigError(
                 f"--keep directory {str(keep)!r} is not empty", field="keep", value=str(keep)
             )
+        try:  # before anything is printed: a directory that cannot be made is bad input
+            keep.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"--keep directory {str(keep)!r} cannot be created: {exc.strerror or exc}",
+                field="keep",
+                value=str(keep),
+            ) from None
         directory = keep
     else:
         directory = Path(tempfile.mkdtemp(prefix="slakit-demo-"))
