@@ -635,3 +635,33 @@ class TestPausedAroundTheDeadline:
         report = slakit.hit_rate(engine.store, now=clock.now(), basis="wall")
         assert (report.total.met, report.total.missed, report.total.pending) == (0, 1, 1)
         engine.close()
+
+
+class TestBooleanAndNumberGroups:
+    @pytest.mark.parametrize(
+        "values",
+        [[True, 1], [1, True], [True, 1.0, False, 0], [False, True], [0, False, True, True]],
+    )
+    def test_memory_and_sqlite_label_them_alike(self, tmp_path: Path, values: list[Any]) -> None:
+        """JSON true and the number 1 fall in one group (Python keys them as one); the
+        group is labelled by the number, whatever the order, as SQL labels it."""
+        reports = []
+        for store in (MemoryStore(), sqlite_store(tmp_path / "b.db")):
+            engine = slakit.Engine(
+                store=store,
+                policies=[slakit.Policy.default(basis="wall")],
+                clock=slakit.ManualClock(T0),
+            )
+            for i, v in enumerate(values):
+                engine.start(f"h{i}", tier=v, started_at=T0)
+            rep = hit_rate(engine.store, by="attributes.tier", now=T0)
+            reports.append(
+                {k: (tuple(map(type, k)), g.wall.pending) for k, g in rep.groups.items()}
+            )
+            engine.close()
+        python, sql = reports
+        assert {k: n for k, (_, n) in python.items()} == {k: n for k, (_, n) in sql.items()}
+        for key, (types, _) in python.items():
+            assert (types[0] is bool) == (sql[key][0][0] is bool), key
+            mixed = {type(v) for v in values if v == key[0]}
+            assert (types[0] is bool) == (mixed == {bool})

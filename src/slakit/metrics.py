@@ -415,8 +415,11 @@ def _compute(
     progress: Callable[[int], None] | None,
 ) -> HitRateReport:
     getters = [_getter(k) for k in keys]
+    by_attribute = any(k.startswith(_ATTR_PREFIX) for k in keys)
     # Per group: [wall met, missed, pending, business met, missed, pending, excluded].
     acc: dict[tuple[Any, ...], list[int]] = {}
+    # Per group holding a boolean in its key: the key with any numbers seen in its place.
+    numbers: dict[tuple[Any, ...], tuple[Any, ...]] = {}
     excluded_ids: list[str] = []
     n = 0
     for h in handoffs:
@@ -427,6 +430,8 @@ def _compute(
         slot = acc.get(key)
         if slot is None:
             slot = acc[key] = [0, 0, 0, 0, 0, 0, 0]
+        elif by_attribute and (True in key or False in key):
+            numbers[key] = _numbers_over_bools(numbers.get(key), key)
         if h.cancelled_at is not None:
             slot[6] += 1
             excluded_ids.append(h.id)
@@ -435,7 +440,25 @@ def _compute(
         slot[3 + _code(h, h.business_deadline_at, now)] += 1
     if progress is not None:
         progress(n)
+    if numbers:
+        # A group where JSON true met the number 1 (Python keys them as one) is
+        # labelled by the number, as the SQL stores label it: a boolean label
+        # only for a group of booleans alone, whatever the order of the rows.
+        acc = {_relabel(k, numbers.get(k)): v for k, v in acc.items()}
     return _assemble(acc, keys, basis, since, until, now, "python", _LazyIds(excluded_ids))
+
+
+def _numbers_over_bools(seen: tuple[Any, ...] | None, key: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``key``'s values merged into ``seen``: at each place a number wins over a boolean."""
+    if seen is None:
+        return key
+    return tuple(
+        b if type(a) is bool and type(b) is not bool else a for a, b in zip(seen, key, strict=True)
+    )
+
+
+def _relabel(key: tuple[Any, ...], seen: tuple[Any, ...] | None) -> tuple[Any, ...]:
+    return key if seen is None else _numbers_over_bools(key, seen)
 
 
 def _assemble(
