@@ -774,6 +774,49 @@ class TestDelivery:
         assert row.next_attempt_at is not None
         assert (row.next_attempt_at - clock.now()).total_seconds() >= 900
 
+    @pytest.mark.parametrize("store", ["memory", "sqlite"])
+    def test_a_huge_retry_after_waits_a_day(self, store: str, tmp_path: Any) -> None:
+        """Retry-After: 10^12 seconds would overflow the calendar; it is honoured up to a day,
+        and the next rows are still sent in the same delivery."""
+        from slakit.adapters.sqlite import SQLiteStore
+
+        rec = Recorder(fail=1, retry_after=1e12)
+        chosen = MemoryStore() if store == "memory" else SQLiteStore(tmp_path / "d.db")
+        engine, clock = wall_engine(store=chosen, notifiers=[rec])
+        engine.start("L1", owner="a")
+        engine.start("L2", owner="b")
+        clock.advance(minutes=30)
+        engine.check()
+        result = engine.deliver()
+        assert (result.retried, result.sent) == (1, 1)
+        row = next(r for r in engine.store.outbox() if r.state == "pending")
+        assert row.next_attempt_at == clock.now() + timedelta(seconds=slakit.engine.MAX_RETRY_AFTER)
+
+    @pytest.mark.parametrize("store", ["memory", "sqlite"])
+    def test_error_text_is_kept_storable(self, store: str, tmp_path: Any) -> None:
+        """A peer's error with NUL (PostgreSQL text refuses it) or megabytes of body is
+        kept spelt out and cut to MAX_ERROR_TEXT, on the row and its trace line."""
+        from slakit.adapters.sqlite import SQLiteStore
+
+        class Noisy(Notifier):
+            name = "noisy"
+
+            def send(self, notification: Notification) -> None:
+                raise TransientNotifyError("upstream \x00 failed " + "x" * 10_000)
+
+        chosen = MemoryStore() if store == "memory" else SQLiteStore(tmp_path / "e.db")
+        engine, clock = wall_engine(store=chosen, notifiers=[Noisy()])
+        engine.start("L1", owner="a")
+        clock.advance(minutes=30)
+        engine.check()
+        assert engine.deliver().retried == 1
+        (row,) = engine.store.outbox()
+        assert row.last_error is not None
+        assert row.last_error.startswith("upstream \\x00 failed xxx")
+        assert len(row.last_error) == slakit.engine.MAX_ERROR_TEXT
+        trace = [t for t in engine.store.traces("L1") if t.outcome == "retry"][-1]
+        assert trace.detail["error"] == row.last_error
+
     def test_permanent_failure_dead_letters_at_once(self) -> None:
         """A permanent failure is not retried; the row is dead and traced."""
         rec = Recorder(fail=5, permanent=True)

@@ -85,6 +85,12 @@ _HISTORY_KEYS = (
 )
 _HISTORY_KEY_SET = frozenset(_HISTORY_KEYS)
 
+#: The longest ``Retry-After`` a delivery honours, in seconds: one day.
+MAX_RETRY_AFTER = 86_400.0
+
+#: The longest error text kept on an outbox row and its trace line, in characters.
+MAX_ERROR_TEXT = 2_000
+
 #: Event times, start times and the ``now`` of a check or delivery must come
 #: before this instant; the room above it keeps deadlines and leases in range.
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)
@@ -1379,12 +1385,13 @@ class Engine:
 
         Half the delay is fixed and half is random ("equal jitter"), so
         retries spread out but never come back at once. A peer's
-        ``Retry-After`` is a floor.
+        ``Retry-After`` is a floor, honoured up to :data:`MAX_RETRY_AFTER`
+        (a day): a peer asking for longer gets its retry a day later.
         """
         delay = float(min(self.backoff_cap, self.backoff_base * (2 ** max(0, attempts - 1))))
         delay = delay / 2 + self._rng.uniform(0, delay / 2)
         if retry_after is not None and math.isfinite(retry_after):
-            delay = max(delay, retry_after)
+            delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
         return delay
 
     def deliver(self, now: datetime | None = None) -> DeliveryResult:
@@ -1456,6 +1463,8 @@ class Engine:
                     error, retry_after = str(exc) or type(exc).__name__, exc.retry_after
                 except Exception as exc:  # a broken notifier is retried, not fatal
                     error = f"{type(exc).__name__}: {exc}"
+        if error is not None:
+            error = _storable_error(error)
         next_at: datetime | None = None
         if error is None:
             state, outcome = OutboxState.SENT, OutboxState.SENT
@@ -1751,6 +1760,16 @@ def _lease(seconds: float, started: float) -> float:
     is still sending them. The time since the start is added back.
     """
     return seconds + max(0.0, time.monotonic() - started)
+
+
+def _storable_error(text: str) -> str:
+    """A notifier's error as every store can keep it: NUL (which PostgreSQL text
+    refuses) spelt out, and at most :data:`MAX_ERROR_TEXT` characters."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    if len(text) > MAX_ERROR_TEXT:
+        text = text[: MAX_ERROR_TEXT - 1] + "…"
+    return text
 
 
 def _refuse_blank(**fields: Any) -> None:

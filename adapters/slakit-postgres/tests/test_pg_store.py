@@ -24,6 +24,7 @@ from slakit.errors import (
     DuplicateHandoffError,
     SchemaVersionError,
     StoreUnavailableError,
+    TransientNotifyError,
 )
 from slakit.handoff import Handoff
 from slakit.plugins import Plugins, get_plugin_manager
@@ -921,3 +922,37 @@ class TestHitRateInSQL:
             assert in_sql.computed_by == "store"
             assert in_sql.total == in_python.total
             assert in_sql.groups == in_python.groups
+
+
+class TestNotifierErrorsOnPostgres:
+    def test_an_error_with_nul_is_kept_and_retried(
+        self, pg_dsn: str, fresh_schema: Callable[[], str]
+    ) -> None:
+        """PostgreSQL text refuses NUL; a peer's error holding one is stored spelt out,
+        the attempt is counted, and the next row is still sent."""
+
+        class Flaky(slakit.Notifier):
+            name = "pager"
+
+            def send(self, notification: slakit.Notification) -> None:
+                if notification.handoff_id == "h1":
+                    raise TransientNotifyError("upstream \x00 failed")
+
+        engine = slakit.Engine(
+            PostgresStore(pg_dsn, schema=fresh_schema()),
+            [slakit.Policy.default(basis="wall")],
+            [Flaky()],
+            clock=slakit.ManualClock(T0),
+        )
+        try:
+            engine.start("h1", owner="alice", started_at=T0 - timedelta(minutes=31))
+            engine.start("h2", owner="bob", started_at=T0 - timedelta(minutes=31))
+            assert engine.check().count == 2
+            result = engine.deliver()
+            assert (result.retried, result.sent) == (1, 1)
+            failed = next(r for r in engine.store.outbox() if r.state == "pending")
+            assert (failed.attempts, failed.last_error) == (1, "upstream \\x00 failed")
+            trace = next(t for t in engine.store.traces("h1") if t.outcome == "retry")
+            assert trace.detail["error"] == "upstream \\x00 failed"
+        finally:
+            engine.close()
