@@ -665,3 +665,19 @@ class TestBooleanAndNumberGroups:
             assert (types[0] is bool) == (sql[key][0][0] is bool), key
             mixed = {type(v) for v in values if v == key[0]}
             assert (types[0] is bool) == (mixed == {bool})
+
+    @pytest.mark.parametrize("by", ["attributes.account", "policy,attributes.account"])
+    def test_integers_past_64_bits_stay_apart(self, tmp_path: Path, by: str) -> None:
+        """SQLite's json_extract rounds them to one float; such a report is counted in
+        Python, so two accounts stay two groups."""
+        engine = slakit.Engine(
+            store=sqlite_store(tmp_path / "i.db"),
+            policies=[slakit.Policy.default(basis="wall")],
+            clock=slakit.ManualClock(T0),
+        )
+        for i, account in enumerate((2**63, 2**63 + 1, -(2**63) - 1, 5)):
+            engine.start(f"h{i}", account=account, started_at=T0)
+        rep = hit_rate(engine.store, by=by, now=T0)
+        assert rep.computed_by == "python"
+        assert sorted(k[-1] for k in rep.groups) == [-(2**63) - 1, 5, 2**63, 2**63 + 1]
+        engine.close()

@@ -151,7 +151,7 @@ def attributes_json(h: Handoff, where: str) -> str:
     if not attributes:
         return "{}"
     try:
-        return _encode_attributes(dict(attributes))
+        text = _encode_attributes(dict(attributes))
     except (TypeError, ValueError):
         for key, value in attributes.items():
             try:
@@ -165,6 +165,27 @@ def attributes_json(h: Handoff, where: str) -> str:
                     value=value,
                 ) from None
         raise
+    if "\\u0000" in text:  # JSON spells NUL so; a text holding "\\u0000" itself is rarer
+        for key, value in attributes.items():
+            if "\x00" in key or _holds_nul(value):
+                raise ValidationError(
+                    f"attributes[{key!r}] of handoff {h.id!r} holds a NUL character, "
+                    "which not every store can keep (PostgreSQL text cannot)",
+                    field=f"attributes.{key}",
+                    value=value,
+                )
+    return text
+
+
+def _holds_nul(value: Any) -> bool:
+    """Whether a JSON value has NUL in a text or a key, at any depth."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, Mapping):
+        return any("\x00" in str(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_holds_nul(v) for v in value)
+    return False
 
 
 def _same_attributes(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:

@@ -64,6 +64,7 @@ from slakit.handoff import (
     Handoff,
     _encode_attributes,
     _from_values,
+    _holds_nul,
     _values_of,
     attributes_json,
 )
@@ -423,6 +424,12 @@ def _insert_rows(conn: sqlite3.Connection, single: str, rows: Sequence[Sequence[
         lo += size
 
 
+def _lossy(value: Any, kinds: set[str]) -> bool:
+    """Whether ``json_extract`` rounded a group's JSON integer: past 64 bits it
+    gives a float, so ``2**63`` and ``2**63 + 1`` would fall into one group."""
+    return type(value) is float and "integer" in kinds
+
+
 class _Abort(Exception):
     """Roll the transaction back and return ``value`` from the write."""
 
@@ -645,7 +652,12 @@ def _python_handoff_from_row(r: Sequence[Any]) -> Handoff:
 
 def _attributes_text(attributes: Mapping[str, Any]) -> str:
     """The attributes column's JSON (a bad value raises; the caller says which)."""
-    return _encode_attributes(dict(attributes)) if attributes else "{}"
+    if not attributes:
+        return "{}"
+    text = _encode_attributes(dict(attributes))
+    if "\\u0000" in text and _holds_nul(dict(attributes)):
+        raise ValueError("NUL in attributes")  # attributes_json names the attribute
+    return text
 
 
 def _attributes_from_text(text: str) -> Mapping[str, Any]:
@@ -1699,7 +1711,7 @@ class SQLiteStore(RecordStore):
                 values = list(r[:width])
                 for i, seen in zip(attrs_at, r[width:], strict=True):
                     kinds = set(seen.split(",")) if seen else set()
-                    if kinds & {"object", "array"}:
+                    if kinds & {"object", "array"} or _lossy(values[i], kinds):
                         return None
                     if values[i] is not None and kinds and kinds <= {"true", "false"}:
                         values[i] = bool(values[i])
@@ -1759,7 +1771,7 @@ class SQLiteStore(RecordStore):
             values = list(key)
             for j, i in enumerate(attrs_at):
                 seen_kinds = kinds[key][j]
-                if seen_kinds & {"object", "array"}:
+                if seen_kinds & {"object", "array"} or _lossy(values[i], seen_kinds):
                     return None
                 if values[i] is not None and seen_kinds and seen_kinds <= {"true", "false"}:
                     values[i] = bool(values[i])

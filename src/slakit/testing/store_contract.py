@@ -211,6 +211,24 @@ class StoreContract:
             store.update(attrs.evolve(h, attributes=bad), h.version)
         assert dict(store.get("h4").attributes) == dict(h.attributes)
 
+    @pytest.mark.parametrize(
+        "value",
+        ["x\x00y", {"k\x00": 1}, [["deep \x00"]]],
+        ids=["text", "key", "nested"],
+    )
+    def test_attributes_must_not_hold_nul(self, store: RecordStore, value: Any) -> None:
+        """NUL in an attribute's text or key (PostgreSQL text cannot keep it) is refused
+        by every store alike, naming attributes.KEY; text spelling ``\\u0000`` is kept."""
+        bad = {"ok": 1, "k": value}
+        with pytest.raises(ValidationError, match="NUL") as one:
+            store.insert(make_handoff("h1", attributes=bad))
+        assert one.value.field == "attributes.k"
+        with pytest.raises(ValidationError, match="NUL"):
+            store.insert_many([make_handoff("h2"), make_handoff("h3", attributes=bad)])
+        assert [h.id for h in store.iter_handoffs()] == []
+        kept = store.insert(make_handoff("h4", attributes={"k": "a\\u0000b"}))
+        assert store.get("h4").attributes == kept.attributes
+
     def test_get_unknown_raises(self, store: RecordStore) -> None:
         """Getting a missing id raises UnknownHandoffError naming the id."""
         with pytest.raises(UnknownHandoffError, match="nope"):
