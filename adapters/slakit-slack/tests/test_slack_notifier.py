@@ -48,7 +48,7 @@ class TestSlackNotifierSend:
         assert slack_peer.calls[1].args["users"] == DANA
         [message] = slack_peer.messages
         assert message["channel"] == slack_peer.dms[DANA]
-        assert message["text"] == n.text
+        assert message["text"] == n.text  # nothing to escape in it
         assert message["metadata"] == {
             "event_type": METADATA_EVENT_TYPE,
             "event_payload": {
@@ -292,7 +292,18 @@ class TestBuildBlocks:
         assert "&lt;!channel&gt; &amp; co" in text
         assert "<!channel>" not in text
 
-    def test_the_deadline_renders_in_the_readers_time_zone(self) -> None:
+    def test_the_fallback_text_is_escaped_too(
+        self, notifier: SlackNotifier, slack_peer: SlackAPIPeer
+    ) -> None:
+        """Slack parses the push/fallback ``text`` as mrkdwn: a lead named ``<!channel>``
+        must not ping there either."""
+        n = sample_notification(text="lead <!channel> <https://evil.example|crm> & co")
+        notifier.send(n)
+        [message] = slack_peer.messages
+        assert message["text"] == (
+            "lead &lt;!channel&gt; &lt;https://evil.example|crm&gt; &amp; co"
+        )
+
         """The deadline is a ``<!date^…>`` token with the ISO text as fallback."""
         text = _texts(build_blocks(sample_notification()))
         assert "<!date^1772443800^{date_short_pretty} {time}|2026-03-02T09:30:00+00:00>" in text

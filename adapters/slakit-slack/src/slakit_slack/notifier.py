@@ -172,7 +172,8 @@ class SlackNotifier(Notifier):
                 n.recipient,
                 lambda: self.client.chat_postMessage(
                     channel=channel,
-                    text=n.text,
+                    # Slack reads the fallback as mrkdwn too: escaped like the blocks.
+                    text=_escape(n.text),
                     blocks=build_blocks(n),
                     metadata=build_metadata(n),
                     unfurl_links=False,
