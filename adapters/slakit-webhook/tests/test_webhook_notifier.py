@@ -218,6 +218,34 @@ class TestWebhookConfig:
             WebhookNotifier("https://example.com/hook", headers_env={"X-Token": "HOOK_TOKEN"})
         assert info.value.field == "headers_env.X-Token"
 
+    @pytest.mark.parametrize(
+        ("headers", "field", "message"),
+        [
+            ({"X Bad": "v"}, "headers.X Bad", "is not a header name"),
+            ({"X-A": "v\r\nInjected: 1"}, "headers.X-A", "one line of ASCII"),
+            ({"X-A": "caf\u00e9 \u20ac"}, "headers.X-A", "one line of ASCII"),
+        ],
+    )
+    def test_a_header_that_cannot_be_sent_is_a_config_error(
+        self, headers: dict[str, str], field: str, message: str
+    ) -> None:
+        """Caught when the engine is built, not as a failure on every send."""
+        with pytest.raises(ConfigError, match=message) as info:
+            WebhookNotifier("https://example.com/hook", headers=headers)
+        assert info.value.field == field
+
+    def test_a_header_value_from_the_environment_is_checked_too(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("HOOK_TOKEN", "abc\ndef")
+        with pytest.raises(ConfigError, match="one line of ASCII") as info:
+            WebhookNotifier("https://example.com/hook", headers_env={"X-Token": "HOOK_TOKEN"})
+        assert "abc" not in str(info.value)  # a token is not echoed
+
+    def test_a_port_out_of_range_is_a_config_error(self) -> None:
+        with pytest.raises(ConfigError, match="outside 1-65535"):
+            WebhookNotifier("http://127.0.0.1:99999/hook")
+
     def test_a_header_in_both_tables_is_a_config_error(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Mapping
 from datetime import UTC
@@ -88,6 +89,7 @@ class WebhookNotifier(Notifier):
                     field=f"headers_env.{name}",
                     value=name,
                 )
+            _check_header_value("headers_env", name, value)
             self.headers[name] = value
         from slakit_webhook import __version__
 
@@ -205,6 +207,10 @@ def _check_url(url: Any) -> str:
         ) from None
     if not parsed.host:
         raise ConfigError(f"webhook url {url!r} has no host", field="url", value=url)
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise ConfigError(
+            f"webhook url {url!r} has port {parsed.port}, outside 1-65535", field="url", value=url
+        )
     return url
 
 
@@ -231,5 +237,31 @@ def _check_headers(headers: Mapping[str, str] | None, field: str) -> dict[str, s
                 field=f"{field}.{name}",
                 value=name,
             )
+        if not _TOKEN.fullmatch(name):
+            raise ConfigError(
+                f"webhook {field}: {name!r} is not a header name (letters, digits and "
+                "!#$%&'*+-.^_`|~ only)",
+                field=f"{field}.{name}",
+                value=name,
+            )
+        if field == "headers":
+            _check_header_value(field, name, value)
         out[name] = value
     return out
+
+
+#: An HTTP header name (RFC 9110 token).
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: A header value the request can carry: visible ASCII, spaces and tabs.
+_VALUE = re.compile(r"[\t\x20-\x7e]*")
+
+
+def _check_header_value(field: str, name: str, value: str) -> None:
+    """:raises ConfigError: for a value with a line break, a control or a non-ASCII
+    character, which would fail every send (or split the request)."""
+    if not _VALUE.fullmatch(value):
+        raise ConfigError(
+            f"webhook {field}.{name} must be one line of ASCII text",
+            field=f"{field}.{name}",
+            value="…",  # may be a token: not echoed
+        )
