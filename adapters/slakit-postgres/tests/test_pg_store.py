@@ -209,6 +209,8 @@ class TestConfig:
             ({"min_size": 4, "max_size": 2}, "store.max_size"),
             ({"connect_timeout": -1}, "store.connect_timeout"),
             ({"dsn": "host=x port"}, "store.dsn"),
+            ({"application_name": 5}, "store.application_name"),
+            ({"application_name": "a\nb"}, "store.application_name"),
         ],
     )
     def test_bad_values_raise(self, options: dict[str, Any], field: str) -> None:

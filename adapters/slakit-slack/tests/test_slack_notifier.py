@@ -263,6 +263,8 @@ class TestSlackNotifierConfig:
         ("options", "field"),
         [
             ({"base_url": "slack.com/api"}, "base_url"),
+            ({"base_url": "http://"}, "base_url"),
+            ({"base_url": "https:///api/"}, "base_url"),
             ({"timeout": 0}, "timeout"),
             ({"timeout": "10"}, "timeout"),
             ({"users": {"dana": "dana"}}, "users.dana"),

@@ -69,7 +69,11 @@ class TestSMTPNotifierConfig:
             ("port", "25"),
             ("timeout", 0),
             ("default_domain", "exa mple.com"),
+            ("default_domain", "example.com\n"),
             ("reply_to", "not an address"),
+            ("local_hostname", 5),
+            ("local_hostname", "x\r\nRSET"),
+            ("local_hostname", "host\n"),
         ],
     )
     def test_bad_values_name_field_and_value(self, key: str, value: Any) -> None:
@@ -78,6 +82,19 @@ class TestSMTPNotifierConfig:
             SMTPNotifier.from_config({"from": "sla@example.com", key: value})
         assert key in str(info.value)
         assert repr(value) in str(info.value)
+
+    def test_a_password_or_ssl_context_of_the_wrong_type_is_a_config_error(self) -> None:
+        """The password is named but not echoed; an ssl_context must be an SSLContext."""
+        with pytest.raises(ConfigError, match="password must be a string") as info:
+            SMTPNotifier.from_config({"from": "sla@example.com", "username": "u", "password": 5})
+        assert "5" not in str(info.value)
+        with pytest.raises(ConfigError, match=r"ssl\.SSLContext") as ctx:
+            SMTPNotifier(sender="sla@example.com", ssl_context="x")  # type: ignore[arg-type]
+        assert ctx.value.field == "ssl_context"
+        for name in ("mail.example.com", "[192.0.2.1]", "[IPv6:2001:db8::1]"):
+            assert (
+                SMTPNotifier(sender="sla@example.com", local_hostname=name).local_hostname == name
+            )
 
     def test_bad_address_entry_names_the_handle(self) -> None:
         """A malformed addresses entry is reported with its handle and value."""

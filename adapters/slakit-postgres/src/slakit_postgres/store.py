@@ -485,7 +485,13 @@ class PostgresStore(RecordStore):
             )
         self.connect_timeout = _positive_number("store.connect_timeout", connect_timeout)
         self.pool_timeout = _positive_number("store.pool_timeout", pool_timeout)
-        self.application_name = str(application_name)
+        if not isinstance(application_name, str) or not application_name.isprintable():
+            raise ConfigError(
+                f"store.application_name must be one line of text, got {application_name!r}",
+                field="store.application_name",
+                value=application_name,
+            )
+        self.application_name = application_name
         self._pool: ConnectionPool[Any] | None = None
         self._lock = threading.Lock()
         self._closed = threading.Event()

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
@@ -126,7 +127,11 @@ class SlackNotifier(Notifier):
                 field=field,
                 value=None if token is not None else token_env,
             )
-        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+        if (
+            not isinstance(base_url, str)
+            or not base_url.startswith(("http://", "https://"))
+            or not urlsplit(base_url).hostname
+        ):
             raise ConfigError(
                 f"slack base_url must be an http(s) URL, got {base_url!r}",
                 field="base_url",

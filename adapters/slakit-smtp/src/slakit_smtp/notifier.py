@@ -47,6 +47,8 @@ _LOCAL_PART = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'
 _ADDRESS = re.compile(r"^[^@\s<>,;:\"()\[\]\\]+@[^@\s<>,;:\"()\[\]\\]+$")
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 _DOMAIN = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
+#: An EHLO address literal: ``[192.0.2.1]`` or ``[IPv6:2001:db8::1]``.
+_ADDRESS_LITERAL = re.compile(r"\[[0-9A-Za-z:.]+\]")
 
 
 def message_id_for(idempotency_key: str) -> str:
@@ -156,6 +158,12 @@ class SMTPNotifier(Notifier):
             )
         self.port = port
         password = secret_from("smtp notifier", password, password_env, field="password")
+        if password is not None and not isinstance(password, str):
+            raise ConfigError(
+                "smtp notifier password must be a string (not echoed)",
+                field="password",
+                value="…",
+            )
         if (username is None) != (password is None):
             missing = "password (or password_env)" if password is None else "username"
             raise ConfigError(
@@ -180,7 +188,7 @@ class SMTPNotifier(Notifier):
             for handle, addr in table.items()
         }
         if default_domain is not None and (
-            not isinstance(default_domain, str) or not _DOMAIN.match(default_domain)
+            not isinstance(default_domain, str) or not _DOMAIN.fullmatch(default_domain)
         ):
             raise ConfigError(
                 f"smtp notifier default_domain must be a domain name, got {default_domain!r}",
@@ -189,7 +197,23 @@ class SMTPNotifier(Notifier):
             )
         self.default_domain = default_domain
         self.timeout = positive_seconds("smtp notifier", "timeout", timeout)
+        if local_hostname is not None and (
+            not isinstance(local_hostname, str)
+            or not (_DOMAIN.fullmatch(local_hostname) or _ADDRESS_LITERAL.fullmatch(local_hostname))
+        ):
+            raise ConfigError(
+                f"smtp notifier local_hostname must be a host name, got {local_hostname!r}",
+                field="local_hostname",
+                value=local_hostname,
+            )
         self.local_hostname = local_hostname
+        if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
+            raise ConfigError(
+                "smtp notifier ssl_context must be an ssl.SSLContext (set it in code), "
+                f"got {type(ssl_context).__name__}",
+                field="ssl_context",
+                value=type(ssl_context).__name__,
+            )
         self.ssl_context = ssl_context
 
     @classmethod
