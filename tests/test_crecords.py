@@ -171,9 +171,11 @@ def _field_values() -> st.SearchStrategy[list[object]]:
         min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
     )
     text = st.text(max_size=8)
-    # Attribute values are JSON data: no NaN or infinities (every store refuses them).
+    # Attribute values are JSON data every store keeps: no NaN, infinities or NUL
+    # (every store refuses them).
     finite = st.floats(allow_nan=False, allow_infinity=False)
-    scalar = text | st.integers() | finite | st.booleans() | st.none()
+    json_text = st.text(st.characters(blacklist_characters="\x00"), max_size=8)
+    scalar = json_text | st.integers() | finite | st.booleans() | st.none()
     kinds: list[st.SearchStrategy[object]] = []
     for name in _FIELD_NAMES:
         if name in _DATETIME_FIELDS:
@@ -184,7 +186,7 @@ def _field_values() -> st.SearchStrategy[list[object]]:
             kinds.append(st.none() | st.booleans())
         elif name == "attributes":
             kinds.append(
-                st.dictionaries(text, scalar, max_size=3).map(
+                st.dictionaries(json_text, scalar, max_size=3).map(
                     lambda d: MappingProxyType(d) if d else MappingProxyType({})
                 )
             )
@@ -224,6 +226,9 @@ def test_the_row_codec_reports_a_bad_attribute_as_python_does() -> None:
     )
     with pytest.raises(ValidationError, match=r"attributes\['x'\] of handoff 'L1'"):
         sqlite._handoff_values(h)
+    nul = attrs.evolve(h, attributes={"x": "a\x00b"})
+    with pytest.raises(ValidationError, match=r"attributes\['x'\] of handoff 'L1' holds a NUL"):
+        sqlite._handoff_values(nul)
 
 
 @settings(max_examples=500)
