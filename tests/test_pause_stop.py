@@ -129,3 +129,57 @@ class TestResumeAndCancel:
         assert h.paused_seconds == 15 * 60
         assert h.next_due_at is None
         assert classify(h, "wall", T0 + timedelta(hours=1)) == "excluded"
+
+
+class TestAPauseAfterTheDeadline:
+    def test_it_cannot_rescue_a_record_whose_deadline_fell_at_closing_time(self) -> None:
+        """Deadline Monday 17:00 (closing); paused at 18:00, resumed and answered Tuesday
+        09:30: late on both bases, though no business minute passed between 17:00 and 18:00."""
+        from zoneinfo import ZoneInfo
+
+        ny = ZoneInfo("America/New_York")
+        e = engine("business")
+        h = e.start("P1", owner="a", started_at=datetime(2026, 11, 23, 16, 30, tzinfo=ny))
+        assert h.business_deadline_at == datetime(2026, 11, 23, 17, 0, tzinfo=ny)
+        e.pause("P1", at=datetime(2026, 11, 23, 18, 0, tzinfo=ny))
+        resumed = e.resume("P1", at=datetime(2026, 11, 24, 9, 30, tzinfo=ny))
+        assert resumed.business_deadline_at == h.business_deadline_at
+        assert resumed.wall_deadline_at == h.wall_deadline_at
+        assert resumed.next_due_at is not None  # the steps still move by the pause
+        done = e.respond("P1", at=datetime(2026, 11, 24, 9, 30, tzinfo=ny))
+        later = datetime(2026, 11, 25, tzinfo=UTC)
+        assert classify(done, "business", later) == "missed"
+        assert classify(done, "wall", later) == "missed"
+
+    @settings(max_examples=200, deadline=None)
+    @given(
+        basis=st.sampled_from(["wall", "business"]),
+        start=st.integers(0, 7 * 24 * 60),
+        paused=st.integers(0, 3 * 24 * 60),
+        length=st.integers(0, 3 * 24 * 60),
+        answer=st.integers(0, 3 * 24 * 60),
+        resume=st.booleans(),
+    )
+    def test_a_pause_moves_a_deadline_only_when_it_began_by_then(
+        self, basis: str, start: int, paused: int, length: int, answer: int, resume: bool
+    ) -> None:
+        e = engine(basis)
+        begun = T0 + timedelta(minutes=start)
+        h = e.start("A", owner="a", started_at=begun)
+        pause_at = begun + timedelta(minutes=paused)
+        end = pause_at + timedelta(minutes=length)
+        e.pause("A", at=pause_at)
+        if resume:
+            e.resume("A", at=end)
+        done = e.respond("A", at=end + timedelta(minutes=answer if resume else 0))
+        cal = e.policy("p").calendar
+        for b, before in (("wall", h.wall_deadline_at), ("business", h.business_deadline_at)):
+            assert before is not None
+            after = done.wall_deadline_at if b == "wall" else done.business_deadline_at
+            if pause_at > before:
+                assert after == before
+                assert classify(done, b, end) == "missed"
+            elif b == "wall":
+                assert after == before + (end - pause_at)
+            else:
+                assert after == cal.add(before, cal.elapsed(pause_at, end))

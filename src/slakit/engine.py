@@ -917,17 +917,34 @@ class Engine:
         )
 
     def _unpaused(self, pol: Policy, h: Handoff, at: datetime) -> Handoff:
-        """``h`` with its pause ended at ``at``: paused time added, timers moved by it."""
-        assert h.paused_at is not None
-        return self._timers(
+        """``h`` with its pause ended at ``at``: paused time added, timers moved by it.
+
+        A deadline the pause began after stays where it was: the record was
+        late already, and a pause cannot rescue it. The steps still move.
+        """
+        paused_at = h.paused_at
+        assert paused_at is not None
+        new = self._timers(
             pol,
             attrs.evolve(
                 h,
                 paused_at=None,
-                paused_seconds=h.paused_seconds + (at - h.paused_at).total_seconds(),
+                paused_seconds=h.paused_seconds + (at - paused_at).total_seconds(),
                 paused_business_seconds=h.paused_business_seconds
-                + pol.calendar.elapsed(h.paused_at, at).total_seconds(),
+                + pol.calendar.elapsed(paused_at, at).total_seconds(),
             ),
+        )
+        wall, business = h.wall_deadline_at, h.business_deadline_at
+        late_wall = wall is not None and paused_at > wall
+        late_business = business is not None and paused_at > business
+        if not (late_wall or late_business):
+            return new
+        wall = wall if late_wall else new.wall_deadline_at
+        business = business if late_business else new.business_deadline_at
+        return new._replace(
+            wall_deadline_at=wall,
+            business_deadline_at=business,
+            deadline_at=wall if pol.basis == "wall" else business,
         )
 
     def _event(
