@@ -167,6 +167,14 @@ class TestBasics:
             assert result.exit_code == 2
             assert result.stdout == ""
 
+    def test_an_attr_named_like_an_option_is_an_attribute(self, project: Path) -> None:
+        result = run("start", "A", "--policy", "speed-to-lead", "--owner", "ann",
+                     "--attr", "owner=crm-17", "--attr", "attributes=x", "--json")  # fmt: skip
+        assert result.exit_code == 0, result.output
+        shown = json.loads(result.stdout)
+        assert shown["owner"] == "ann"
+        assert shown["attributes"] == {"owner": "crm-17", "attributes": "x"}
+
     def test_check_json_exits_1_when_a_step_failed(self, project: Path) -> None:
         """A record whose policy is gone is an error in --json mode too, not exit 0."""
         run("start", "M1", "--policy", "post-meeting-follow-up", "--started-at", T0)

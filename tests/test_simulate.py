@@ -228,3 +228,19 @@ class TestSimulate:
         result = simulate_engine(engine, "other", now=end)
         assert result.handoffs == 0
         assert result.predicted.rate is None
+
+
+def test_attributes_named_like_start_arguments_replay() -> None:
+    """A CRM field called ``owner`` or ``policy`` is an attribute, not an argument."""
+    engine = slakit.Engine.from_config(config(None), clock=slakit.ManualClock(MON))
+    engine.start(
+        "crm-1",
+        policy="lead",
+        owner="ann",
+        started_at=MON,
+        attributes={"owner": "crm-user-17", "policy": "gold", "attributes": 1},
+    )
+    engine.check(MON + timedelta(hours=2))
+    result = simulate_engine(engine, "lead", now=MON + timedelta(hours=2))
+    assert result.handoffs == 1
+    assert result.predicted.to_dict() == result.actual.to_dict()

@@ -259,7 +259,7 @@ def start(
             trace_id=trace_id,
             channel=channel,
             segment=segment,
-            **attributes,
+            attributes=attributes,
         )
     _echo_handoff(h, as_json)
 

@@ -338,7 +338,7 @@ def simulate(
                 trace_id=src.trace_id,
                 channel=src.channel,
                 segment=src.segment,
-                **dict(src.attributes),
+                attributes=dict(src.attributes),
             )
         elif kind == "respond":
             h = engine.respond(hid, at=at, by=src.responded_by)
