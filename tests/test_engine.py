@@ -441,6 +441,28 @@ class TestStart:
         assert "far" in result.errors[0]
         assert "9999" in result.errors[0]
 
+    @pytest.mark.parametrize("stop", ["first_response", "completion"])
+    def test_history_is_applied_in_time_order_as_the_events(self, stop: str) -> None:
+        """Completed at +20 min, answered at +90: the clock stops at the completion,
+        imported or recorded live."""
+        policy = attrs.evolve(slakit.Policy.default(basis="wall"), stop=stop)
+        engine, _ = wall_engine(policies=[policy])
+        start = T0 - timedelta(days=1)
+        done, answered = start + timedelta(minutes=20), start + timedelta(minutes=90)
+        engine.start("live", started_at=start)
+        engine.complete("live", at=done)
+        engine.respond("live", at=answered)
+        engine.start_many(
+            [{"id": "imported", "started_at": start, "completed_at": done,
+              "first_response_at": answered}]
+        )  # fmt: skip
+        live, imported = engine.get("live"), engine.get("imported")
+        fields = ("stopped_at", "first_response_at", "completed_at", "wall_elapsed_seconds")
+        assert {f: getattr(imported, f) for f in fields} == {f: getattr(live, f) for f in fields}
+        assert imported.stopped_at == done
+        actions = [t.action for t in engine.store.traces("imported")]
+        assert actions == ["start", "complete", "respond"]
+
     def test_cancelled_history_follows_the_event_rules(self) -> None:
         """A cancel with a response or completion is refused where the events would be."""
         start = T0 - timedelta(days=1)

@@ -830,19 +830,27 @@ class Engine:
         traces: list[TraceRecord] = []
         if history.get("cancelled_at") is not None:
             return self._cancelled_history(h, pol, history)
+        # In the order they happened, as the events would have recorded them: a
+        # completion before the first response stops the clock at the completion.
+        events: list[tuple[datetime, int, str]] = []
         if history.get("first_response_at") is not None:
             at = self._history_at(h, history["first_response_at"], "first_response_at")
-            by = _text("responded_by", history.get("responded_by"))
-            h = h._replace(first_response_at=at, responded_by=by)
-            traces.append(self._trace(h, "respond", "respond", at, actor=by))
-            if pol.stop == "first_response":
-                h = self._stopped(pol, h, at)
+            events.append((at, 0, "respond"))
         if history.get("completed_at") is not None:
             at = self._history_at(h, history["completed_at"], "completed_at")
-            h = h._replace(completed_at=at)
-            traces.append(self._trace(h, "complete", "complete", at))
-            if h.stopped_at is None:
-                h = self._stopped(pol, h, at)
+            events.append((at, 1, "complete"))
+        for at, _, kind in sorted(events):
+            if kind == "respond":
+                by = _text("responded_by", history.get("responded_by"))
+                h = h._replace(first_response_at=at, responded_by=by)
+                traces.append(self._trace(h, "respond", "respond", at, actor=by))
+                if pol.stop == "first_response" and h.stopped_at is None:
+                    h = self._stopped(pol, h, at)
+            else:
+                h = h._replace(completed_at=at)
+                traces.append(self._trace(h, "complete", "complete", at))
+                if h.stopped_at is None:
+                    h = self._stopped(pol, h, at)
         return h, traces
 
     def _cancelled_history(
