@@ -411,11 +411,32 @@ class TestRunbook:
         assert "| **Owner** | _not set_ |" in text
         assert "| **Last reviewed** | never |" in text
 
+    def test_a_blank_answer_shows_as_not_set(self) -> None:
+        """Preflight counts an answer of spaces as missing; so does the runbook."""
+        policy = slakit.Policy.from_config(
+            {"sla_minutes": 30, "trigger": "   ", "target": "", "owner": " "},
+            name="a",
+        )
+        text = render_runbook({"a": policy})
+        for field in ("Owner", "Trigger", "Target"):
+            assert f"| **{field}** | _not set_ |" in text
+
     def test_unknown_policy(self) -> None:
         """An unknown policy raises, listing the configured ones."""
         engine = slakit.Engine.from_config(CONFIG)
         with pytest.raises(UnknownPolicyError, match="configured: lead, old, ticket"):
             render_runbook(engine.policies, "nope")
+
+
+def test_an_owner_with_a_pipe_keeps_the_markdown_table_whole() -> None:
+    """``ops|east`` in the reasons table's owners cell is escaped, as in the breach rows."""
+    engine = slakit.Engine.from_config(CONFIG, clock=slakit.ManualClock(MON))
+    start = {"id": "p1", "policy": "lead", "started_at": h(0, 9), "owner": "ops|east"}
+    run(engine, [(h(0, 9), "start", start)], until=h(0, 12), start=h(0, 9))
+    md = review_from_engine(engine, now=NOW).to_markdown()
+    row = next(line for line in md.splitlines() if "ops" in line and "×" in line)
+    assert "ops\\|east ×1" in row
+    assert row.count(" | ") == 3  # four cells: reason, breaches, owners, description
 
 
 def test_last_reviewed_is_a_date() -> None:

@@ -523,7 +523,7 @@ class WeeklyReview:
                 label = "_(untagged)_" if r.reason is None else f"`{r.reason}`"
                 if r.reason is not None and not r.known:
                     label += " (not in taxonomy)"
-                owners = ", ".join(f"{o or '(none)'} ×{c}" for o, c in r.owners)
+                owners = _md(", ".join(f"{o or '(none)'} ×{c}" for o, c in r.owners))
                 out.append(f"| {label} | {r.count} | {owners} | {_md(r.description or '')} |")
             out += [
                 "",
@@ -1037,9 +1037,10 @@ def render_runbook(
 
 
 def _runbook_page(pol: Policy, notifiers: Sequence[str], sinks: Sequence[str]) -> str:
-    rb = pol.runbook
-    pf = pol.preflight
     unset = "_not set_"
+    # A blank answer is as unset as a missing one (preflight flags both).
+    rb = {k: v for k, v in pol.runbook.items() if not (isinstance(v, str) and not v.strip())}
+    pf = {k: v for k, v in pol.preflight.items() if not (isinstance(v, str) and not v.strip())}
     sla = timedelta(minutes=pol.sla_minutes)
     basis = "business" if pol.basis == "business" else "wall-clock"
     calendar = pol.calendar_name or "always open"
