@@ -482,7 +482,8 @@ class WeeklyReview:
         )
         out += ["", "## Hit rate", ""]
         out.append(
-            "| week | absolute (wall) | adjusted (business) | evaluated | pending | excluded |"
+            "| week | absolute (wall) | adjusted (business) | pending (wall) "
+            "| pending (business) | excluded |"
         )
         out.append("|---|---|---|---|---|---|")
         for w in self.history:
@@ -490,7 +491,7 @@ class WeeklyReview:
             out.append(
                 f"| {name} | {_pct(w.wall.rate)} ({w.wall.met}/{w.wall.evaluated}) "
                 f"| {_pct(w.business.rate)} ({w.business.met}/{w.business.evaluated}) "
-                f"| {w.wall.evaluated} | {w.wall.pending} | {w.excluded} |"
+                f"| {w.wall.pending} | {w.business.pending} | {w.excluded} |"
             )
         prev_n = len(self.history) - 1
         out.append("")
@@ -597,15 +598,16 @@ class WeeklyReview:
         for w in self.history:
             cls = ' class="current"' if w is self.this_week else ""
             rows.append(
-                f"<tr{cls}><td>{e(w.week)}</td><td>{_pct(w.wall.rate)}</td>"
-                f"<td>{_pct(w.business.rate)}</td><td>{w.wall.evaluated}</td>"
-                f"<td>{w.wall.pending}</td><td>{w.excluded}</td></tr>"
+                f"<tr{cls}><td>{e(w.week)}</td>"
+                f"<td>{_pct(w.wall.rate)} ({w.wall.met}/{w.wall.evaluated})</td>"
+                f"<td>{_pct(w.business.rate)} ({w.business.met}/{w.business.evaluated})</td>"
+                f"<td>{w.wall.pending}</td><td>{w.business.pending}</td>"
+                f"<td>{w.excluded}</td></tr>"
             )
         parts.append(
             "<table><thead><tr><th>week</th><th>absolute (wall)</th><th>adjusted (business)</th>"
-            "<th>evaluated</th><th>pending</th><th>excluded</th></tr></thead><tbody>"
-            + "".join(rows)
-            + "</tbody></table>"
+            "<th>pending (wall)</th><th>pending (business)</th><th>excluded</th></tr></thead>"
+            "<tbody>" + "".join(rows) + "</tbody></table>"
         )
         parts.append(f"<h2>Breaches ({len(self.breaches)})</h2>")
         if self.top_reason is not None:
