@@ -126,6 +126,24 @@ class TestSimulate:
         assert result.actual.excluded > 0
         assert result.actual.breached > 0
 
+    @pytest.mark.parametrize(
+        "back",
+        [
+            timedelta(days=3, minutes=7),
+            timedelta(days=2),
+            timedelta(hours=30, minutes=31),
+            timedelta(hours=1),
+        ],
+    )
+    def test_a_past_now_counts_the_actual_side_as_it_stood_then(
+        self, history: tuple[slakit.Engine, datetime], back: timedelta
+    ) -> None:
+        """With the checker running throughout, a replay up to an earlier ``now``
+        matches the stored history up to that instant, not the history since."""
+        engine, end = history
+        result = simulate_engine(engine, "lead", now=end - back)
+        assert result.predicted == result.actual
+
     def test_longer_sla_predicts_fewer_breaches(
         self, history: tuple[slakit.Engine, datetime]
     ) -> None:

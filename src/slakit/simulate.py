@@ -197,6 +197,69 @@ def _original_people(h: Handoff, traces: Sequence[TraceRecord]) -> tuple[str | N
     return owner, backup
 
 
+def _as_of(
+    h: Handoff,
+    traces: Sequence[TraceRecord],
+    when: datetime,
+    policy: Policy,
+    breach_at: Mapping[str, datetime],
+) -> Handoff:
+    """``h`` as it stood at ``when``: responses, completions, cancels, pauses and
+    breaches that came later undone, its deadlines as its pauses up to then left them.
+
+    A record nothing happened to after ``when`` (the usual case) is returned as it is.
+    """
+    pauses = sorted((t.at, t.rule) for t in traces if t.rule in ("pause", "resume"))
+    later = [
+        at
+        for at in (h.first_response_at, h.completed_at, h.cancelled_at, h.stopped_at)
+        if at is not None and at > when
+    ]
+    breached = h.breached if h.id not in breach_at else breach_at[h.id] <= when
+    if not later and all(at <= when for at, _ in pauses) and breached == h.breached:
+        return h
+    changes: dict[str, Any] = {"breached": breached}
+    if h.first_response_at is not None and h.first_response_at > when:
+        changes.update(first_response_at=None, responded_by=None)
+    if h.completed_at is not None and h.completed_at > when:
+        changes["completed_at"] = None
+    if h.cancelled_at is not None and h.cancelled_at > when:
+        changes.update(cancelled_at=None, cancel_reason=None)
+    if h.stopped_at is not None and h.stopped_at > when:
+        changes.update(stopped_at=None, wall_elapsed_seconds=None, business_elapsed_seconds=None)
+    if pauses:
+        # Pauses up to `when`, applied as the engine applies them: each moves the
+        # deadlines it began by; one still open at `when` leaves the record paused.
+        sla = h.sla_minutes if h.sla_minutes is not None else policy.sla_minutes
+        _, wall, business, _ = policy.timers(h.started_at, sla)
+        cal = policy.calendar
+        paused_at: datetime | None = None
+        paused_s = paused_b = 0.0
+        for at, rule in pauses:
+            if at > when:
+                break
+            if rule == "pause":
+                paused_at = paused_at or at
+            elif paused_at is not None:
+                delta_b = cal.elapsed(paused_at, at)
+                paused_s += (at - paused_at).total_seconds()
+                paused_b += delta_b.total_seconds()
+                if paused_at <= wall:
+                    wall = wall + (at - paused_at)
+                if paused_at <= business:
+                    business = cal.add(business, delta_b).astimezone(UTC)
+                paused_at = None
+        changes.update(
+            paused_at=paused_at,
+            paused_seconds=paused_s,
+            paused_business_seconds=paused_b,
+            wall_deadline_at=wall,
+            business_deadline_at=business,
+            deadline_at=wall if policy.basis == "wall" else business,
+        )
+    return h._replace(**changes)
+
+
 def _side(
     handoffs: Sequence[Handoff],
     outbox_keys: Iterable[str],
@@ -268,15 +331,22 @@ def simulate(
         if t.handoff_id in ids:
             traces_by_id.setdefault(t.handoff_id, []).append(t)
 
+    # The actual side as it stood at `when`: what happened later is not counted.
     actual_keys = [
         item.notification.idempotency_key
         for item in store.outbox()
-        if item.notification.handoff_id in ids
+        if item.notification.handoff_id in ids and item.notification.created_at <= when
     ]
-    actual_steps: Counter[str] = Counter(
-        e.step for e in store.escalations() if e.handoff_id in ids and e.outcome == "applied"
-    )
-    actual = _side(handoffs, actual_keys, actual_steps, policy.basis, when)
+    applied = [e for e in store.escalations() if e.handoff_id in ids and e.outcome == "applied"]
+    actual_steps: Counter[str] = Counter(e.step for e in applied if e.applied_at <= when)
+    # Breached by a step: as of when that step applied.
+    breach_at: dict[str, datetime] = {}
+    for e in applied:
+        if "mark_breached" in e.actions:
+            first = breach_at.get(e.handoff_id)
+            breach_at[e.handoff_id] = e.applied_at if first is None else min(first, e.applied_at)
+    as_of = [_as_of(h, traces_by_id.get(h.id, ()), when, policy, breach_at) for h in handoffs]
+    actual = _side(as_of, actual_keys, actual_steps, policy.basis, when)
 
     clock = ManualClock(first)
     replay_store = MemoryStore()
