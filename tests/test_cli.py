@@ -154,8 +154,9 @@ class TestBasics:
         resumed = CliRunner().invoke(cli, ["resume", "P"])
         assert resumed.stderr == "note: P: nothing changed, it is not paused\n"
 
-    @pytest.mark.parametrize("command", [["report"], ["export"], ["traces"],
-                                         ["simulate", "--policy", "speed-to-lead"]])  # fmt: skip
+    @pytest.mark.parametrize(
+        "command", [["report"], ["export"], ["traces"], ["simulate", "--policy", "speed-to-lead"]]
+    )
     def test_a_reversed_window_is_a_usage_error(self, project: Path, command: list[str]) -> None:
         args = [*command, "--since", "2026-12-01T00:00:00Z", "--until", "2026-11-01T00:00:00Z"]
         assert "is before --since" in one_line_error(CliRunner().invoke(cli, args))
@@ -168,8 +169,19 @@ class TestBasics:
             assert result.stdout == ""
 
     def test_an_attr_named_like_an_option_is_an_attribute(self, project: Path) -> None:
-        result = run("start", "A", "--policy", "speed-to-lead", "--owner", "ann",
-                     "--attr", "owner=crm-17", "--attr", "attributes=x", "--json")  # fmt: skip
+        result = run(
+            "start",
+            "A",
+            "--policy",
+            "speed-to-lead",
+            "--owner",
+            "ann",
+            "--attr",
+            "owner=crm-17",
+            "--attr",
+            "attributes=x",
+            "--json",
+        )
         assert result.exit_code == 0, result.output
         shown = json.loads(result.stdout)
         assert shown["owner"] == "ann"
@@ -396,8 +408,18 @@ class TestImportExport:
     def test_a_csv_export_imports_back(self, project: Path) -> None:
         """`export --format csv` output is an import file: attributes come back as they
         were, derived columns are left out (not kept as attributes), with a note."""
-        run("start", "A1", "--policy", "speed-to-lead", "--owner", "alice", "--attr", "src=web",
-            "--started-at", T0)  # fmt: skip
+        run(
+            "start",
+            "A1",
+            "--policy",
+            "speed-to-lead",
+            "--owner",
+            "alice",
+            "--attr",
+            "src=web",
+            "--started-at",
+            T0,
+        )
         run("respond", "A1", "--at", "2026-11-23T14:10:00Z")
         run("start", "C1", "--policy", "speed-to-lead", "--started-at", T0)
         run("cancel", "C1", "--reason", "spam", "--at", "2026-11-23T14:05:00Z")
@@ -414,8 +436,17 @@ class TestImportExport:
             h["id"]: h
             for h in map(json.loads, run("export", "--config", config).stdout.splitlines())
         }
-        keep = ("policy", "owner", "started_at", "first_response_at", "cancelled_at",
-                "cancel_reason", "attributes", "status", "trace_id")  # fmt: skip
+        keep = (
+            "policy",
+            "owner",
+            "started_at",
+            "first_response_at",
+            "cancelled_at",
+            "cancel_reason",
+            "attributes",
+            "status",
+            "trace_id",
+        )
         for hid in ("A1", "C1"):
             assert {k: after[hid][k] for k in keep} == {k: before[hid][k] for k in keep}
         # Imported again into the store it came from, every row is already present.

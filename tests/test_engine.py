@@ -453,9 +453,15 @@ class TestStart:
         engine.complete("live", at=done)
         engine.respond("live", at=answered)
         engine.start_many(
-            [{"id": "imported", "started_at": start, "completed_at": done,
-              "first_response_at": answered}]
-        )  # fmt: skip
+            [
+                {
+                    "id": "imported",
+                    "started_at": start,
+                    "completed_at": done,
+                    "first_response_at": answered,
+                }
+            ]
+        )
         live, imported = engine.get("live"), engine.get("imported")
         fields = ("stopped_at", "first_response_at", "completed_at", "wall_elapsed_seconds")
         assert {f: getattr(imported, f) for f in fields} == {f: getattr(live, f) for f in fields}

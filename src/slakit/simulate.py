@@ -343,8 +343,8 @@ def simulate(
     breach_at: dict[str, datetime] = {}
     for e in applied:
         if "mark_breached" in e.actions:
-            first = breach_at.get(e.handoff_id)
-            breach_at[e.handoff_id] = e.applied_at if first is None else min(first, e.applied_at)
+            seen = breach_at.get(e.handoff_id)
+            breach_at[e.handoff_id] = e.applied_at if seen is None else min(seen, e.applied_at)
     as_of = [_as_of(h, traces_by_id.get(h.id, ()), when, policy, breach_at) for h in handoffs]
     actual = _side(as_of, actual_keys, actual_steps, policy.basis, when)
 
