@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import slakit
-from slakit.errors import InvalidTransitionError
+from slakit.errors import InvalidTimestampError, InvalidTransitionError
 from slakit.metrics import classify
 
 T0 = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)  # a Monday, 09:00 in New York
@@ -183,3 +183,21 @@ class TestAPauseAfterTheDeadline:
                 assert after == before + (end - pause_at)
             else:
                 assert after == cal.add(before, cal.elapsed(pause_at, end))
+
+
+class TestPausesDoNotOverlap:
+    def test_a_pause_dated_before_the_last_resume_is_refused(self) -> None:
+        """Paused 10-20, then a pause dated 15: the five minutes would count twice."""
+        e = engine("wall")
+        e.start("A", owner="a")
+        e.pause("A", at=T0 + timedelta(minutes=10))
+        e.resume("A", at=T0 + timedelta(minutes=20))
+        before = e.get("A")
+        with pytest.raises(InvalidTimestampError, match="before the last resume") as err:
+            e.pause("A", at=T0 + timedelta(minutes=15))
+        assert err.value.field == "paused_at"
+        assert e.get("A") == before
+        again = e.pause("A", at=T0 + timedelta(minutes=20))
+        done = e.resume("A", at=T0 + timedelta(minutes=25))
+        assert done.paused_seconds == 15 * 60
+        assert again.paused_at == T0 + timedelta(minutes=20)

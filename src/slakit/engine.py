@@ -1091,10 +1091,24 @@ class Engine:
                 )
             if h.paused_at is not None:
                 return None
+            if h.paused_seconds or h.paused_business_seconds:
+                self._after_last_resume(h, when)
             new = attrs.evolve(h, paused_at=when, next_due_at=None)
             return new, [self._trace(new, "pause", "pause", when)]
 
         return self._event(id, change)
+
+    def _after_last_resume(self, h: Handoff, when: datetime) -> None:
+        """:raises InvalidTimestampError: when ``when`` is before ``h``'s last resume: a
+        pause dated inside time already paused would count that time twice."""
+        last = max((t.at for t in self.store.traces(h.id) if t.action == "resume"), default=None)
+        if last is not None and when < last:
+            raise InvalidTimestampError(
+                f"paused_at {when.isoformat()} is before the last resume of handoff "
+                f"{h.id!r} at {last.isoformat()}; that time was paused already",
+                field="paused_at",
+                value=when,
+            )
 
     def resume(self, id: str, at: datetime | None = None) -> Handoff:
         """Restart a paused clock; deadlines move by the paused time.
