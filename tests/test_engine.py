@@ -1470,3 +1470,30 @@ class TestWallTimersInAnyZone:
             assert [s.due_at for s in policy.schedule(one)] == [
                 s.due_at for s in policy.schedule(two)
             ]
+
+
+class TestEngineSettings:
+    @pytest.mark.parametrize(
+        ("key", "value"),
+        [
+            ("batch_size", 0),
+            ("batch_size", -1),
+            ("batch_size", 2.5),
+            ("max_attempts", "8"),
+            ("max_attempts", 2.5),
+            ("claim_lease", -5),
+            ("outbox_lease", 0),
+            ("backoff_base", "x"),
+            ("backoff_cap", math.inf),
+            ("worker_id", "a\nb"),
+        ],
+    )
+    def test_a_bad_engine_setting_is_a_config_error_naming_it(self, key: str, value: Any) -> None:
+        """``batch_size = 0`` used to be taken, and then no due step ever fired."""
+        with pytest.raises(slakit.errors.ConfigError) as err:
+            slakit.Engine.from_config({"engine": {key: value}, "policies": {"p": {}}})
+        assert err.value.field == f"engine.{key}"
+        assert str(err.value).startswith(f"[engine] {key} must be")
+        with pytest.raises(ValidationError) as direct:
+            slakit.Engine(policies=[slakit.Policy.default()], **{key: value})
+        assert direct.value.field == key

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import slakit
-from slakit.errors import UnknownAdapterError
+from slakit.errors import ConfigError, UnknownAdapterError
 from slakit.plugins import PluginError, Plugins, get_plugin_manager
 
 
@@ -100,6 +100,66 @@ class TestBuiltins:
             assert [n.recipient for n in sent] == ["pager"]
         finally:
             pm.unregister(name="undo-actions")
+
+    def test_a_failing_plugin_action_stops_only_its_handoff(self) -> None:
+        """An action that raises is reported in the check's errors; the other handoffs'
+        steps are applied, and the failing one is left as it was."""
+
+        def boom(ctx: Any, arg: str | None) -> None:
+            if ctx.handoff.id == "bad":
+                raise RuntimeError("blew up")
+
+        class Actions:
+            @slakit.hookimpl
+            def slakit_register_actions(self, register: Any) -> None:
+                register("boom", boom)
+
+        pm = get_plugin_manager(autoload=False)
+        pm.register(Actions(), name="undo-boom")
+        try:
+            engine = slakit.Engine.from_config(
+                {"policies": {"p": {"basis": "wall", "steps": [{"at": "1x", "do": ["boom"]}]}}},
+                plugins=Plugins(pm),
+                clock=slakit.ManualClock(slakit.ManualClock().now()),
+            )
+            bad, good = engine.start("bad", owner="a"), engine.start("good", owner="a")
+            assert bad.deadline_at is not None
+            result = engine.check(bad.deadline_at)
+            assert [a.handoff_id for a in result.applied] == ["good"]
+            assert result.errors == ("bad: RuntimeError: blew up",)
+            assert engine.get("bad") == bad
+            assert engine.get("good").stage == 1
+            assert good.stage == 0
+        finally:
+            pm.unregister(name="undo-boom")
+
+    @pytest.mark.parametrize("made", [None, 42])
+    def test_a_factory_that_gives_no_adapter_is_a_config_error(self, made: Any) -> None:
+        """A store factory returning None would leave the engine on a memory store."""
+
+        class Junk:
+            @slakit.hookimpl
+            def slakit_register_stores(self, register: Any) -> None:
+                register("junkstore", lambda **kw: made)
+
+            @slakit.hookimpl
+            def slakit_register_notifiers(self, register: Any) -> None:
+                register("junknote", lambda **kw: made)
+
+        pm = get_plugin_manager(autoload=False)
+        pm.register(Junk(), name="undo-junk")
+        try:
+            for config, field in (
+                ({"store": {"adapter": "junkstore"}}, "store.adapter"),
+                ({"notifiers": [{"adapter": "junknote"}]}, "notifier.adapter"),
+            ):
+                with pytest.raises(ConfigError, match="gave") as err:
+                    slakit.Engine.from_config(
+                        {**config, "policies": {"p": {}}}, plugins=Plugins(pm)
+                    )
+                assert err.value.field == field
+        finally:
+            pm.unregister(name="undo-junk")
 
     def test_autoload_can_be_disabled_by_environment(self, monkeypatch: Any) -> None:
         """SLAKIT_DISABLE_PLUGIN_AUTOLOAD keeps entry-point plugins out."""

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from slakit.errors import ConfigError, SlakitError
+from slakit.errors import ConfigError, SlakitError, ValidationError
 
 if TYPE_CHECKING:
     from slakit.calendar import BusinessCalendar
@@ -201,7 +201,7 @@ def _adapter_options(table: Mapping[str, Any], kind: str, base: Path) -> tuple[s
 
 def _construct(kind: str, name: str, factory: Any, options: Mapping[str, Any]) -> Any:
     try:
-        return factory(name, **options)
+        made = factory(name, **options)
     except TypeError as exc:
         raise ConfigError(
             f"{kind} adapter {name!r} does not accept these options "
@@ -209,6 +209,27 @@ def _construct(kind: str, name: str, factory: Any, options: Mapping[str, Any]) -
             field=f"{kind}.{name}",
             value=sorted(options),
         ) from None
+    _check_made(kind, name, made)
+    return made
+
+
+def _check_made(kind: str, name: str, made: Any) -> None:
+    """:raises ConfigError: when an adapter's factory gave something that is not one
+    (``None`` would otherwise make the engine fall back to a memory store, and lose
+    every write when the process ends)."""
+    from slakit.abc import Notifier, RecordStore, TraceSink
+
+    wanted = {"store": RecordStore, "notifier": Notifier, "trace sink": TraceSink}[kind]
+    if isinstance(made, wanted):
+        return
+    methods = {"store": ("insert", "claim_due"), "notifier": ("send",), "trace sink": ("emit",)}
+    if made is not None and all(callable(getattr(made, m, None)) for m in methods[kind]):
+        return  # duck-typed, as plugins may be
+    raise ConfigError(
+        f"{kind} adapter {name!r} gave {type(made).__name__}, not a {wanted.__name__}",
+        field=f"{kind}.adapter",
+        value=name,
+    )
 
 
 def build_engine(
@@ -271,17 +292,25 @@ def build_engine(
             field=f"engine.{unknown[0]}",
             value=unknown[0],
         )
+    from_file = set(settings)
     settings.update(overrides)
-    engine = Engine(
-        store=store,
-        policies=policies,
-        notifiers=notifiers,
-        trace_sinks=sinks,
-        clock=clock,
-        breach_reasons=breach_reasons,
-        plugins=plugins,
-        **settings,
-    )
+    try:
+        engine = Engine(
+            store=store,
+            policies=policies,
+            notifiers=notifiers,
+            trace_sinks=sinks,
+            clock=clock,
+            breach_reasons=breach_reasons,
+            plugins=plugins,
+            **settings,
+        )
+    except ValidationError as exc:
+        if exc.field not in from_file:
+            raise
+        raise ConfigError(
+            f"[engine] {exc.message}", field=f"engine.{exc.field}", value=exc.value
+        ) from None
     engine.config = data
     engine.config_path = None if isinstance(source, Mapping) else Path(source)
     engine.calendars = calendars

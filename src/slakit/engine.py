@@ -236,19 +236,21 @@ class Engine:
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.breach_reasons = dict(breach_reasons) if breach_reasons else {}
         self._plugins = plugins
-        self.worker_id = worker_id or _default_worker_id()
-        if max_attempts < 1:
+        if worker_id is not None and (
+            not isinstance(worker_id, str) or not worker_id.strip() or not worker_id.isprintable()
+        ):
             raise ValidationError(
-                f"max_attempts must be >= 1, got {max_attempts!r}",
-                field="max_attempts",
-                value=max_attempts,
+                f"worker_id must be one line of text, got {worker_id!r}",
+                field="worker_id",
+                value=worker_id,
             )
-        self.max_attempts = max_attempts
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
-        self.batch_size = batch_size
-        self.claim_lease = claim_lease
-        self.outbox_lease = outbox_lease
+        self.worker_id = worker_id or _default_worker_id()
+        self.max_attempts = _whole_number("max_attempts", max_attempts)
+        self.batch_size = _whole_number("batch_size", batch_size)
+        self.backoff_base = _seconds("backoff_base", backoff_base)
+        self.backoff_cap = _seconds("backoff_cap", backoff_cap)
+        self.claim_lease = _seconds("claim_lease", claim_lease)
+        self.outbox_lease = _seconds("outbox_lease", outbox_lease)
         self._rng = rng or random.Random()
         self._stop = threading.Event()
         self._running = False
@@ -1257,6 +1259,10 @@ class Engine:
                 errors.append(f"{h.id}: {exc}")
                 log.warning("handoff %r not processed: %s", h.id, exc)
                 continue
+            except Exception as exc:  # a plugin action's bug stops its handoff, not the check
+                errors.append(f"{h.id}: {type(exc).__name__}: {exc}")
+                log.exception("handoff %r not processed", h.id)
+                continue
             if plan is None:
                 progressed = True
             else:
@@ -1799,6 +1805,33 @@ def _lease(seconds: float, started: float) -> float:
     is still sending them. The time since the start is added back.
     """
     return seconds + max(0.0, time.monotonic() - started)
+
+
+def _whole_number(field: str, value: Any) -> int:
+    """:raises ValidationError: unless ``value`` is an integer of at least 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValidationError(
+            f"{field} must be a whole number of at least 1, got {value!r}",
+            field=field,
+            value=value,
+        )
+    return value
+
+
+def _seconds(field: str, value: Any) -> float:
+    """:raises ValidationError: unless ``value`` is a positive, finite number of seconds."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValidationError(
+            f"{field} must be a positive number of seconds, got {value!r}",
+            field=field,
+            value=value,
+        )
+    return float(value)
 
 
 def _storable_error(text: str) -> str:
