@@ -187,6 +187,20 @@ class TestBasics:
         assert shown["owner"] == "ann"
         assert shown["attributes"] == {"owner": "crm-17", "attributes": "x"}
 
+    @pytest.mark.parametrize("table", ["review", "import"])
+    def test_an_unknown_key_in_a_command_table_fails_every_command(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, table: str
+    ) -> None:
+        """Found when the config is read, before any database is made."""
+        monkeypatch.chdir(tmp_path)
+        (tmp_path / "slakit.toml").write_text(
+            f'[store]\nadapter = "sqlite"\npath = "s.db"\n[{table}]\nbogus = 1\n'
+            "[policies.p]\nsla_minutes = 30\n"
+        )
+        line = one_line_error(CliRunner().invoke(cli, ["status"]))
+        assert f"[{table}]: unknown key 'bogus'" in line
+        assert not (tmp_path / "s.db").exists()
+
     def test_check_json_exits_1_when_a_step_failed(self, project: Path) -> None:
         """A record whose policy is gone is an error in --json mode too, not exit 0."""
         run("start", "M1", "--policy", "post-meeting-follow-up", "--started-at", T0)

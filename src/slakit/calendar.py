@@ -910,9 +910,9 @@ def _parse(config: Mapping[str, Any]) -> _Spec:
     closed_periods = _parse_closed_periods(config.get("closed_periods", []), tz)
     open_days = _parse_open(config.get("open", []))
     horizon = config.get("horizon_years", 10)
-    if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
+    if isinstance(horizon, bool) or not isinstance(horizon, int) or not 1 <= horizon <= 100:
         raise ConfigError(
-            f"horizon_years must be a positive integer, got {horizon!r}",
+            f"horizon_years must be a whole number from 1 to 100, got {horizon!r}",
             field="horizon_years",
             value=horizon,
         )
@@ -1044,6 +1044,15 @@ def _parse_holidays(value: object) -> tuple[dict[str, Any], ...]:
         if isinstance(categories, str):
             categories = (categories,)
         if categories is not None:
+            if not isinstance(categories, list | tuple) or not all(
+                isinstance(c, str) for c in categories
+            ):
+                raise ConfigError(
+                    f"holidays for {country!r}: categories must be a name or a list of "
+                    f"names, got {categories!r}",
+                    field="holidays.categories",
+                    value=categories,
+                )
             categories = tuple(categories)
             spec["categories"] = categories
         observed = spec.get("observed", True)

@@ -1051,14 +1051,6 @@ def import_(
     from slakit.config import find_config, load_config
 
     settings = load_config(find_config(config))[0].get("import") or {}
-    allowed = ("map", "policy", "tz", "ambiguous", "time_format", "delimiter")
-    unknown = sorted(set(settings) - set(allowed))
-    if unknown:
-        raise ConfigError(
-            f"[import]: unknown key {unknown[0]!r} (allowed: {', '.join(allowed)})",
-            field=f"import.{unknown[0]}",
-            value=unknown[0],
-        )
     saved = settings.get("map") or {}
     if not isinstance(saved, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in saved.items()

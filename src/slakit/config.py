@@ -40,6 +40,9 @@ TOP_LEVEL_KEYS = (
     "import",
     "review",
 )
+#: The keys of ``[import]`` (defaults for ``slakit import``).
+IMPORT_KEYS = ("map", "policy", "tz", "ambiguous", "time_format", "delimiter")
+
 _ENGINE_KEYS = (
     "max_attempts",
     "backoff_base",
@@ -117,6 +120,14 @@ def load_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> tuple[dic
             raise ConfigError(
                 f"[{key}] must be a table, got {data[key]!r}", field=key, value=data[key]
             )
+    settings = data.get("import") or {}
+    unknown = sorted(set(settings) - set(IMPORT_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"[import]: unknown key {unknown[0]!r} (allowed: {', '.join(IMPORT_KEYS)})",
+            field=f"import.{unknown[0]}",
+            value=unknown[0],
+        )
     for key in ("notifiers", "trace_sinks"):
         if key in data and (
             not isinstance(data[key], list) or not all(isinstance(x, Mapping) for x in data[key])
@@ -245,8 +256,10 @@ def build_engine(
     """
     from slakit.engine import Engine
     from slakit.plugins import get_plugins
+    from slakit.review import ReviewSettings
 
     data, base = load_config(source)
+    ReviewSettings.from_config(data.get("review"))  # a bad [review] fails every command alike
     plugins = plugins or get_plugins()
     calendars = build_calendars(data)
     policies = build_policies(data, calendars, plugins)
