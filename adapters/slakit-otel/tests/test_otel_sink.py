@@ -98,6 +98,21 @@ class TestRecordAttributes:
         assert got["slakit.detail.when"] == "2026-03-02T15:00:00+00:00"
         assert "slakit.detail.nothing" not in got
 
+    def test_integers_past_64_bits_travel_as_text(self) -> None:
+        """OTLP carries 64-bit integers; the encoder would drop a longer one."""
+        got = record_attributes(line(detail={"big": 2**70, "low": -(2**63) - 1, "ok": 2**63 - 1}))
+        assert got["slakit.detail.big"] == str(2**70)
+        assert got["slakit.detail.low"] == str(-(2**63) - 1)
+        assert got["slakit.detail.ok"] == 2**63 - 1
+
+    def test_a_key_spelt_twice_keeps_the_later_value_and_says_so(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        with caplog.at_level("WARNING", logger="slakit_otel"):
+            got = record_attributes(line(detail={"dotted.key": 1, "dotted": {"key": 2}}))
+        assert got["slakit.detail.dotted.key"] == 2
+        assert "slakit.detail.dotted.key is given twice" in caplog.text
+
 
 class TestOTelTraceSink:
     def test_a_batch_becomes_one_span_with_an_event_per_line(self, spans: Spans) -> None:

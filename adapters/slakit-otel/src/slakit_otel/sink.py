@@ -48,6 +48,7 @@ LINE_FIELDS = ("handoff_id", "policy", "rule", "action", "outcome", "actor")
 SCOPE = "slakit"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _MAX_DEPTH = 6
 
 
@@ -87,7 +88,15 @@ def _nanos(at: datetime) -> int:
 def _flatten(prefix: str, value: Any, out: dict[str, AttributeValue], depth: int = 0) -> None:
     if value is None:
         return
-    if isinstance(value, bool | str | int | float):
+    if (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and not _INT64_MIN <= value <= _INT64_MAX
+    ):
+        out[prefix] = str(value)  # OTLP carries 64-bit integers; a longer one goes as text
+    elif isinstance(value, bool | str | int | float):
+        if prefix in out:
+            log.warning("otel trace sink: %s is given twice in one line; the later wins", prefix)
         out[prefix] = value
     elif isinstance(value, datetime):
         out[prefix] = value.isoformat()
