@@ -1230,6 +1230,31 @@ class TestEvents:
             assert engine.run(interval=0.01, max_ticks=2) == 2
         assert len(sent) == 2
 
+    def test_run_loop_backs_off_from_due_work_it_cannot_take(self) -> None:
+        """A due handoff this worker cannot process (its policy was removed; or leased
+        by a worker that died) keeps the next wake-up in the past. The loop backs off
+        1, 2, 4… s (at most claim_lease) instead of spinning: it ran 400 ticks in 5 s."""
+        import threading
+        import time as _time
+
+        engine, clock = wall_engine(claim_lease=60)
+        h = engine.start("L1", owner="a")
+        engine.store.update(h._replace(policy="gone"), h.version)
+        clock.advance(hours=1)
+        ticks: list[float] = []
+        runner = threading.Thread(
+            target=lambda: engine.run(
+                interval=60, on_tick=lambda c, d: ticks.append(_time.monotonic())
+            )
+        )
+        runner.start()
+        _time.sleep(2.5)
+        engine.stop()
+        runner.join(5)
+        assert not runner.is_alive()
+        assert 2 <= len(ticks) <= 3  # at 0 s, 1 s and 3 s: not hundreds
+        assert ticks[1] - ticks[0] >= 0.9
+
     def test_run_loop_rides_out_a_store_outage(self, caplog: pytest.LogCaptureFixture) -> None:
         """A tick failing with StoreError is logged and tried again; work resumes after."""
         import threading

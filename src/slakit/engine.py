@@ -1734,6 +1734,7 @@ class Engine:
         self.setup()
         ticks = 0
         failures = 0
+        stalled = 0  # ticks in a row that found due work and could take none of it
         self._running = True
         try:
             while not self._stop.is_set():
@@ -1767,6 +1768,21 @@ class Engine:
                 wait = interval
                 if nxt is not None:
                     wait = min(interval, max(0.0, (nxt - self._now(None)).total_seconds()))
+                checked, delivered = result
+                if (
+                    wait <= 0
+                    and not (checked.applied or checked.lost)
+                    and not (
+                        delivered.sent or delivered.retried or delivered.dead or delivered.lost
+                    )
+                ):
+                    # Work is due that this tick could not take: leased by another
+                    # worker (or one that died), or failing. Its lease runs out within
+                    # claim_lease; back off until then instead of spinning.
+                    stalled += 1
+                    wait = min(interval, self.claim_lease, 2.0 ** min(stalled - 1, 16))
+                else:
+                    stalled = 0
                 self._sleep(wait)
         finally:
             self._running = False

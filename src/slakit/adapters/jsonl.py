@@ -40,14 +40,26 @@ class JSONLTraceSink(TraceSink):
         self._lock = threading.Lock()
 
     def emit(self, records: Iterable[TraceRecord]) -> None:
-        """Append the lines; one write per batch."""
-        lines = "".join(trace_line(r) for r in records)
-        if not lines:
+        """Append the lines; one write per batch.
+
+        A file that does not end with a newline (a process killed in the middle
+        of a write) gets one first, so the torn line stays a line of its own and
+        the next ones are whole.
+        """
+        data = "".join(trace_line(r) for r in records).encode("utf-8")
+        if not data:
             return
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as fh:
-                fh.write(lines)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    data = b"\n" + data
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
                 if self.fsync:
-                    fh.flush()
-                    os.fsync(fh.fileno())
+                    os.fsync(fd)
+            finally:
+                os.close(fd)

@@ -1,0 +1,50 @@
+"""The JSONL trace sink: whole lines, also after a torn write."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from slakit.adapters.jsonl import JSONLTraceSink, trace_line
+from slakit.records import TraceRecord
+
+AT = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
+
+
+def record(i: int) -> TraceRecord:
+    return TraceRecord(
+        trace_id="4bf92f3577b34da6a3ce929d0e0e4736",
+        handoff_id=f"h{i}",
+        policy="p",
+        rule="step:1x",
+        action="notify:owner",
+        actor="engine",
+        at=AT,
+        outcome="ok",
+        detail={"stage": 0},
+    )
+
+
+def test_lines_are_appended_whole(tmp_path: Path) -> None:
+    path = tmp_path / "logs" / "ops.jsonl"
+    sink = JSONLTraceSink(path, fsync=True)
+    sink.emit([record(1), record(2)])
+    sink.emit([])
+    sink.emit([record(3)])
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line)["handoff_id"] for line in lines] == ["h1", "h2", "h3"]
+    assert path.read_text(encoding="utf-8") == "".join(trace_line(record(i)) for i in (1, 2, 3))
+
+
+def test_a_torn_last_line_stays_apart_from_the_next(tmp_path: Path) -> None:
+    """A process killed mid-write leaves half a line; the next one starts on its own line
+    instead of being glued to it, so only the torn line is lost to a reader."""
+    path = tmp_path / "ops.jsonl"
+    path.write_text(trace_line(record(1)) + trace_line(record(2))[:40], encoding="utf-8")
+    JSONLTraceSink(path).emit([record(3)])
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 3
+    assert json.loads(lines[0])["handoff_id"] == "h1"
+    assert lines[1] == trace_line(record(2))[:40]
+    assert json.loads(lines[2])["handoff_id"] == "h3"
