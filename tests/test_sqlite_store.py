@@ -727,3 +727,22 @@ def test_an_adapter_for_none_registered_elsewhere_is_kept(
     monkeypatch.setitem(sqlite3.adapters, key, theirs)
     sqlite_module._bind_none_quickly()
     assert sqlite3.adapters[key] is theirs
+
+
+def test_a_removed_database_file_is_an_outage_not_an_empty_store(tmp_path: Path) -> None:
+    """Connections opened before the file was deleted keep writing to the deleted file;
+    the run loop's per-tick wake-up query says so instead of reporting nothing due."""
+    from slakit.errors import StoreError
+
+    path = tmp_path / "gone.db"
+    store = SQLiteStore(path)
+    store.setup()
+    assert store.next_wakeup() is None
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    with pytest.raises(StoreError, match="removed or replaced"):
+        store.next_wakeup()
+    SQLiteStore(path).setup()  # another file under the same name
+    with pytest.raises(StoreError, match="removed or replaced"):
+        store.next_wakeup()
+    store.close()

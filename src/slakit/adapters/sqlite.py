@@ -960,6 +960,7 @@ class SQLiteStore(RecordStore):
         self._shared: sqlite3.Connection | None = None
         self._shared_lock = threading.RLock()
         self._setup_lock = threading.Lock()
+        self._file_id: tuple[int, int] | None = None
         self._ready = False
         self._closed = False
 
@@ -1110,7 +1111,34 @@ class SQLiteStore(RecordStore):
             if self._ready:
                 return
             self._retrying("setup", self._setup_once)
+            self._file_id = self._current_file_id()
             self._ready = True
+
+    def _current_file_id(self) -> tuple[int, int] | None:
+        """The database file's (device, inode); ``None`` in memory or when it is gone."""
+        if self.in_memory:
+            return None
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino)
+
+    def _check_file(self) -> None:
+        """:raises StoreError: when the file this store opened was removed or replaced.
+
+        Open connections keep writing to the old file, where nothing else looks:
+        a loop that went on would report "nothing due" for ever.
+        """
+        if self.in_memory or not self._ready:
+            return
+        if self._current_file_id() != self._file_id:
+            raise StoreError(
+                f"SQLite database {self.path!r} was removed or replaced while this process "
+                "had it open; restart it to use the file now there",
+                field="path",
+                value=self.path,
+            )
 
     def _setup_once(self) -> None:
         with self._guard():
@@ -1391,6 +1419,8 @@ class SQLiteStore(RecordStore):
         )
 
     def next_wakeup(self) -> datetime | None:
+        self._check_file()  # once per tick of a run loop
+
         def q(conn: sqlite3.Connection) -> list[int | None]:
             due = conn.execute(
                 "SELECT min(next_due_at) FROM handoffs WHERE next_due_at IS NOT NULL"
