@@ -953,6 +953,52 @@ class TestRunProcess:
         assert time.monotonic() - t < 1.0
         assert "stopped after" in log.read_text()
 
+    def _lock(self, project: Path, busy_ms: int) -> sqlite3.Connection:
+        """Another process's write lock on the database, and a short busy_timeout."""
+        config = project / "slakit.toml"
+        text = config.read_text()
+        config.write_text(text.replace("[store]\n", f"[store]\nbusy_timeout = {busy_ms}\n", 1))
+        holder = sqlite3.connect(project / "slakit.db", isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        return holder
+
+    def test_sigterm_while_the_database_is_locked_stops_soon(
+        self, run_proc: tuple[list[subprocess.Popen[bytes]], Path]
+    ) -> None:
+        """Waiting for another process's lock is not a transaction in flight: SIGTERM ends
+        the wait after the statement's busy_timeout, not after every retry."""
+        procs, project = run_proc
+        holder = self._lock(project, busy_ms=1000)
+        try:
+            log = self._start(procs, project)
+            time.sleep(1.5)
+            t = time.monotonic()
+            procs[0].send_signal(signal.SIGTERM)
+            assert procs[0].wait(timeout=15) == 0, log.read_text()
+            assert time.monotonic() - t < 3.0, log.read_text()
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+
+    def test_a_database_locked_at_start_is_waited_out(
+        self, run_proc: tuple[list[subprocess.Popen[bytes]], Path]
+    ) -> None:
+        """A lock held past every retry at start-up is logged and retried, as a store outage
+        later on is: the loop goes on once the lock is released."""
+        procs, project = run_proc
+        holder = self._lock(project, busy_ms=100)
+        try:
+            log = self._start(procs, project)
+            _wait_for(log, "tick failed (1 in a row)")
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        _wait_for(log, "the store answers again")
+        _wait_for(log, "tick:")
+        assert procs[0].poll() is None
+        procs[0].send_signal(signal.SIGTERM)
+        assert procs[0].wait(timeout=5) == 0
+
     def test_sigterm_while_busy_finishes_the_transaction_in_flight(
         self, run_proc: tuple[list[subprocess.Popen[bytes]], Path]
     ) -> None:

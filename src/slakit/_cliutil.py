@@ -198,13 +198,13 @@ now_option = click.option(
 
 
 @contextmanager
-def open_engine(config: Path | None) -> Iterator[Engine]:
-    """The engine of the config file, set up, closed afterwards."""
+def open_engine(config: Path | None, *, setup: bool = True) -> Iterator[Engine]:
+    """The engine of the config file, set up (unless ``setup=False``), closed afterwards."""
     from slakit.config import build_engine, find_config
 
     engine = build_engine(find_config(config))
     try:
-        yield engine.setup()
+        yield engine.setup() if setup else engine
     finally:
         engine.close()
 

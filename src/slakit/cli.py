@@ -764,8 +764,9 @@ def run(interval: float, once: bool, config: Path | None) -> None:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
         )
-    with open_engine(config) as engine:
-        engine.setup()
+    # Set up inside the loop, after the signal handlers: a store down or locked at
+    # start is an outage to wait out (and to stop during), as it is later on.
+    with open_engine(config, setup=False) as engine:
 
         def _stop(signum: int, _frame: Any) -> None:
             log.info("received %s; stopping after the current tick", signal.Signals(signum).name)

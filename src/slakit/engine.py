@@ -1707,9 +1707,20 @@ class Engine:
         return self._running and self._stop.is_set()
 
     def stop(self) -> None:
-        """Ask :meth:`run` to return after the current tick."""
+        """Ask :meth:`run` to return after the current tick.
+
+        A store with ``stop_waiting()`` (SQLite) is asked to give up waiting for
+        a lock another process holds, so the loop does not outlive the stop by
+        the store's whole retry budget; a transaction in flight still finishes.
+        """
         self._stop.set()
         self._wake.set()
+        self._store_waits(False)
+
+    def _store_waits(self, wait: bool) -> None:
+        stop_waiting = getattr(self.store, "stop_waiting", None)
+        if callable(stop_waiting):
+            stop_waiting(not wait)
 
     def run(
         self,
@@ -1731,7 +1742,6 @@ class Engine:
 
         :returns: the number of ticks run.
         """
-        self.setup()
         ticks = 0
         failures = 0
         stalled = 0  # ticks in a row that found due work and could take none of it
@@ -1739,6 +1749,7 @@ class Engine:
         try:
             while not self._stop.is_set():
                 try:
+                    self.setup()  # a store down or locked at start is an outage too
                     result = self.tick()
                     nxt = self.store.next_wakeup()
                 except SchemaVersionError:
@@ -1746,6 +1757,9 @@ class Engine:
                 except StoreError as exc:
                     if max_ticks is not None:
                         raise
+                    if self._stop.is_set():
+                        log.info("stopped while the store was failing: %s", exc)
+                        break
                     failures += 1
                     wait = min(interval, 2.0 ** min(failures - 1, 16))
                     log.warning(
@@ -1787,6 +1801,7 @@ class Engine:
         finally:
             self._running = False
             self._stop.clear()
+            self._store_waits(True)
         return ticks
 
     def _sleep(self, seconds: float) -> None:

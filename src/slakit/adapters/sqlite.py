@@ -961,6 +961,7 @@ class SQLiteStore(RecordStore):
         self._shared_lock = threading.RLock()
         self._setup_lock = threading.Lock()
         self._file_id: tuple[int, int] | None = None
+        self._give_up = threading.Event()
         self._ready = False
         self._closed = False
 
@@ -1028,11 +1029,32 @@ class SQLiteStore(RecordStore):
         if not self._ready:
             self.setup()
 
+    def stop_waiting(self, stop: bool = True) -> None:
+        """Give up waiting for a lock (``stop=False`` waits again): while set, a
+        retry raises :class:`StoreError` instead of waiting once more.
+
+        :meth:`slakit.Engine.stop` calls it, so a ``slakit run`` told to stop
+        while another process holds the database does not wait through every
+        retry first (9 × 5 s by default); :meth:`slakit.Engine.run` clears it
+        when it returns. A statement already waiting ends its ``busy_timeout``.
+        """
+        if stop:
+            self._give_up.set()
+        else:
+            self._give_up.clear()
+
     def _retrying(self, what: str, attempt: Callable[[], T]) -> T:
         """Run ``attempt``, retrying with capped backoff while the database is locked."""
         delay = 0.005
         last: sqlite3.Error | None = None
         for _ in range(self.lock_retries + 1):
+            if last is not None and self._give_up.is_set():
+                raise StoreError(
+                    f"sqlite store {self.path!r}: {what} stopped waiting for the lock "
+                    "(the process is stopping)",
+                    field="path",
+                    value=self.path,
+                ) from last
             try:
                 return attempt()
             except sqlite3.OperationalError as exc:
