@@ -44,6 +44,7 @@ from slakit._cliutil import (
 from slakit._gc import paused
 from slakit._time import AMBIGUOUS_CHOICES, Ambiguous, localize
 from slakit.errors import ConfigError, SlakitError, ValidationError
+from slakit.handoff import _FIELD_NAMES
 from slakit.records import OutboxItem, OutboxState
 
 __all__ = ["cli", "main"]
@@ -826,24 +827,8 @@ _KNOWN_COLUMNS = (
 #: state the engine derives (timers, elapsed times, stage, status) or keeps
 #: itself. In a file that is such an export they are left out, not kept as
 #: attributes.
-_EXPORT_ONLY = (
-    "breached",
-    "breach_reason",
-    "within_business_hours",
-    "stage",
-    "stopped_at",
-    "next_due_at",
-    "deadline_at",
-    "wall_deadline_at",
-    "business_deadline_at",
-    "paused_at",
-    "paused_seconds",
-    "paused_business_seconds",
-    "wall_elapsed_seconds",
-    "business_elapsed_seconds",
-    "ingested_at",
-    "version",
-    "status",
+_EXPORT_ONLY = tuple(
+    f for f in (*_FIELD_NAMES, "status") if f not in _KNOWN_COLUMNS and f != "attributes"
 )
 #: The field a left-out column maps to.
 _SKIP = ""
@@ -978,6 +963,24 @@ def _column_fields(
     return fields
 
 
+@contextlib.contextmanager
+def _spooled(file: Path) -> Iterator[tuple[Path, str]]:
+    """``file`` and its name for messages; ``-`` is standard input, spooled to a
+    temporary file (an import reads its file twice: to count rows, then to load)."""
+    if str(file) != "-":
+        yield file, str(file)
+        return
+    import tempfile
+
+    stream = sys.stdin
+    with tempfile.TemporaryDirectory(prefix="slakit-import-") as tmp:
+        spool = Path(tmp) / "stdin.csv"
+        with spool.open("w", encoding="utf-8", newline="") as out:
+            while chunk := stream.read(1 << 16):
+                out.write(chunk)
+        yield spool, "<stdin>"
+
+
 @cli.command("import", cls=Command)
 @click.argument(
     "file", type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path)
@@ -1090,46 +1093,8 @@ def import_(
             raise click.BadParameter(
                 f"must be one character or 'tab', got {delimiter!r}", param_hint="--delimiter"
             )
-    with _spooled(file) as (file, shown):
-        _import(
-            file, shown, mapping, policy, tz, ambiguous, time_format, delimiter,
-            skip_invalid, batch_size, dry_run, config, as_json,
-        )  # fmt: skip
-
-
-@contextlib.contextmanager
-def _spooled(file: Path) -> Iterator[tuple[Path, str]]:
-    """``file`` and its name for messages; ``-`` is standard input, spooled to a
-    temporary file (an import reads its file twice: to count rows, then to load)."""
-    if str(file) != "-":
-        yield file, str(file)
-        return
-    import tempfile
-
-    stream = sys.stdin
-    with tempfile.TemporaryDirectory(prefix="slakit-import-") as tmp:
-        spool = Path(tmp) / "stdin.csv"
-        with spool.open("w", encoding="utf-8", newline="") as out:
-            while chunk := stream.read(1 << 16):
-                out.write(chunk)
-        yield spool, "<stdin>"
-
-
-def _import(
-    file: Path,
-    shown: str,
-    mapping: dict[str, str],
-    policy: str | None,
-    tz: str | None,
-    ambiguous: Any,
-    time_format: str | None,
-    delimiter: str | None,
-    skip_invalid: bool,
-    batch_size: int,
-    dry_run: bool,
-    config: Path | None,
-    as_json: bool,
-) -> None:
+    # Standard input is spooled to a file click removes when the command ends.
+    file, shown = click.get_current_context().with_resource(_spooled(file))
     sep, header = _csv_header(file, delimiter, shown)
     columns = _column_fields(shown, header, mapping)
     if set(_EXPORT_ONLY) <= set(columns.values()):
@@ -1269,9 +1234,7 @@ def export(
             for h in rows:
                 out.write(json.dumps(h.to_dict(), default=str) + "\n")
         else:
-            import attrs
-
-            fields = [a.name for a in attrs.fields(slakit.Handoff)] + ["status"]
+            fields = [*_FIELD_NAMES, "status"]
             writer = csv.DictWriter(out, fieldnames=fields)
             writer.writeheader()
             for h in rows:
