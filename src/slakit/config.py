@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +52,17 @@ _ENGINE_KEYS = (
     "outbox_lease",
     "worker_id",
 )
+
+
+def refuse_unknown_keys(section: str, table: Mapping[str, Any], allowed: Sequence[str]) -> None:
+    """:raises ConfigError: naming the first key of ``[section]`` not in ``allowed``."""
+    unknown = sorted(set(table) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"[{section}]: unknown key {unknown[0]!r} (allowed: {', '.join(allowed)})",
+            field=f"{section}.{unknown[0]}",
+            value=unknown[0],
+        )
 
 
 def find_config(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -120,14 +131,7 @@ def load_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> tuple[dic
             raise ConfigError(
                 f"[{key}] must be a table, got {data[key]!r}", field=key, value=data[key]
             )
-    settings = data.get("import") or {}
-    unknown = sorted(set(settings) - set(IMPORT_KEYS))
-    if unknown:
-        raise ConfigError(
-            f"[import]: unknown key {unknown[0]!r} (allowed: {', '.join(IMPORT_KEYS)})",
-            field=f"import.{unknown[0]}",
-            value=unknown[0],
-        )
+    refuse_unknown_keys("import", data.get("import") or {}, IMPORT_KEYS)
     for key in ("notifiers", "trace_sinks"):
         if key in data and (
             not isinstance(data[key], list) or not all(isinstance(x, Mapping) for x in data[key])
@@ -298,13 +302,7 @@ def build_engine(
             breach_reasons[key] = str(value)
 
     settings = dict(data.get("engine") or {})
-    unknown = sorted(set(settings) - set(_ENGINE_KEYS))
-    if unknown:
-        raise ConfigError(
-            f"[engine]: unknown key {unknown[0]!r} (allowed: {', '.join(_ENGINE_KEYS)})",
-            field=f"engine.{unknown[0]}",
-            value=unknown[0],
-        )
+    refuse_unknown_keys("engine", settings, _ENGINE_KEYS)
     from_file = set(settings)
     settings.update(overrides)
     try:

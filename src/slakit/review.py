@@ -166,14 +166,10 @@ class ReviewSettings:
 
         :raises ConfigError: for an unknown key or a bad value, naming it.
         """
+        from slakit.config import refuse_unknown_keys
+
         data = dict(table or {})
-        unknown = sorted(set(data) - set(_REVIEW_KEYS))
-        if unknown:
-            raise ConfigError(
-                f"[review]: unknown key {unknown[0]!r} (allowed: {', '.join(_REVIEW_KEYS)})",
-                field=f"review.{unknown[0]}",
-                value=unknown[0],
-            )
+        refuse_unknown_keys("review", data, _REVIEW_KEYS)
         kw: dict[str, Any] = {}
         if "timezone" in data:
             kw["timezone"] = _zone(data["timezone"], "review.timezone")
