@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 
 from slakit.adapters.jsonl import JSONLTraceSink, trace_line
 from slakit.records import TraceRecord
-
-AT = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
+from slakit.testing.store_contract import make_trace
 
 
 def record(i: int) -> TraceRecord:
-    return TraceRecord(
-        trace_id="4bf92f3577b34da6a3ce929d0e0e4736",
-        handoff_id=f"h{i}",
-        policy="p",
-        rule="step:1x",
-        action="notify:owner",
-        actor="engine",
-        at=AT,
-        outcome="ok",
-        detail={"stage": 0},
-    )
+    return make_trace(f"h{i}")
 
 
 def test_lines_are_appended_whole(tmp_path: Path) -> None:
