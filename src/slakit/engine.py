@@ -47,6 +47,7 @@ from slakit.handoff import (
     new_trace_id,
     replace_fields,
 )
+from slakit.notify import positive_seconds
 from slakit.plugins import Plugins, get_plugins
 from slakit.policy import Policy, Step, StepContext, run_actions
 from slakit.records import (
@@ -247,10 +248,10 @@ class Engine:
         self.worker_id = worker_id or _default_worker_id()
         self.max_attempts = _whole_number("max_attempts", max_attempts)
         self.batch_size = _whole_number("batch_size", batch_size)
-        self.backoff_base = _seconds("backoff_base", backoff_base)
-        self.backoff_cap = _seconds("backoff_cap", backoff_cap)
-        self.claim_lease = _seconds("claim_lease", claim_lease)
-        self.outbox_lease = _seconds("outbox_lease", outbox_lease)
+        self.backoff_base = positive_seconds(None, "backoff_base", backoff_base)
+        self.backoff_cap = positive_seconds(None, "backoff_cap", backoff_cap)
+        self.claim_lease = positive_seconds(None, "claim_lease", claim_lease)
+        self.outbox_lease = positive_seconds(None, "outbox_lease", outbox_lease)
         self._rng = rng or random.Random()
         self._stop = threading.Event()
         self._running = False
@@ -1847,22 +1848,6 @@ def _whole_number(field: str, value: Any) -> int:
             value=value,
         )
     return value
-
-
-def _seconds(field: str, value: Any) -> float:
-    """:raises ValidationError: unless ``value`` is a positive, finite number of seconds."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ValidationError(
-            f"{field} must be a positive number of seconds, got {value!r}",
-            field=field,
-            value=value,
-        )
-    return float(value)
 
 
 def _storable_error(text: str) -> str:

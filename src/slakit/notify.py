@@ -46,10 +46,10 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, seconds)
 
 
-def positive_seconds(owner: str, field: str, value: Any) -> float:
+def positive_seconds(owner: str | None, field: str, value: Any) -> float:
     """``value`` as a float, if it is a positive, finite number of seconds.
 
-    :param owner: the notifier's name in the error message.
+    :param owner: the notifier's name in the error message (``None``: the field alone).
     :param field: the option, e.g. ``"timeout"``.
     :raises ConfigError: for anything else (``True`` included).
     """
@@ -60,7 +60,8 @@ def positive_seconds(owner: str, field: str, value: Any) -> float:
         or value <= 0
     ):
         raise ConfigError(
-            f"{owner} {field} must be a positive number of seconds, got {value!r}",
+            f"{field if owner is None else f'{owner} {field}'} must be a positive number "
+            f"of seconds, got {value!r}",
             field=field,
             value=value,
         )
