@@ -438,25 +438,6 @@ class Engine:
             )
         self._sink_backlog[id(sink)] = lines
 
-    def _timers(self, policy: Policy, h: Handoff) -> Handoff:
-        """Recompute deadlines and ``next_due_at`` from the record's state."""
-        sla = h.sla_minutes if h.sla_minutes is not None else policy.sla_minutes
-        deadline, wall, business, due = policy.timers(
-            h.started_at,
-            sla,
-            paused_seconds=h.paused_seconds,
-            paused_business_seconds=h.paused_business_seconds,
-            stage=h.stage,
-        )
-        running = h.is_active and h.paused_at is None
-        return attrs.evolve(
-            h,
-            deadline_at=deadline,
-            wall_deadline_at=wall,
-            business_deadline_at=business,
-            next_due_at=due if running else None,
-        )
-
     # -- events ----------------------------------------------------------------
 
     def _build(
@@ -913,7 +894,7 @@ class Engine:
         so the record is judged on the time its clock really ran.
         """
         if h.paused_at is not None:
-            h = self._unpaused(pol, h, max(at, h.paused_at))
+            h = _unpaused(pol, h, max(at, h.paused_at))
         wall = (at - h.started_at) - timedelta(seconds=h.paused_seconds)
         business = pol.calendar.elapsed(h.started_at, at) - timedelta(
             seconds=h.paused_business_seconds
@@ -925,37 +906,6 @@ class Engine:
             next_due_at=None,
             wall_elapsed_seconds=max(0.0, wall.total_seconds()),
             business_elapsed_seconds=max(0.0, business.total_seconds()),
-        )
-
-    def _unpaused(self, pol: Policy, h: Handoff, at: datetime) -> Handoff:
-        """``h`` with its pause ended at ``at``: paused time added, timers moved by it.
-
-        A deadline the pause began after stays where it was: the record was
-        late already, and a pause cannot rescue it. The steps still move.
-        """
-        paused_at = h.paused_at
-        assert paused_at is not None
-        new = self._timers(
-            pol,
-            attrs.evolve(
-                h,
-                paused_at=None,
-                paused_seconds=h.paused_seconds + (at - paused_at).total_seconds(),
-                paused_business_seconds=h.paused_business_seconds
-                + pol.calendar.elapsed(paused_at, at).total_seconds(),
-            ),
-        )
-        wall, business = h.wall_deadline_at, h.business_deadline_at
-        late_wall = wall is not None and paused_at > wall
-        late_business = business is not None and paused_at > business
-        if not (late_wall or late_business):
-            return new
-        wall = wall if late_wall else new.wall_deadline_at
-        business = business if late_business else new.business_deadline_at
-        return new._replace(
-            wall_deadline_at=wall,
-            business_deadline_at=business,
-            deadline_at=wall if pol.basis == "wall" else business,
         )
 
     def _event(
@@ -1069,7 +1019,7 @@ class Engine:
                     value=id,
                 )
             if h.paused_at is not None:
-                h = self._unpaused(pol, h, max(when, h.paused_at))
+                h = _unpaused(pol, h, max(when, h.paused_at))
             new = attrs.evolve(h, cancelled_at=when, cancel_reason=reason, next_due_at=None)
             return new, [self._trace(new, "cancel", "cancel", when, reason=reason)]
 
@@ -1138,7 +1088,7 @@ class Engine:
                     field="at",
                     value=when,
                 )
-            new = self._unpaused(pol, h, when)
+            new = _unpaused(pol, h, when)
             return new, [
                 self._trace(
                     new,
@@ -1810,6 +1760,58 @@ class Engine:
         self._wake.clear()
         if not self._stop.is_set():
             self._wake.wait(max(seconds, 0.01))
+
+
+def _timers(policy: Policy, h: Handoff) -> Handoff:
+    """Recompute deadlines and ``next_due_at`` from the record's state."""
+    sla = h.sla_minutes if h.sla_minutes is not None else policy.sla_minutes
+    deadline, wall, business, due = policy.timers(
+        h.started_at,
+        sla,
+        paused_seconds=h.paused_seconds,
+        paused_business_seconds=h.paused_business_seconds,
+        stage=h.stage,
+    )
+    running = h.is_active and h.paused_at is None
+    return attrs.evolve(
+        h,
+        deadline_at=deadline,
+        wall_deadline_at=wall,
+        business_deadline_at=business,
+        next_due_at=due if running else None,
+    )
+
+
+def _unpaused(pol: Policy, h: Handoff, at: datetime) -> Handoff:
+    """``h`` with its pause ended at ``at``: paused time added, timers moved by it.
+
+    A deadline the pause began after stays where it was: the record was
+    late already, and a pause cannot rescue it. The steps still move.
+    """
+    paused_at = h.paused_at
+    assert paused_at is not None
+    new = _timers(
+        pol,
+        attrs.evolve(
+            h,
+            paused_at=None,
+            paused_seconds=h.paused_seconds + (at - paused_at).total_seconds(),
+            paused_business_seconds=h.paused_business_seconds
+            + pol.calendar.elapsed(paused_at, at).total_seconds(),
+        ),
+    )
+    wall, business = h.wall_deadline_at, h.business_deadline_at
+    late_wall = wall is not None and paused_at > wall
+    late_business = business is not None and paused_at > business
+    if not (late_wall or late_business):
+        return new
+    wall = wall if late_wall else new.wall_deadline_at
+    business = business if late_business else new.business_deadline_at
+    return new._replace(
+        wall_deadline_at=wall,
+        business_deadline_at=business,
+        deadline_at=wall if pol.basis == "wall" else business,
+    )
 
 
 def _past_the_calendar(

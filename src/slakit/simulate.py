@@ -228,34 +228,32 @@ def _as_of(
     if h.stopped_at is not None and h.stopped_at > when:
         changes.update(stopped_at=None, wall_elapsed_seconds=None, business_elapsed_seconds=None)
     if pauses:
-        # Pauses up to `when`, applied as the engine applies them: each moves the
-        # deadlines it began by; one still open at `when` leaves the record paused.
-        sla = h.sla_minutes if h.sla_minutes is not None else policy.sla_minutes
-        _, wall, business, _ = policy.timers(h.started_at, sla)
-        cal = policy.calendar
-        paused_at: datetime | None = None
-        paused_s = paused_b = 0.0
+        # Pauses up to `when`, replayed through the engine's own pause arithmetic
+        # from the record's unpaused timers; one still open at `when` stays open.
+        from slakit.engine import _timers, _unpaused
+
+        cur = _timers(
+            policy, h._replace(paused_at=None, paused_seconds=0.0, paused_business_seconds=0.0)
+        )
         for at, rule in pauses:
             if at > when:
                 break
-            if rule == "pause":
-                paused_at = paused_at or at
-            elif paused_at is not None:
-                delta_b = cal.elapsed(paused_at, at)
-                paused_s += (at - paused_at).total_seconds()
-                paused_b += delta_b.total_seconds()
-                if paused_at <= wall:
-                    wall = wall + (at - paused_at)
-                if paused_at <= business:
-                    business = cal.add(business, delta_b).astimezone(UTC)
-                paused_at = None
+            if rule == "pause" and cur.paused_at is None:
+                cur = cur._replace(paused_at=at)
+            elif rule == "resume" and cur.paused_at is not None:
+                cur = _unpaused(policy, cur, at)
         changes.update(
-            paused_at=paused_at,
-            paused_seconds=paused_s,
-            paused_business_seconds=paused_b,
-            wall_deadline_at=wall,
-            business_deadline_at=business,
-            deadline_at=wall if policy.basis == "wall" else business,
+            {
+                f: getattr(cur, f)
+                for f in (
+                    "paused_at",
+                    "paused_seconds",
+                    "paused_business_seconds",
+                    "deadline_at",
+                    "wall_deadline_at",
+                    "business_deadline_at",
+                )
+            }
         )
     return h._replace(**changes)
 
