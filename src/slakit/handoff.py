@@ -148,10 +148,8 @@ def attributes_json(h: Handoff, where: str) -> str:
     :raises ValidationError: naming the first attribute that is not JSON data.
     """
     attributes = h.attributes
-    if not attributes:
-        return "{}"
     try:
-        text = _encode_attributes(dict(attributes))
+        return _attributes_text(attributes)
     except (TypeError, ValueError):
         for key, value in attributes.items():
             try:
@@ -164,16 +162,28 @@ def attributes_json(h: Handoff, where: str) -> str:
                     field=f"attributes.{key}",
                     value=value,
                 ) from None
-        raise
-    if "\\u0000" in text:  # JSON spells NUL so; a text holding "\\u0000" itself is rarer
-        for key, value in attributes.items():
-            if "\x00" in key or _holds_nul(value):
+            if "\x00" in str(key) or _holds_nul(value):
                 raise ValidationError(
                     f"attributes[{key!r}] of handoff {h.id!r} holds a NUL character, "
                     "which not every store can keep (PostgreSQL text cannot)",
                     field=f"attributes.{key}",
                     value=value,
-                )
+                ) from None
+        raise
+
+
+def _attributes_text(attributes: Mapping[str, Any]) -> str:
+    """The JSON text of an attribute mapping every store keeps (``{}`` when empty).
+
+    :raises TypeError, ValueError: for a value that is not JSON data, or text with
+        NUL; :func:`attributes_json` names the attribute.
+    """
+    if not attributes:
+        return "{}"
+    text = _encode_attributes(dict(attributes))
+    # JSON spells NUL so; a text holding "\\u0000" itself is rarer, and checked.
+    if "\\u0000" in text and _holds_nul(dict(attributes)):
+        raise ValueError("NUL in attributes")
     return text
 
 

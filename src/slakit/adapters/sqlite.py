@@ -62,9 +62,8 @@ from slakit.errors import (
 from slakit.handoff import (
     _DATETIME_FIELDS,
     Handoff,
-    _encode_attributes,
+    _attributes_text,
     _from_values,
-    _holds_nul,
     _values_of,
     attributes_json,
 )
@@ -648,16 +647,6 @@ def _python_handoff_from_row(r: Sequence[Any]) -> Handoff:
             r[30],
         )
     )
-
-
-def _attributes_text(attributes: Mapping[str, Any]) -> str:
-    """The attributes column's JSON (a bad value raises; the caller says which)."""
-    if not attributes:
-        return "{}"
-    text = _encode_attributes(dict(attributes))
-    if "\\u0000" in text and _holds_nul(dict(attributes)):
-        raise ValueError("NUL in attributes")  # attributes_json names the attribute
-    return text
 
 
 def _attributes_from_text(text: str) -> Mapping[str, Any]:
