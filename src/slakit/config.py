@@ -41,7 +41,7 @@ TOP_LEVEL_KEYS = (
     "review",
 )
 #: The keys of ``[import]`` (defaults for ``slakit import``).
-IMPORT_KEYS = ("map", "policy", "tz", "ambiguous", "time_format", "delimiter")
+_IMPORT_KEYS = ("map", "policy", "tz", "ambiguous", "time_format", "delimiter")
 
 _ENGINE_KEYS = (
     "max_attempts",
@@ -54,7 +54,7 @@ _ENGINE_KEYS = (
 )
 
 
-def refuse_unknown_keys(section: str, table: Mapping[str, Any], allowed: Sequence[str]) -> None:
+def _refuse_unknown_keys(section: str, table: Mapping[str, Any], allowed: Sequence[str]) -> None:
     """:raises ConfigError: naming the first key of ``[section]`` not in ``allowed``."""
     unknown = sorted(set(table) - set(allowed))
     if unknown:
@@ -131,7 +131,7 @@ def load_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> tuple[dic
             raise ConfigError(
                 f"[{key}] must be a table, got {data[key]!r}", field=key, value=data[key]
             )
-    refuse_unknown_keys("import", data.get("import") or {}, IMPORT_KEYS)
+    _refuse_unknown_keys("import", data.get("import") or {}, _IMPORT_KEYS)
     for key in ("notifiers", "trace_sinks"):
         if key in data and (
             not isinstance(data[key], list) or not all(isinstance(x, Mapping) for x in data[key])
@@ -302,7 +302,7 @@ def build_engine(
             breach_reasons[key] = str(value)
 
     settings = dict(data.get("engine") or {})
-    refuse_unknown_keys("engine", settings, _ENGINE_KEYS)
+    _refuse_unknown_keys("engine", settings, _ENGINE_KEYS)
     from_file = set(settings)
     settings.update(overrides)
     try:

@@ -166,10 +166,10 @@ class ReviewSettings:
 
         :raises ConfigError: for an unknown key or a bad value, naming it.
         """
-        from slakit.config import refuse_unknown_keys
+        from slakit.config import _refuse_unknown_keys
 
         data = dict(table or {})
-        refuse_unknown_keys("review", data, _REVIEW_KEYS)
+        _refuse_unknown_keys("review", data, _REVIEW_KEYS)
         kw: dict[str, Any] = {}
         if "timezone" in data:
             kw["timezone"] = _zone(data["timezone"], "review.timezone")
