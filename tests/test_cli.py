@@ -816,6 +816,57 @@ class TestStatus:
         assert one_line_error(CliRunner().invoke(cli, naive))
 
 
+class TestMissingDatabase:
+    """A config whose SQLite file is not there: commands on stored records say so."""
+
+    @pytest.fixture
+    def bare(self, project: Path) -> Path:
+        for name in ("slakit.db", "slakit.db-wal", "slakit.db-shm"):
+            (project / name).unlink(missing_ok=True)
+        return project
+
+    @pytest.mark.parametrize(
+        "args",
+        [
+            ("status",),
+            ("status", "--json"),
+            ("show", "L-1"),
+            ("respond", "L-1"),
+            ("cancel", "L-1"),
+            ("tag", "L-1", "late form"),
+            ("outbox",),
+            ("requeue", "--all"),
+            ("purge", "--before", T0, "--yes"),
+            ("traces",),
+            ("export", "--output", "out.jsonl"),
+            ("report",),
+            ("review",),
+            ("simulate", "--policy", "speed-to-lead"),
+        ],
+    )
+    def test_commands_on_records_refuse_and_make_no_file(
+        self, bare: Path, args: tuple[str, ...]
+    ) -> None:
+        """A mistyped path or a config read from elsewhere is an error, not an empty report."""
+        line = one_line_error(CliRunner().invoke(cli, list(args)))
+        assert f"store.path {str(bare / 'slakit.db')!r}: no database there" in line
+        assert "slakit init" in line
+        assert sorted(p.name for p in bare.iterdir()) == ["slakit.toml"]
+
+    def test_config_checks_need_no_database(self, bare: Path) -> None:
+        """preflight and runbook read only the config, and make no file."""
+        assert run("preflight").output == "ok: 2 policies pass preflight\n"
+        assert "speed-to-lead" in run("runbook").output
+        assert sorted(p.name for p in bare.iterdir()) == ["slakit.toml"]
+
+    def test_writers_create_it(self, bare: Path) -> None:
+        """start (like import, check and run) makes the database on first use."""
+        args = ("start", "L-1", "--policy", "speed-to-lead", "--owner", "alice")
+        assert run(*args, "--started-at", T0).exit_code == 0
+        assert count_rows(bare) == 1
+        assert run("status", "--now", T0).exit_code == 0
+
+
 class TestPurge:
     def _history(self) -> None:
         """L-1 answered, L-2 cancelled, L-3 still open; every alert sent."""

@@ -22,6 +22,7 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn
 import click
 
 from slakit.errors import (
+    ConfigError,
     DuplicateHandoffError,
     InvalidTransitionError,
     SlakitError,
@@ -198,15 +199,43 @@ now_option = click.option(
 
 
 @contextmanager
-def open_engine(config: Path | None, *, setup: bool = True) -> Iterator[Engine]:
-    """The engine of the config file, set up (unless ``setup=False``), closed afterwards."""
+def open_engine(
+    config: Path | None, *, setup: bool = True, existing: bool = False
+) -> Iterator[Engine]:
+    """The engine of the config file, set up (unless ``setup=False``), closed afterwards.
+
+    ``existing=True`` is for commands that work on stored records: a SQLite
+    database file that is not there is a :class:`ConfigError` (a mistyped
+    path or a config read from another folder) instead of a new, empty file.
+    """
     from slakit.config import build_engine, find_config
 
     engine = build_engine(find_config(config))
     try:
+        if existing:
+            _refuse_missing_database(engine)
         yield engine.setup() if setup else engine
     finally:
         engine.close()
+
+
+def database_missing(engine: Engine) -> bool:
+    """Whether the engine's store is a SQLite database file that is not there yet."""
+    from slakit.adapters.sqlite import SQLiteStore
+
+    store = engine.store
+    return isinstance(store, SQLiteStore) and not store.in_memory and not os.path.exists(store.path)
+
+
+def _refuse_missing_database(engine: Engine) -> None:
+    if database_missing(engine):
+        path = str(getattr(engine.store, "path", ""))
+        raise ConfigError(
+            f"store.path {path!r}: no database there "
+            "(`slakit init` makes one; `start`, `import` and `run` create it on first use)",
+            field="store.path",
+            value=path,
+        )
 
 
 @contextmanager

@@ -277,7 +277,7 @@ _UNCHANGED = {
 
 def _event_command(name: str, doc: str, extra: list[Any] | None = None) -> None:
     def body(id: str, config: Path | None, as_json: bool, at: datetime | None, **kw: Any) -> None:
-        with open_engine(config) as engine:
+        with open_engine(config, existing=True) as engine:
             before = engine.get(id)
             h = getattr(engine, name)(id, at=at, **kw)
         if h.version == before.version:
@@ -314,7 +314,7 @@ _event_command("resume", "Resume a paused clock.")
 @json_option
 def tag(id: str, reason: str, config: Path | None, as_json: bool) -> None:
     """Tag a handoff's breach reason (from [breach_reasons])."""
-    with open_engine(config) as engine:
+    with open_engine(config, existing=True) as engine:
         h = engine.tag_breach(id, reason)
     _echo_handoff(h, as_json)
 
@@ -325,7 +325,7 @@ def tag(id: str, reason: str, config: Path | None, as_json: bool) -> None:
 @json_option
 def show(id: str, config: Path | None, as_json: bool) -> None:
     """Show a handoff and its trace."""
-    with open_engine(config) as engine:
+    with open_engine(config, existing=True) as engine:
         h = engine.get(id)
         traces = engine.store.traces(id)
         escalations = engine.store.escalations(id)
@@ -503,7 +503,7 @@ def outbox(
 
     Dead-lettered rows (`--state dead`) can be sent again with `slakit requeue`.
     """
-    with open_engine(config) as engine:
+    with open_engine(config, existing=True) as engine:
         if handoff_id is not None:
             engine.get(handoff_id)  # an unknown id is an error, not an empty list
         items = [
@@ -575,7 +575,7 @@ def requeue(
     """
     if not keys and handoff_id is None and not every:
         raise click.UsageError("name the rows to requeue: KEY..., --handoff ID or --all")
-    with open_engine(config) as engine:
+    with open_engine(config, existing=True) as engine:
         items = engine.requeue_dead(
             keys=keys or None,
             handoff_id=handoff_id,
@@ -622,7 +622,7 @@ def purge(before: datetime, dry_run: bool, yes: bool, config: Path | None, as_js
     Reports no longer count what is purged: export it first (`slakit export
     --until ...`). Asks before deleting unless --yes is given.
     """
-    with open_engine(config) as engine:
+    with open_engine(config, existing=True) as engine:
         planned = engine.purge(before, dry_run=True)
         done = planned
         if not dry_run and planned.handoffs:
@@ -697,7 +697,7 @@ def status(
     when dead letters pass --max-dead; 0 otherwise. Meant for cron and
     monitoring checks as much as for people.
     """
-    with open_engine(config) as engine:
+    with open_engine(config, existing=True) as engine:
         s = engine.summary(now)
     problems: list[str] = []
     if s.due and s.step_lag.total_seconds() > max_lag:
@@ -1228,7 +1228,7 @@ def export(
 ) -> None:
     """Export handoffs (started in [since, until)) as JSON lines or CSV."""
     check_window(since, until)
-    with output_stream(output, newline="") as out, open_engine(config) as engine:
+    with open_engine(config, existing=True) as engine, output_stream(output, newline="") as out:
         rows = engine.store.iter_handoffs(since=since, until=until)
         if fmt == "jsonl":
             for h in rows:
@@ -1272,7 +1272,7 @@ def traces(
     if emit and output is not None:
         raise click.UsageError("--emit sends to the configured sinks; it takes no --output")
     check_window(since, until)
-    with open_engine(config) as engine:
+    with open_engine(config, existing=True) as engine:
         if handoff_id is not None:
             engine.get(handoff_id)  # an unknown id is an error, not an empty result
         lines = engine.store.traces(handoff_id, since=since, until=until)

@@ -24,6 +24,7 @@ from slakit._cliutil import (
     check_window,
     config_option,
     console,
+    database_missing,
     json_option,
     open_engine,
     parse_iso,
@@ -58,6 +59,8 @@ def _pct(value: float | None) -> str:
 
 
 def _store_size(engine: Engine) -> int:
+    if database_missing(engine):
+        return 0  # asking would make the file
     try:
         return engine.store.count()
     except SlakitError:
@@ -126,7 +129,7 @@ def report(
 
     check_window(since, until)
     keys = normalize_by(by)
-    with open_engine(config) as engine:
+    with open_engine(config, existing=True) as engine:
         result = _report_with_progress(
             engine,
             lambda progress: hit_rate(
@@ -219,7 +222,10 @@ def review(
 
     if week is not None:
         parse_week(week)
-    with open_engine(config) as engine, _spinner(engine, "building the weekly review"):
+    with (
+        open_engine(config, existing=True) as engine,
+        _spinner(engine, "building the weekly review"),
+    ):
         sheet = review_from_engine(engine, week=week, now=now, weeks=weeks)
     if html_file is not None:
         html_file.write_text(sheet.to_html(), encoding="utf-8")
@@ -240,7 +246,7 @@ def runbook(policy: str | None, config: Path | None) -> None:
     """The one-page runbook of POLICY (all policies when none is named), as Markdown."""
     from slakit.review import render_runbook
 
-    with open_engine(config) as engine:
+    with open_engine(config, setup=False) as engine:
         text = render_runbook(
             engine.policies,
             policy,
@@ -259,10 +265,17 @@ def runbook(policy: str | None, config: Path | None) -> None:
 @_now_option
 def preflight(as_json: bool, config: Path | None, now: datetime | None) -> None:
     """Check every policy answers the five decisions and can run; exit 1 on any gap."""
-    from slakit.preflight import preflight_engine
+    from slakit.preflight import preflight, preflight_engine
 
-    with open_engine(config) as engine, _spinner(engine, "checking policies and stored handoffs"):
-        result = preflight_engine(engine, now=now)
+    with (
+        open_engine(config, setup=False) as engine,
+        _spinner(engine, "checking policies and stored handoffs"),
+    ):
+        if database_missing(engine):
+            # Checking a config before its first run: nothing stored, and no file made.
+            result = preflight(engine.policies, now=now or engine.clock.now())
+        else:
+            result = preflight_engine(engine, now=now)
     if as_json:
         print_json(result.to_dict())
     elif result.ok:
@@ -310,7 +323,7 @@ def simulate(
     from slakit.simulate import simulate_engine
 
     check_window(since, until)
-    with open_engine(config) as engine, _spinner(engine, "replaying stored history"):
+    with open_engine(config, existing=True) as engine, _spinner(engine, "replaying stored history"):
         result = simulate_engine(
             engine,
             policy,
