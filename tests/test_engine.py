@@ -790,6 +790,43 @@ class TestDelivery:
         outcomes = [t.outcome for t in engine.store.traces("L1") if t.actor.startswith("notif")]
         assert outcomes == ["retry", "retry", "sent"]
 
+    def test_a_notifier_may_take_the_key_as_a_second_argument(self) -> None:
+        """send(notification, idempotency_key), as the design's data flow writes it, works;
+        a second parameter with a default and another name is left alone."""
+        got: dict[str, list[tuple[Any, ...]]] = {"keyed": [], "optional": [], "other": []}
+
+        class Keyed(Notifier):
+            name = "keyed"
+
+            def send(self, notification: Notification, idempotency_key: str) -> None:  # type: ignore[override]
+                got["keyed"].append((notification.recipient, idempotency_key))
+
+        class Optional(Notifier):
+            name = "optional"
+
+            def send(  # type: ignore[override]
+                self, notification: Notification, idempotency_key: str | None = None
+            ) -> None:
+                got["optional"].append((notification.recipient, idempotency_key))
+
+        class Other(Notifier):
+            name = "other"
+
+            def send(self, notification: Notification, colour: str = "red") -> None:  # type: ignore[override]
+                got["other"].append((notification.recipient, colour))
+
+        engine, clock = wall_engine(notifiers=[Keyed(), Optional(), Other()])
+        engine.start("L1", owner="ann")
+        clock.advance(minutes=30)
+        engine.check()
+        assert engine.deliver().sent == 3
+        key = "L1:0:notify:owner:ann"
+        assert got == {
+            "keyed": [("ann", key)],
+            "optional": [("ann", key)],
+            "other": [("ann", "red")],
+        }
+
     def test_retry_after_is_a_floor(self) -> None:
         """A peer's Retry-After is never undercut by the backoff."""
         rec = Recorder(fail=1, retry_after=900)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import os
@@ -230,6 +231,10 @@ class Engine:
                 name = f"{name}#{i}"
                 n.name = name
             self._notifier_by_name[name] = n
+        # Notifiers written as send(notification, idempotency_key) get the key too.
+        self._send_with_key = {
+            name: _takes_key(n.send) for name, n in self._notifier_by_name.items()
+        }
         self.trace_sinks = list(trace_sinks)
         # Lines each failing sink has not taken yet (by id of the sink), in order.
         self._sink_backlog: dict[int, list[TraceRecord]] = {}
@@ -1452,7 +1457,10 @@ class Engine:
                 error = f"no notifier named {n.notifier!r} is configured"
             else:
                 try:
-                    notifier.send(n)
+                    if self._send_with_key.get(n.notifier):
+                        notifier.send(n, n.idempotency_key)  # type: ignore[call-arg]
+                    else:
+                        notifier.send(n)
                 except PermanentNotifyError as exc:
                     permanent, error = True, str(exc) or type(exc).__name__
                 except TransientNotifyError as exc:
@@ -1827,6 +1835,21 @@ def _past_the_calendar(
     if given is not None:
         return InvalidTimestampError(text, field="sla_minutes", value=given)
     return InvalidTimestampError(text, field="started_at", value=start)
+
+
+def _takes_key(send: Callable[..., Any]) -> bool:
+    """Whether a notifier's ``send`` takes the idempotency key as a second argument:
+    one it requires, or one named ``idempotency_key``."""
+    try:
+        params = list(inspect.signature(send).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    positional = [p for p in params if p.kind in kinds]
+    if len(positional) < 2:
+        return False
+    second = positional[1]
+    return second.default is inspect.Parameter.empty or second.name == "idempotency_key"
 
 
 def _lease(seconds: float, started: float) -> float:
