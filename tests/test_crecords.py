@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 import slakit
 from slakit import _build, _time
+from slakit.handoff import Handoff
 
 
 @pytest.fixture(autouse=True)
@@ -251,3 +252,210 @@ def test_replace_matches_the_python_one(values: list[object], name: str) -> None
             replace(h, colour="blue")
         with pytest.raises(TypeError):
             replace(object())
+
+
+# -- step rows: trace, outbox and escalation rows read and encoded in C --------
+
+
+def _instants() -> st.SearchStrategy[datetime]:
+    """Aware instants in UTC and in other zones (the rows hold UTC microseconds)."""
+    return st.datetimes(
+        min_value=datetime(1900, 1, 1),
+        max_value=datetime(2200, 1, 1),
+        timezones=st.sampled_from(
+            [UTC, ZoneInfo("America/New_York"), timezone(timedelta(hours=5))]
+        ),
+    )
+
+
+_DETAIL_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.text(max_size=6),
+    st.lists(st.integers(), max_size=2),
+)
+_DETAILS = st.dictionaries(st.text(max_size=6), _DETAIL_VALUES, max_size=4).map(MappingProxyType)
+
+
+@st.composite
+def _traces(draw: st.DrawFn) -> list[slakit.TraceRecord]:
+    """A step's trace lines: some share one detail object and one time, as the engine's do."""
+    shared_detail, shared_at = draw(_DETAILS), draw(_instants())
+    out = []
+    for i in range(draw(st.integers(0, 12))):
+        detail = shared_detail if draw(st.booleans()) else draw(_DETAILS)
+        at = shared_at if draw(st.booleans()) else draw(_instants())
+        out.append(
+            slakit.TraceRecord._trusted(
+                "t" * 32,
+                f"h{i}",
+                "default",
+                "step:1x",
+                draw(st.text(max_size=5)),
+                "engine",
+                at,
+                "ok",
+                detail,
+            )
+        )
+    return out
+
+
+@settings(max_examples=500)
+@given(_traces())
+def test_trace_rows_match_the_python_ones(traces: list[slakit.TraceRecord]) -> None:
+    from slakit.adapters import sqlite
+
+    want = sqlite._python_trace_rows(traces)
+    assert sqlite._trace_rows(traces) == want
+    assert sqlite._trace_rows(tuple(traces)) == want
+    assert sqlite._trace_rows(iter(traces)) == want  # any iterable
+    assert [type(v) for r in sqlite._trace_rows(traces) for v in r] == [
+        type(v) for r in want for v in r
+    ]
+
+
+@pytest.mark.parametrize("distinct", [1, 12, 13, 100, 50_000])
+def test_trace_rows_remember_each_detail_however_many(distinct: int) -> None:
+    """Details shared across a batch are encoded once each, whether a handful or more
+    than the table holds (past 49,152 it encodes again rather than remembering)."""
+    from slakit.adapters import sqlite
+
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    details = [MappingProxyType({"n": i}) for i in range(distinct)]
+    traces = [
+        slakit.TraceRecord._trusted("t", "h", "p", "r", "a", "engine", at, "ok", d) for d in details
+    ]
+    calls: list[object] = []
+
+    def text(detail: object) -> str:
+        calls.append(detail)
+        return sqlite._detail_json(detail)  # type: ignore[arg-type]
+
+    rows = sqlite._c_trace_rows(traces + traces, sqlite._TRACE_SPEC, text)
+    assert [r[-1] for r in rows] == [f'{{"n":{i}}}' for i in range(distinct)] * 2
+    remembered = min(distinct, 49_152)
+    assert len(calls) == distinct + (distinct - remembered)
+
+
+@st.composite
+def _notifications(
+    draw: st.DrawFn,
+) -> tuple[list[slakit.Notification], Handoff, tuple[object, ...]]:
+    from slakit.adapters import sqlite
+    from slakit.records import StepPayload
+
+    h = slakit.Handoff(
+        id=draw(st.text("abc:é", min_size=1, max_size=5)),
+        policy="default",
+        started_at=draw(_instants()),
+        owner=draw(st.none() | st.text('xyz"', min_size=1, max_size=4)),
+        attributes=draw(st.dictionaries(st.text("ké", max_size=3), st.integers(), max_size=2)),
+    )
+    shared = StepPayload(h, "2x", 1, draw(st.text(max_size=5)))
+    other = StepPayload(attrs.evolve(h, owner="x"), "1x", 0, "")
+    payloads = st.sampled_from([shared, other, MappingProxyType({}), MappingProxyType({"k": 1})])
+    created = draw(_instants())
+    out = [
+        slakit.Notification._trusted(
+            f"{h.id}:1:notify:owner:{i}",
+            draw(st.sampled_from(["slack", "smtp"])),
+            draw(st.text(max_size=4)),
+            h.id,
+            1,
+            "2x",
+            "notify:owner",
+            "subject",
+            draw(st.text(max_size=8)),
+            "t" * 32,
+            "default",
+            created if draw(st.booleans()) else draw(_instants()),
+            draw(payloads),
+        )
+        for i in range(draw(st.integers(0, 6)))
+    ]
+    return out, h, sqlite._python_handoff_values(h)
+
+
+@settings(max_examples=300)
+@given(_notifications())
+def test_outbox_rows_match_the_python_ones(
+    case: tuple[list[slakit.Notification], Handoff, tuple[object, ...]],
+) -> None:
+    from slakit.adapters import sqlite
+
+    notifications, h, row = case
+    for args in ((notifications,), (notifications, h, row), (tuple(notifications), h, ())):
+        want = sqlite._python_outbox_rows(*args)
+        assert sqlite._outbox_rows(*args) == want
+        assert all(len(r) == 14 and r[-1] == r[11] for r in want)  # first attempt due at creation
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 50),
+            _instants(),
+            st.sampled_from(["applied", "skipped"]),
+            st.lists(st.text(max_size=6), max_size=3).map(tuple),
+        ),
+        max_size=5,
+    )
+)
+def test_escalation_rows_match_the_python_ones(
+    values: list[tuple[int, datetime, str, tuple[str, ...]]],
+) -> None:
+    from slakit.adapters import sqlite
+    from slakit.records import Escalation
+
+    escalations = [
+        Escalation._trusted("h1", stage, "1x", at, outcome, actions)
+        for stage, at, outcome, actions in values
+    ]
+    assert sqlite._escalation_rows(escalations) == sqlite._python_escalation_rows(escalations)
+
+
+def test_rows_refuse_what_they_cannot_read() -> None:
+    """Other classes, a spec naming no slot and odd specs are errors, not garbage."""
+    from slakit import _crecords
+    from slakit.records import Escalation
+
+    names = tuple(a.name for a in attrs.fields(Escalation))
+    rows = _crecords.Builder(Escalation, names).rows
+    e = Escalation._trusted("h1", 0, "1x", datetime(2026, 1, 1, tzinfo=UTC), "applied", ("a",))
+    assert rows([e], bytes([0, ord("o"), 3, ord("d")]), str) == [("h1", 1767225600000000)]
+    with pytest.raises(TypeError, match="needs Escalation objects, got str"):
+        rows(["x"], bytes([0, ord("o")]), str)
+    with pytest.raises(ValueError, match="spec names slot 6 of 6"):
+        rows([e], bytes([6, ord("o")]), str)
+    with pytest.raises(TypeError, match="spec must be bytes"):
+        rows([e], bytes([0]), str)
+    with pytest.raises(ValueError, match="unknown kind"):
+        rows([e], bytes([0, ord("?")]), str)
+    with pytest.raises(ZeroDivisionError):  # text's own error comes through
+        rows([e], bytes([5, ord("j")]), lambda v: 1 / 0)
+
+
+def test_trace_rows_of_another_class_fall_back_to_python() -> None:
+    """A subclass of TraceRecord is not read slot by slot; the Python rows serve it."""
+    from slakit.adapters import sqlite
+
+    @attrs.frozen(kw_only=True)
+    class Tagged(slakit.TraceRecord):
+        tag: str = "x"
+
+    t = Tagged(
+        trace_id="t",
+        handoff_id="h",
+        policy="p",
+        rule="r",
+        action="a",
+        actor="engine",
+        at=datetime(2026, 1, 1, tzinfo=UTC),
+        outcome="ok",
+        detail={"k": 1},
+    )
+    assert sqlite._trace_rows([t]) == sqlite._python_trace_rows([t])

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import attrs
@@ -361,6 +362,8 @@ class TestStorage:
         """The direct encoding of small trace details gives the JSON encoder's exact text."""
         expected = sqlite_module._lenient_json(detail) if detail else "{}"
         assert sqlite_module._detail_json(detail) == expected
+        assert sqlite_module._python_detail_json(detail) == expected
+        assert sqlite_module._detail_json(MappingProxyType(detail)) == expected
 
     @settings(max_examples=300, deadline=None)
     @given(

@@ -22,6 +22,12 @@
  * (bool <-> 0/1), 'B' an optional flag (None stays None), 'j' a mapping <->
  * its JSON text (text(value) one way; "{}" -> empty, else parse(text) the
  * other). The SQLite store keeps the same conversions in Python.
+ *
+ * Builder.rows(objects, spec, text) turns a step's trace, outbox or
+ * escalation records into rows the same way, reading each record's slots
+ * directly; detail_json(encode_str, fallback, detail) is a trace detail's
+ * JSON text. The SQLite store's _python_trace_rows, _python_outbox_rows,
+ * _python_escalation_rows and _python_detail_json are the Python versions.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -29,7 +35,9 @@
 #include <datetime.h>
 #include <structmember.h>
 
+#include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #define US_PER_SECOND INT64_C(1000000)
 #define US_PER_DAY (INT64_C(86400) * US_PER_SECOND)
@@ -38,6 +46,9 @@
 #define END_DAYS INT64_C(2932897)
 
 static PyObject *epoch = NULL; /* datetime(1970, 1, 1, tzinfo=UTC) */
+
+static PyObject *convert_one(PyObject *module, char kind, PyObject *v, int encode,
+                             PyObject *const *fns);
 
 /* -- Builder ---------------------------------------------------------------- */
 
@@ -157,7 +168,193 @@ builder_replace(Builder *self, PyObject *const *args, size_t nargsf, PyObject *k
     return obj;
 }
 
+/* Builder.rows(objects, spec, text): one row (a tuple) per object, each an
+ * instance of exactly the builder's class. spec is bytes, two per column: the
+ * slot's position in the builder's names, then its kind as in encode_row.
+ * A 'j' column's text(value) is called once per distinct value object in the
+ * call (a step's records share their details and payloads; a batch of starts
+ * shares a detail per owner pair), remembered in a table keyed by identity. */
+
+typedef struct {
+    PyObject *key; /* a strong reference; NULL for a free slot */
+    PyObject *text;
+} TextSlot;
+
+typedef struct {
+    TextSlot local[16];
+    TextSlot *slots;
+    size_t mask;
+    size_t used;
+} TextMemo;
+
+#define MEMO_MAX_SLOTS ((size_t)1 << 16)
+
+static void
+memo_init(TextMemo *memo)
+{
+    memset(memo->local, 0, sizeof(memo->local));
+    memo->slots = memo->local;
+    memo->mask = 15;
+    memo->used = 0;
+}
+
+static size_t
+memo_hash(PyObject *key, size_t mask)
+{
+    return (size_t)((((uintptr_t)key >> 4) * UINT64_C(0x9E3779B97F4A7C15)) >> 20) & mask;
+}
+
+static TextSlot *
+memo_find(TextMemo *memo, PyObject *key)
+{
+    size_t i = memo_hash(key, memo->mask);
+    while (memo->slots[i].key != NULL && memo->slots[i].key != key) {
+        i = (i + 1) & memo->mask;
+    }
+    return &memo->slots[i];
+}
+
+/* Room for one more entry; 0 when the table is at its largest (then the caller
+ * just does not remember), -1 on a memory error. */
+static int
+memo_reserve(TextMemo *memo)
+{
+    size_t size = memo->mask + 1;
+    if ((memo->used + 1) * 4 <= size * 3) {
+        return 1;
+    }
+    if (size * 2 > MEMO_MAX_SLOTS) {
+        return 0;
+    }
+    TextSlot *bigger = PyMem_Calloc(size * 2, sizeof(TextSlot));
+    if (bigger == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    TextSlot *old = memo->slots;
+    memo->slots = bigger;
+    memo->mask = size * 2 - 1;
+    for (size_t i = 0; i < size; i++) {
+        if (old[i].key != NULL) {
+            *memo_find(memo, old[i].key) = old[i];
+        }
+    }
+    if (old != memo->local) {
+        PyMem_Free(old);
+    }
+    return 1;
+}
+
+static void
+memo_clear(TextMemo *memo)
+{
+    for (size_t i = 0; i <= memo->mask; i++) {
+        Py_XDECREF(memo->slots[i].key);
+        Py_XDECREF(memo->slots[i].text);
+    }
+    if (memo->slots != memo->local) {
+        PyMem_Free(memo->slots);
+    }
+}
+
+/* text(v), or what it gave for the same object earlier in the call. */
+static PyObject *
+memo_text(TextMemo *memo, PyObject *text, PyObject *v)
+{
+    TextSlot *slot = memo_find(memo, v);
+    if (slot->key != NULL) {
+        return Py_NewRef(slot->text);
+    }
+    PyObject *r = PyObject_CallOneArg(text, v);
+    if (r == NULL) {
+        return NULL;
+    }
+    int room = memo_reserve(memo);
+    if (room < 0) {
+        Py_DECREF(r);
+        return NULL;
+    }
+    if (room > 0) {
+        slot = memo_find(memo, v); /* the table may have grown */
+        slot->key = Py_NewRef(v);
+        slot->text = Py_NewRef(r);
+        memo->used++;
+    }
+    return r;
+}
+
+static PyObject *
+builder_rows(Builder *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "rows takes objects, spec and text");
+        return NULL;
+    }
+    PyObject *objects = args[0], *spec = args[1];
+    PyObject *const *text = args + 2;
+    if (!PyList_Check(objects) && !PyTuple_Check(objects)) {
+        PyErr_SetString(PyExc_TypeError, "objects must be a list or a tuple");
+        return NULL;
+    }
+    if (!PyBytes_Check(spec) || PyBytes_GET_SIZE(spec) % 2 != 0) {
+        PyErr_SetString(PyExc_TypeError, "spec must be bytes of (slot, kind) pairs");
+        return NULL;
+    }
+    const unsigned char *codes = (const unsigned char *)PyBytes_AS_STRING(spec);
+    Py_ssize_t ncols = PyBytes_GET_SIZE(spec) / 2;
+    for (Py_ssize_t c = 0; c < ncols; c++) {
+        if ((Py_ssize_t)codes[2 * c] >= self->n) {
+            PyErr_Format(PyExc_ValueError, "spec names slot %d of %zd", (int)codes[2 * c],
+                         self->n);
+            return NULL;
+        }
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(objects);
+    PyObject **items = PySequence_Fast_ITEMS(objects);
+    PyObject *out = PyList_New(n);
+    if (out == NULL) {
+        return NULL;
+    }
+    TextMemo memo;
+    memo_init(&memo);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *obj = items[i];
+        if (Py_TYPE(obj) != self->cls) {
+            PyErr_Format(PyExc_TypeError, "rows needs %s objects, got %s", self->cls->tp_name,
+                         Py_TYPE(obj)->tp_name);
+            goto fail;
+        }
+        PyObject *row = PyTuple_New(ncols);
+        if (row == NULL) {
+            goto fail;
+        }
+        PyList_SET_ITEM(out, i, row);
+        for (Py_ssize_t c = 0; c < ncols; c++) {
+            PyObject *v = PyMember_GetOne((const char *)obj, self->members[codes[2 * c]]);
+            if (v == NULL) {
+                goto fail;
+            }
+            char kind = (char)codes[2 * c + 1];
+            PyObject *r =
+                kind == 'j' ? memo_text(&memo, text[0], v) : convert_one(NULL, kind, v, 1, text);
+            Py_DECREF(v);
+            if (r == NULL) {
+                goto fail;
+            }
+            PyTuple_SET_ITEM(row, c, r);
+        }
+    }
+    memo_clear(&memo);
+    return out;
+fail:
+    memo_clear(&memo);
+    Py_DECREF(out);
+    return NULL;
+}
+
 static PyMethodDef builder_methods[] = {
+    {"rows", (PyCFunction)(void (*)(void))builder_rows, METH_FASTCALL,
+     "rows(objects, spec, text): each object's slots as a row, encoded column by column."},
     {"replace", (PyCFunction)(void (*)(void))builder_replace, METH_FASTCALL | METH_KEYWORDS,
      "replace(obj, **changes): a copy of obj with the named slots changed."},
     {NULL, NULL, 0, NULL},
@@ -493,6 +690,101 @@ decode_row(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return convert_row(module, args, nargs, 0);
 }
 
+/* -- trace details ----------------------------------------------------------- */
+
+static PyObject *s_empty_object, *s_open, *s_close, *s_colon, *s_comma, *s_null, *s_true,
+    *s_false, *s_nothing;
+
+/* detail_json(encode_str, fallback, detail): the JSON text of a trace detail,
+ * built directly when every key is text and every value text, a whole number,
+ * a finite float, a flag or None; fallback(detail) otherwise. The text is the
+ * SQLite store's _detail_json's. */
+static PyObject *
+detail_json(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "detail_json takes encode_str, fallback and detail");
+        return NULL;
+    }
+    PyObject *encode_str = args[0], *fallback = args[1], *detail = args[2];
+    int truth = PyObject_IsTrue(detail);
+    if (truth <= 0) {
+        return truth < 0 ? NULL : Py_NewRef(s_empty_object);
+    }
+    PyObject *items = PyMapping_Items(detail);
+    if (items == NULL) {
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(items);
+    PyObject *parts = PyList_New(0);
+    if (parts == NULL) {
+        Py_DECREF(items);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    int plain = 1;
+    if (PyList_Append(parts, s_open) < 0) {
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n && plain; i++) {
+        PyObject *item = PyList_GET_ITEM(items, i);
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
+            PyErr_SetString(PyExc_TypeError, "items() must give pairs");
+            goto done;
+        }
+        PyObject *key = PyTuple_GET_ITEM(item, 0), *value = PyTuple_GET_ITEM(item, 1);
+        PyObject *text;
+        if (!PyUnicode_CheckExact(key)) {
+            plain = 0;
+            break;
+        }
+        if (PyUnicode_CheckExact(value)) {
+            text = PyObject_CallOneArg(encode_str, value);
+        }
+        else if (PyLong_CheckExact(value)) {
+            text = PyLong_Type.tp_repr(value);
+        }
+        else if (PyFloat_CheckExact(value) && isfinite(PyFloat_AS_DOUBLE(value))) {
+            text = PyFloat_Type.tp_repr(value);
+        }
+        else if (value == Py_None) {
+            text = Py_NewRef(s_null);
+        }
+        else if (PyBool_Check(value)) {
+            text = Py_NewRef(value == Py_True ? s_true : s_false);
+        }
+        else {
+            plain = 0;
+            break;
+        }
+        if (text == NULL) {
+            goto done;
+        }
+        PyObject *key_text = PyObject_CallOneArg(encode_str, key);
+        int failed = key_text == NULL || (i > 0 && PyList_Append(parts, s_comma) < 0) ||
+                     PyList_Append(parts, key_text) < 0 || PyList_Append(parts, s_colon) < 0 ||
+                     PyList_Append(parts, text) < 0;
+        Py_XDECREF(key_text);
+        Py_DECREF(text);
+        if (failed) {
+            goto done;
+        }
+    }
+    if (!plain) {
+        result = PyObject_CallOneArg(fallback, detail);
+    }
+    else if (PyList_Append(parts, s_close) == 0) {
+        result = PyUnicode_Join(s_nothing, parts);
+    }
+done:
+    Py_DECREF(parts);
+    Py_DECREF(items);
+    return result;
+}
+
+PyDoc_STRVAR(detail_json_doc,
+             "detail_json(encode_str, fallback, detail): a trace detail's JSON text.");
+
 PyDoc_STRVAR(encode_row_doc, "encode_row(values, kinds, text): a record's values as a row.");
 PyDoc_STRVAR(decode_row_doc, "decode_row(row, kinds, empty, parse): a row as a record's values.");
 
@@ -504,6 +796,7 @@ static PyMethodDef crecords_methods[] = {
     {"to_us", (PyCFunction)to_us, METH_O, to_us_doc},
     {"encode_row", (PyCFunction)(void (*)(void))encode_row, METH_FASTCALL, encode_row_doc},
     {"decode_row", (PyCFunction)(void (*)(void))decode_row, METH_FASTCALL, decode_row_doc},
+    {"detail_json", (PyCFunction)(void (*)(void))detail_json, METH_FASTCALL, detail_json_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -532,6 +825,22 @@ PyInit__crecords(void)
     }
     if (PyType_Ready(&BuilderType) < 0) {
         return NULL;
+    }
+    if (s_empty_object == NULL) {
+        s_empty_object = PyUnicode_InternFromString("{}");
+        s_open = PyUnicode_InternFromString("{");
+        s_close = PyUnicode_InternFromString("}");
+        s_colon = PyUnicode_InternFromString(":");
+        s_comma = PyUnicode_InternFromString(",");
+        s_null = PyUnicode_InternFromString("null");
+        s_true = PyUnicode_InternFromString("true");
+        s_false = PyUnicode_InternFromString("false");
+        s_nothing = PyUnicode_InternFromString("");
+        if (s_empty_object == NULL || s_open == NULL || s_close == NULL || s_colon == NULL ||
+            s_comma == NULL || s_null == NULL || s_true == NULL || s_false == NULL ||
+            s_nothing == NULL) {
+            return NULL;
+        }
     }
     PyObject *module = PyModule_Create(&crecords_module);
     if (module == NULL) {
