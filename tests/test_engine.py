@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import attrs
 import pytest
@@ -19,6 +21,7 @@ from slakit.errors import (
     ConfigError,
     DuplicateHandoffError,
     InvalidSLAError,
+    InvalidStepError,
     InvalidTimestampError,
     InvalidTransitionError,
     NaiveDatetimeError,
@@ -29,6 +32,7 @@ from slakit.errors import (
     UnknownPolicyError,
     ValidationError,
 )
+from slakit.policy import Step
 from slakit.records import Notification, OutboxItem
 from slakit.testing import capture_notifications, capture_traces
 
@@ -1559,3 +1563,59 @@ class TestEngineSettings:
         with pytest.raises(ValidationError) as direct:
             slakit.Engine(policies=[slakit.Policy.default()], **{key: value})
         assert direct.value.field == key
+
+
+class TestConfigText:
+    """slakit.toml as people write it."""
+
+    def test_an_inline_table_may_span_lines(self, tmp_path: Path) -> None:
+        """TOML 1.1: a long `hours` inline table over two lines loads (the design's example)."""
+        config = tmp_path / "slakit.toml"
+        config.write_text(
+            """
+[store]
+adapter = "memory"
+
+[calendars.sales-east]
+timezone = "America/New_York"
+hours = { mon = ["09:00-17:00"], tue = ["09:00-17:00"], wed = ["09:00-17:00"],
+          thu = ["09:00-17:00"], fri = ["09:00-17:00"] }
+holidays = { country = "US" }
+
+[policies.speed-to-lead]
+calendar = "sales-east"
+sla_minutes = 30
+steps = [
+  { at = "1x", do = ["notify:owner"] },
+  { at = "2x", do = ["mark_breached", "reassign:backup", "notify:owner", "notify:backup"] },
+]
+""",
+            encoding="utf-8",
+        )
+        engine = slakit.Engine.from_config(config)
+        cal = engine.policy("speed-to-lead").calendar
+        friday = datetime(2026, 11, 27, 16, 45, tzinfo=ZoneInfo("America/New_York"))
+        assert cal.add(friday, timedelta(minutes=30)) == datetime(
+            2026, 11, 30, 9, 15, tzinfo=ZoneInfo("America/New_York")
+        )
+
+    @pytest.mark.parametrize(
+        ("iso", "short"),
+        [
+            ("PT1H30M", "1h30m"),
+            ("pt45m", "45m"),
+            ("P1D", "1d"),
+            ("1x+PT15M", "1x+15m"),
+            ("2x-PT5M", "2x-5m"),
+            ("-PT10M", "-10m"),
+            ("75%+PT1M", "75%+1m"),
+        ],
+    )
+    def test_step_offsets_take_iso_durations(self, iso: str, short: str) -> None:
+        """`at` reads ISO-8601 durations as the docs say durations are read."""
+        assert Step.parse_at(iso) == Step.parse_at(short)
+
+    @pytest.mark.parametrize("bad", ["P", "PT", "pizza", "1xPT5M", "PT-5M"])
+    def test_malformed_iso_labels_name_the_label(self, bad: str) -> None:
+        with pytest.raises(InvalidStepError, match=repr(bad)):
+            Step.parse_at(bad)

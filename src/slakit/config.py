@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import tomli
 
 from slakit.errors import ConfigError, SlakitError, ValidationError
 
@@ -111,8 +112,9 @@ def load_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> tuple[dic
                 value=str(path),
             ) from None
         try:
-            data = tomllib.loads(raw.decode("utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            # TOML 1.1 (tomli): an inline table may span lines, as long `hours` tables do.
+            data = tomli.loads(raw.decode("utf-8"))
+        except (tomli.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(
                 f"config file {str(path)!r} is not valid TOML: {exc}",
                 field="config",

@@ -96,12 +96,13 @@ WALL_CALENDAR: CalendarLike = _WallCalendar()
 
 # -- steps ---------------------------------------------------------------
 
+# A duration starts with a digit (45m, 1h30m) or P (ISO-8601: PT45M, P1D).
 _AT_RE = re.compile(
     r"""^\s*(?:
-        (?P<factor>\d+(?:\.\d+)?)\s*x\s*(?P<off>[+-]\s*[0-9][0-9a-zA-Z. ]*)?   # 1x, 1x+15m
-      | (?P<pct>\d+(?:\.\d+)?)\s*%\s*(?P<pctoff>[+-]\s*[0-9][0-9a-zA-Z. ]*)?  # 75%
-      | (?P<rel>[+-]\s*[0-9][0-9a-zA-Z. ]*)                                 # -10m
-      | (?P<abs>[0-9][0-9a-zA-Z. ]*)                                        # 45m
+        (?P<factor>\d+(?:\.\d+)?)\s*x\s*(?P<off>[+-]\s*[0-9pP][0-9a-zA-Z. ]*)?   # 1x, 1x+15m
+      | (?P<pct>\d+(?:\.\d+)?)\s*%\s*(?P<pctoff>[+-]\s*[0-9pP][0-9a-zA-Z. ]*)?  # 75%
+      | (?P<rel>[+-]\s*[0-9pP][0-9a-zA-Z. ]*)                                 # -10m
+      | (?P<abs>[0-9pP][0-9a-zA-Z. ]*)                                        # 45m, PT45M
     )\s*$""",
     re.VERBOSE,
 )
