@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 import slakit
+from slakit.abc import Notifier
 from slakit.errors import ConfigError, UnknownAdapterError
 from slakit.plugins import PluginError, Plugins, get_plugin_manager
 
@@ -160,6 +161,41 @@ class TestBuiltins:
                 assert err.value.field == field
         finally:
             pm.unregister(name="undo-junk")
+
+    def test_a_constructor_type_error_is_explained(self) -> None:
+        """A missing option is named as missing; an unknown one as not accepted; a wrong
+        type the adapter trips over is shown as its own error, without blaming every key."""
+
+        class Strict(Notifier):
+            def __init__(self, url: str, *, retries: int = 1) -> None:
+                self.name = "strict"
+                self.url = url
+                self.retries = retries + 0
+
+            def send(self, notification: Any) -> None:
+                pass
+
+        class Plugin:
+            @slakit.hookimpl
+            def slakit_register_notifiers(self, register: Any) -> None:
+                register("strict", Strict)
+
+        pm = get_plugin_manager(autoload=False)
+        pm.register(Plugin(), name="undo-strict")
+        try:
+            for options, message in (
+                ({"retries": 2}, "notifier adapter 'strict' needs option(s) 'url'"),
+                ({"url": "x", "colour": 1}, "does not accept these options (colour, url)"),
+                ({"url": "x", "retries": "2"}, "'strict' cannot use its options: can only"),
+            ):
+                with pytest.raises(ConfigError) as err:
+                    slakit.Engine.from_config(
+                        {"notifiers": [{"adapter": "strict", **options}], "policies": {"p": {}}},
+                        plugins=Plugins(pm),
+                    )
+                assert message in str(err.value)
+        finally:
+            pm.unregister(name="undo-strict")
 
     def test_autoload_can_be_disabled_by_environment(self, monkeypatch: Any) -> None:
         """SLAKIT_DISABLE_PLUGIN_AUTOLOAD keeps entry-point plugins out."""

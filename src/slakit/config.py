@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -216,16 +217,30 @@ def _adapter_options(table: Mapping[str, Any], kind: str, base: Path) -> tuple[s
     return table["adapter"], options
 
 
+#: A constructor's "missing 1 required positional argument: 'url'" (or keyword-only ones).
+_MISSING_ARGUMENTS = re.compile(
+    r"missing \d+ required (?:positional|keyword-only) arguments?: (.*)"
+)
+_QUOTED = re.compile(r"'[^']*'")
+
+
 def _construct(kind: str, name: str, factory: Any, options: Mapping[str, Any]) -> Any:
     try:
         made = factory(name, **options)
     except TypeError as exc:
-        raise ConfigError(
-            f"{kind} adapter {name!r} does not accept these options "
-            f"({', '.join(sorted(options)) or 'none'}): {exc}",
-            field=f"{kind}.{name}",
-            value=sorted(options),
-        ) from None
+        text = str(exc)
+        missing = _MISSING_ARGUMENTS.search(text)
+        if missing:
+            names = ", ".join(_QUOTED.findall(missing.group(1)))
+            message = f"{kind} adapter {name!r} needs option(s) {names}"
+        elif "unexpected keyword argument" in text:
+            message = (
+                f"{kind} adapter {name!r} does not accept these options "
+                f"({', '.join(sorted(options)) or 'none'}): {text}"
+            )
+        else:  # a wrong type the adapter's own code tripped over
+            message = f"{kind} adapter {name!r} cannot use its options: {text}"
+        raise ConfigError(message, field=f"{kind}.{name}", value=sorted(options)) from None
     _check_made(kind, name, made)
     return made
 

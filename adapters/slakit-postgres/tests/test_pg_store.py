@@ -208,6 +208,8 @@ class TestConfig:
             ({"min_size": 0}, "store.min_size"),
             ({"min_size": 4, "max_size": 2}, "store.max_size"),
             ({"connect_timeout": -1}, "store.connect_timeout"),
+            ({"connect_timeout": float("inf")}, "store.connect_timeout"),
+            ({"pool_timeout": float("nan")}, "store.pool_timeout"),
             ({"dsn": "host=x port"}, "store.dsn"),
             ({"application_name": 5}, "store.application_name"),
             ({"application_name": "a\nb"}, "store.application_name"),
@@ -219,6 +221,13 @@ class TestConfig:
             PostgresStore.from_config(options)
         assert info.value.field == field
         assert field in str(info.value)
+
+    def test_a_malformed_dsn_is_named_without_its_password(self) -> None:
+        """libpq quotes the whole string in its message; the error names the problem only."""
+        with pytest.raises(ConfigError, match="not a valid PostgreSQL connection string") as info:
+            PostgresStore.from_config({"dsn": "postgresql://u:hunter2@[x/db"})
+        assert "hunter2" not in str(info.value)
+        assert info.value.value == "<hidden>"
 
     def test_constructor_does_not_connect(self) -> None:
         """Building a store opens no connection; an unreachable server is found at setup."""

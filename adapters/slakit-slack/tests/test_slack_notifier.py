@@ -250,6 +250,12 @@ class TestSlackNotifierConfig:
         n.send(sample_notification(recipient="d"))
         assert len(slack_peer.messages) == 1
 
+    @pytest.mark.parametrize("bad", [5, "", None])
+    def test_token_env_must_be_a_variable_name(self, bad: object) -> None:
+        with pytest.raises(ConfigError, match="token_env must name an environment variable") as e:
+            SlackNotifier(token_env=bad)  # type: ignore[arg-type]
+        assert e.value.field == "token_env"
+
     def test_a_missing_token_is_a_config_error_naming_the_variable(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:

@@ -103,6 +103,24 @@ class TestSMTPNotifierConfig:
                 {"from": "sla@example.com", "addresses": {"alice": "alice at example"}}
             )
 
+    def test_address_keys_may_carry_an_at(self) -> None:
+        """ "@bob" in addresses serves recipient bob and @bob, as "bob" does; both is an error."""
+        n = SMTPNotifier.from_config(
+            {
+                "from": "sla@example.com",
+                "addresses": {"@bob": "robert.b@partner.example"},
+                "default_domain": "example.com",
+            }
+        )
+        assert n.address_for("bob") == n.address_for("@bob") == "robert.b@partner.example"
+        with pytest.raises(ConfigError, match="names 'bob' twice"):
+            SMTPNotifier.from_config(
+                {
+                    "from": "sla@example.com",
+                    "addresses": {"@bob": "a@x.example", "bob": "b@x.example"},
+                }
+            )
+
     def test_default_port_follows_security(self) -> None:
         """Without a port, ssl uses 465, starttls 587 and none 25."""
         ports = {

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import select
 import threading
@@ -416,9 +417,13 @@ def _positive_int(field: str, value: Any) -> int:
 
 
 def _positive_number(field: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 < value < math.inf  # NaN and infinity too: a timeout must end
+    ):
         raise ConfigError(
-            f"{field} must be a positive number of seconds, got {value!r}",
+            f"{field} must be a positive, finite number of seconds, got {value!r}",
             field=field,
             value=value,
         )
@@ -468,8 +473,12 @@ class PostgresStore(RecordStore):
         try:
             conninfo_to_dict(self.dsn)
         except psycopg.ProgrammingError as exc:
+            # libpq quotes the whole string, password included: name the problem only.
+            reason = (
+                _first_line(exc).replace(self.dsn, "<the dsn>") if self.dsn else _first_line(exc)
+            )
             raise ConfigError(
-                f"store.dsn is not a valid PostgreSQL connection string: {_first_line(exc)}",
+                f"store.dsn is not a valid PostgreSQL connection string: {reason}",
                 field="store.dsn",
                 value="<hidden>",
             ) from None

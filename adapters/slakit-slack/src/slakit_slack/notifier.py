@@ -118,6 +118,12 @@ class SlackNotifier(Notifier):
         timeout: float = 10.0,
     ) -> None:
         self.name = "slack"
+        if not isinstance(token_env, str) or not token_env.strip():
+            raise ConfigError(
+                f"slack token_env must name an environment variable, got {token_env!r}",
+                field="token_env",
+                value=token_env,
+            )
         resolved = token if token is not None else os.environ.get(token_env, "")
         if not isinstance(resolved, str) or not resolved.strip():
             field = "token" if token is not None else "token_env"

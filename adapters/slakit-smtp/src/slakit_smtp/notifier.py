@@ -183,10 +183,17 @@ class SMTPNotifier(Notifier):
         self.envelope_sender = parseaddr(sender)[1]
         self.reply_to = _check_address("reply_to", reply_to) if reply_to is not None else None
         table = table_option("smtp notifier", "addresses", addresses, shape="handle = address")
-        self.addresses: dict[str, str] = {
-            str(handle): _check_address(f"addresses.{handle}", addr)
-            for handle, addr in table.items()
-        }
+        # Keys are handles with or without a leading @, as recipients are written.
+        self.addresses: dict[str, str] = {}
+        for handle, addr in table.items():
+            bare = str(handle).strip().lstrip("@")
+            if bare in self.addresses:
+                raise ConfigError(
+                    f"smtp notifier addresses names {bare!r} twice (with and without '@')",
+                    field="addresses",
+                    value=handle,
+                )
+            self.addresses[bare] = _check_address(f"addresses.{handle}", addr)
         if default_domain is not None and (
             not isinstance(default_domain, str) or not _DOMAIN.fullmatch(default_domain)
         ):
@@ -254,11 +261,9 @@ class SMTPNotifier(Notifier):
 
         :raises PermanentNotifyError: when none applies.
         """
-        handle = recipient.strip()
-        bare = handle.lstrip("@")
-        for key in (handle, bare):
-            if key in self.addresses:
-                return parseaddr(self.addresses[key])[1]
+        bare = recipient.strip().lstrip("@")
+        if bare in self.addresses:
+            return parseaddr(self.addresses[bare])[1]
         if _ADDRESS.match(bare):
             return bare
         if self.default_domain is not None and _LOCAL_PART.match(bare):
