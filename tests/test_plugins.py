@@ -366,3 +366,18 @@ class TestImportIsLight:
             "pandas",
         }
         assert loaded & forbidden == set()
+
+    def test_public_submodules_load_on_first_use(self) -> None:
+        """`slakit.metrics.classify` after a bare `import slakit` works, as the docs write
+        it, and so does `slakit.testing.notifiers`; private or missing names do not."""
+        code = (
+            "import slakit, slakit.testing\n"
+            "assert callable(slakit.metrics.classify)\n"
+            "assert slakit.calendar.BusinessCalendar is slakit.BusinessCalendar\n"
+            "assert callable(slakit.testing.notifiers.sample_notification)\n"
+            "for mod, name in ((slakit, 'nope'), (slakit, '__main__'), (slakit.testing, 'nope')):\n"
+            "    assert not hasattr(mod, name), name\n"
+            "print('ok')\n"
+        )
+        out = subprocess.check_output([sys.executable, "-c", code], text=True)
+        assert out.strip() == "ok"

@@ -66,11 +66,16 @@ _LAZY = {
 
 def __getattr__(name: str) -> Any:
     # The calendar pulls in python-holidays and metrics its report code; load them on first use.
-    if name in _LAZY:
-        import importlib
+    import importlib
+    import importlib.util
 
+    if name in _LAZY:
         module, attr = _LAZY[name]
         value = getattr(importlib.import_module(module), attr)
         globals()[name] = value
         return value
+    # `slakit.metrics.classify` after a bare `import slakit`, as the docs write it:
+    # a public submodule is imported on first use, as its names are.
+    if not name.startswith("_") and importlib.util.find_spec(f"slakit.{name}") is not None:
+        return importlib.import_module(f"slakit.{name}")
     raise AttributeError(f"module 'slakit' has no attribute {name!r}")

@@ -393,9 +393,10 @@ class Notifier(ABC):
       (only after a crash between a send and its record); pass it on to the
       peer where the peer can dedupe on it.
     * :meth:`send` is called with no store lock held and may block on the network.
-    * ``send(self, notification, idempotency_key)`` also works: the engine
-      passes the key as a second argument when ``send`` requires one or names
-      it ``idempotency_key``. It is the same as ``notification.idempotency_key``.
+    * ``send(self, notification, idempotency_key=None)`` also works: the
+      engine passes the key as a second argument when ``send`` requires one or
+      names it ``idempotency_key``. It is the same as
+      ``notification.idempotency_key``.
     """
 
     #: The name this instance is routed by (``[[notifiers]] name = …``), default the adapter name.

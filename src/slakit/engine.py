@@ -175,7 +175,7 @@ class Engine:
     """Applies policies to handoffs in a store: events, checks and deliveries.
 
     :param store: where records live (default: a new in-memory store).
-    :param policies: policies by name (a mapping, or a sequence of :class:`Policy`).
+    :param policies: policies by name (a mapping, or any iterable of :class:`Policy`).
     :param notifiers: where notifications go (default: a logging notifier).
     :param trace_sinks: where trace lines go, in addition to the store.
     :param clock: where "now" comes from (default: :class:`SystemClock`).
@@ -192,9 +192,9 @@ class Engine:
     def __init__(
         self,
         store: RecordStore | None = None,
-        policies: Mapping[str, Policy] | Sequence[Policy] | None = None,
-        notifiers: Sequence[Notifier] | None = None,
-        trace_sinks: Sequence[TraceSink] = (),
+        policies: Mapping[str, Policy] | Iterable[Policy] | None = None,
+        notifiers: Iterable[Notifier] | None = None,
+        trace_sinks: Iterable[TraceSink] = (),
         clock: Clock | None = None,
         *,
         breach_reasons: Mapping[str, str] | None = None,

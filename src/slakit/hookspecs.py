@@ -83,8 +83,8 @@ def slakit_register_actions(register: Callable[[str, Action], None]) -> None:
 
     Called once per plugin manager, when a policy is built. An action
     ``"name:arg"`` in config calls the action registered as ``name`` with
-    ``arg``. Built-in names (``notify``, ``reassign``, ``mark_breached``) cannot
-    be replaced.
+    ``arg``; a bare ``"name"`` calls it with ``None``. Built-in names
+    (``notify``, ``reassign``, ``mark_breached``) cannot be replaced.
 
     :param register: call ``register(name, action)``; ``action`` is a callable
         ``action(ctx, arg) -> None`` that may change ``ctx.handoff`` (through

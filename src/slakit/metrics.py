@@ -20,7 +20,7 @@ import json
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import attrs
 
@@ -28,6 +28,9 @@ from slakit._time import ensure_aware, optional_aware, to_iso
 from slakit.abc import RecordStore
 from slakit.errors import InvalidGroupKeyError, ValidationError
 from slakit.handoff import Handoff
+
+if TYPE_CHECKING:
+    from slakit.engine import Engine
 
 __all__ = [
     "BASES",
@@ -346,7 +349,7 @@ def _sort_key(key: tuple[Any, ...]) -> tuple[Any, ...]:
 
 
 def hit_rate(
-    source: RecordStore | Iterable[Handoff] | Any,
+    source: RecordStore | Engine | Iterable[Handoff],
     since: datetime | None = None,
     until: datetime | None = None,
     by: str | Sequence[str] = (),

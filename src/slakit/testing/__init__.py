@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import TYPE_CHECKING
 
 from slakit.testing.capture import CapturedNotification, capture_notifications, capture_traces
@@ -47,6 +48,9 @@ _LAZY = {
 
 def __getattr__(name: str) -> object:
     module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'slakit.testing' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    if module is not None:
+        return getattr(importlib.import_module(module), name)
+    # `slakit.testing.notifiers.sample_notification` after `import slakit.testing`.
+    if not name.startswith("_") and importlib.util.find_spec(f"slakit.testing.{name}") is not None:
+        return importlib.import_module(f"slakit.testing.{name}")
+    raise AttributeError(f"module 'slakit.testing' has no attribute {name!r}")
