@@ -11,11 +11,14 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import click
 import pytest
 from click.testing import CliRunner, Result
 
 import slakit
+import slakit.errors
 from slakit.cli import cli
 
 T0 = "2026-11-23T14:00:00+00:00"  # Monday 09:00 in New York
@@ -1106,3 +1109,149 @@ class TestImportSettings:
         (project / "x.csv").write_text("id\nX\n")
         line = one_line_error(CliRunner().invoke(cli, ["import", "x.csv"]))
         assert "'mapping'" in line
+
+
+def _walk(group: click.Group, prefix: str = "") -> Iterator[tuple[str, click.Command]]:
+    for name, command in sorted(group.commands.items()):
+        yield f"{prefix}{name}", command
+        if isinstance(command, click.Group):
+            yield from _walk(command, f"{prefix}{name} ")
+
+
+class TestUnixBehaviour:
+    """The command line as a shell script or a pipe sees it."""
+
+    def test_every_option_has_help(self) -> None:
+        missing = [
+            f"{name} {param.opts[0]}"
+            for name, command in _walk(cli)
+            for param in command.params
+            if isinstance(param, click.Option) and not param.help and param.name != "help"
+        ]
+        assert missing == []
+
+    def test_deliver_json_keeps_the_console_notifier_off_stdout(self, project: Path) -> None:
+        run("start", "L-1", "--policy", "speed-to-lead", "--owner", "alice", "--started-at", T0)
+        run("check", "--now", "2026-11-23T15:00:00Z")
+        result = run("deliver", "--now", "2026-11-23T15:00:00Z", "--json")
+        sent = json.loads(result.stdout)["sent"]
+        assert sent > 0
+        assert result.stderr.count("[slakit] → ") == sent
+
+    @pytest.mark.parametrize(
+        ("args", "needle"),
+        [
+            (["review", "--weeks", "1000000"], "--weeks"),
+            (["review", "--week", "9999-W52"], "'9999-W52' is out of range"),
+            (["demo", "--week", "9999-W52", "--quiet"], "'9999-W52'"),
+            (["run", "--interval", "1e10"], "--interval"),
+        ],
+    )
+    def test_out_of_range_dates_and_numbers_are_usage_errors(
+        self, project: Path, args: list[str], needle: str
+    ) -> None:
+        assert needle in one_line_error(CliRunner().invoke(cli, args))
+
+    def test_a_file_that_is_not_utf8_names_its_line(self, project: Path) -> None:
+        rows = "".join(f"A{i},bob,{T0}\n" for i in range(50))
+        (project / "latin1.csv").write_bytes(
+            f"id,owner,started_at\n{rows}".encode() + f"L1,José,{T0}\n".encode("latin-1")
+        )
+        line = one_line_error(
+            CliRunner().invoke(cli, ["import", "latin1.csv", "--policy", "speed-to-lead"])
+        )
+        assert "latin1.csv is not UTF-8 text (byte 0xe9 on line 52)" in line
+        assert count_rows(project) == 0
+
+    def test_import_caps_the_row_errors_and_json_lists_them_all(self, project: Path) -> None:
+        rows = "".join(f"N{i},bob,2026-11-23T09:00:00\n" for i in range(30))
+        (project / "naive.csv").write_text(f"id,owner,started_at\n{rows}")
+        args = ["import", "naive.csv", "--policy", "speed-to-lead"]
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 2
+        lines = result.stderr.splitlines()
+        assert len(lines) == 22  # 20 rows, the rest counted, the summary
+        assert "has no UTC offset; add one (e.g. -05:00 or Z) or pass --tz ZONE" in lines[0]
+        assert lines[20] == "Error: … and 10 more invalid row(s) (--json lists every one)"
+        data = json.loads(CliRunner().invoke(cli, [*args, "--json"]).stdout)
+        assert (data["imported"], data["invalid"], len(data["errors"])) == (0, 30, 30)
+        assert count_rows(project) == 0
+
+    def test_an_interrupted_import_says_what_it_kept(
+        self, project: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        rows = "".join(f"A{i},bob,{T0}\n" for i in range(30))
+        (project / "many.csv").write_text(f"id,owner,started_at\n{rows}")
+        calls = []
+        real = slakit.Engine.start_prepared
+
+        def interrupted(self: slakit.Engine, prepared: Any) -> int:
+            calls.append(1)
+            if len(calls) == 3:
+                raise KeyboardInterrupt
+            return real(self, prepared)
+
+        monkeypatch.setattr(slakit.Engine, "start_prepared", interrupted)
+        result = CliRunner().invoke(
+            cli, ["import", "many.csv", "--policy", "speed-to-lead", "--batch-size", "10"]
+        )
+        assert result.exit_code == 130
+        assert "Interrupted: 20 of 30 handoff(s) were imported" in result.stderr
+        assert count_rows(project) == 20
+        monkeypatch.setattr(slakit.Engine, "start_prepared", real)
+        again = run("import", "many.csv", "--policy", "speed-to-lead")
+        assert "imported 10 handoff(s) from many.csv; 20 already present" in again.output
+
+    def test_dash_is_stdout_and_a_failed_export_leaves_the_file_alone(
+        self, project: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        run("start", "L-1", "--policy", "speed-to-lead", "--owner", "alice", "--started-at", T0)
+        assert json.loads(run("export", "-o", "-").stdout)["id"] == "L-1"
+        assert not (project / "-").exists()
+        target = project / "out.jsonl"
+        target.write_text("yesterday's export\n")
+        from slakit.adapters.sqlite import SQLiteStore
+
+        real = SQLiteStore.iter_handoffs
+
+        def broken(self: SQLiteStore, **kw: Any) -> Iterator[slakit.Handoff]:
+            yield from real(self, **kw)
+            raise slakit.errors.StoreError("disk I/O error", field="path", value="x")
+
+        monkeypatch.setattr(SQLiteStore, "iter_handoffs", broken)
+        result = CliRunner().invoke(cli, ["export", "-o", str(target)])
+        assert result.exit_code == 1
+        assert target.read_text() == "yesterday's export\n"
+        assert sorted(p.name for p in project.iterdir() if p.name.startswith(".out")) == []
+        monkeypatch.setattr(SQLiteStore, "iter_handoffs", real)
+        assert run("export", "-o", str(target)).exit_code == 0
+        assert json.loads(target.read_text())["id"] == "L-1"
+
+    def test_show_into_a_closed_pipe_exits_141_quietly(self, project: Path) -> None:
+        run("start", "L-1", "--policy", "speed-to-lead", "--owner", "alice", "--started-at", T0)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "slakit", "show", "L-1"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=project,
+        )
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        proc.stdout.close()
+        assert proc.wait(timeout=60) == 141
+        assert proc.stderr.read() == b""
+
+    def test_a_failing_trace_sink_is_one_line_not_a_traceback(self, project: Path) -> None:
+        (project / "sinkdir").mkdir()
+        config = project / "slakit.toml"
+        config.write_text(config.read_text().replace('path = "ops-log.jsonl"', 'path = "sinkdir"'))
+        proc = subprocess.run(
+            [sys.executable, "-m", "slakit", "start", "L-1", "--policy", "speed-to-lead"],
+            capture_output=True,
+            text=True,
+            cwd=project,
+            timeout=60,
+        )
+        assert proc.returncode == 0
+        assert "Traceback" not in proc.stderr
+        assert "trace sink 'jsonl' failed (IsADirectoryError" in proc.stderr

@@ -9,10 +9,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -77,8 +79,15 @@ class Command(click.Command):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.exceptions.Abort, KeyboardInterrupt):
+        except (click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except KeyboardInterrupt:
+            # As a shell reports SIGINT: 128 + 2, one line, no traceback. What a long
+            # command committed before the interrupt stays (each batch is whole).
+            if debug_enabled():
+                raise
+            click.echo("\nInterrupted.", err=True)
+            raise click.exceptions.Exit(130) from None
         except click.UsageError as exc:
             if debug_enabled():
                 raise
@@ -100,6 +109,16 @@ class Command(click.Command):
             if debug_enabled():
                 raise
             fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), 1)
+        except UnicodeError as exc:
+            # Bytes from a non-UTF-8 terminal or file that reached a store or a stream.
+            if debug_enabled():
+                raise
+            fail(f"text that is not valid UTF-8, or that this output cannot show: {exc}", 2)
+        except OverflowError as exc:
+            # A date or number past what Python's datetime or the platform can hold.
+            if debug_enabled():
+                raise
+            fail(f"a date or number is out of range: {exc}", 2)
 
 
 def _stdout_to_devnull() -> None:
@@ -117,10 +136,10 @@ class FiniteFloat(click.FloatRange):
     name = "finite float"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        number = super().convert(value, param, ctx)
-        if not math.isfinite(number):
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):  # before the range: "inf" is not "out of range"
             self.fail(f"{value!r} is not a finite number.", param, ctx)
-        return number
+        return super().convert(number, param, ctx)
 
 
 class Group(click.Group):
@@ -240,12 +259,37 @@ def _refuse_missing_database(engine: Engine) -> None:
 
 @contextmanager
 def output_stream(path: Path | None, newline: str | None = None) -> Iterator[IO[str]]:
-    """``path`` opened for writing (UTF-8), or stdout when it is ``None``."""
-    if path is None:
+    """``path`` opened for writing (UTF-8), or stdout when it is ``None`` or ``-``.
+
+    The text goes to a temporary file next to ``path`` that replaces it only
+    when everything was written: a failure (a full disk, an interrupt, a store
+    error) leaves an existing file as it was and no partial one.
+    """
+    if path is None or str(path) == "-":
         yield sys.stdout
         return
-    with path.open("w", encoding="utf-8", newline=newline) as out:
-        yield out
+    if path.is_dir():
+        raise click.BadParameter(f"{str(path)!r} is a directory", param_hint="--output")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        os.chmod(tmp, _new_file_mode(path))
+        with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as out:
+            yield out
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _new_file_mode(path: Path) -> int:
+    """The mode ``open(path, "w")`` would leave: the file's own, else 0o666 less the umask."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def print_json(data: Any) -> None:
@@ -257,9 +301,15 @@ def console(stderr: bool = False) -> Any:
     """A rich console on stdout (or stderr); fixed width when not a terminal."""
     from rich.console import Console
 
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            # rich exits 1 here; end as the other commands do when the reader goes away.
+            _stdout_to_devnull()
+            raise click.exceptions.Exit(141)
+
     stream = sys.stderr if stderr else sys.stdout
     width = None if stream.isatty() else 160
-    return Console(file=stream, width=width, soft_wrap=False, highlight=False)
+    return _Console(file=stream, width=width, soft_wrap=False, highlight=False)
 
 
 def progress_bar(*, disable: bool = False, spinner: bool = False) -> Any:

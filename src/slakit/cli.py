@@ -226,9 +226,15 @@ def _echo_handoff(h: slakit.Handoff, as_json: bool) -> None:
 @click.option("--owner", default=None, help="Who must respond.")
 @click.option("--backup", "backup_owner", default=None, help="Who takes over at escalation.")
 @click.option("--sla-minutes", type=float, default=None, help="This record's SLA.")
-@click.option("--started-at", callback=parse_iso, default=None, metavar="ISO-8601")
-@click.option("--channel", default=None)
-@click.option("--segment", default=None)
+@click.option(
+    "--started-at",
+    callback=parse_iso,
+    default=None,
+    metavar="ISO-8601",
+    help="When the clock started (default: now).",
+)
+@click.option("--channel", default=None, help="Where it came from (web, phone…), for grouping.")
+@click.option("--segment", default=None, help="Which segment it belongs to, for grouping.")
 @click.option("--trace-id", default=None, help="W3C trace id (default: generated).")
 @click.option("--attr", "attrs_", multiple=True, metavar="KEY=VALUE", help="Extra attribute.")
 @config_option
@@ -298,10 +304,16 @@ def _event_command(name: str, doc: str, extra: list[Any] | None = None) -> None:
     cli.command(name, cls=Command)(fn)
 
 
-_event_command("respond", "Record the first human response.", [click.option("--by", default=None)])
+_event_command(
+    "respond",
+    "Record the first human response.",
+    [click.option("--by", default=None, help="Who responded.")],
+)
 _event_command("complete", "Record completion (stops the clock).")
 _event_command(
-    "cancel", "Cancel a handoff (excluded from hit rate).", [click.option("--reason", default=None)]
+    "cancel",
+    "Cancel a handoff (excluded from hit rate).",
+    [click.option("--reason", default=None, help="Why it was cancelled.")],
 )
 _event_command("pause", "Pause the clock.")
 _event_command("resume", "Resume a paused clock.")
@@ -445,7 +457,9 @@ def check(now: datetime | None, config: Path | None, as_json: bool) -> None:
 @json_option
 def deliver(now: datetime | None, config: Path | None, as_json: bool) -> None:
     """Send due notifications from the outbox."""
-    with open_engine(config) as engine:
+    # With --json, stdout holds the JSON alone: the console notifier's lines go to stderr.
+    quiet_stdout = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
+    with open_engine(config) as engine, quiet_stdout:
         result = engine.deliver(now)
     data = {
         "now": result.now.isoformat(),
@@ -627,7 +641,7 @@ def purge(before: datetime, dry_run: bool, yes: bool, config: Path | None, as_js
         done = planned
         if not dry_run and planned.handoffs:
             if not yes:
-                if not sys.stdin.isatty():
+                if sys.stdin is None or not sys.stdin.isatty():
                     raise click.UsageError("pass --yes to purge without a prompt")
                 rows = planned.escalations + planned.outbox + planned.traces
                 click.confirm(
@@ -751,10 +765,10 @@ def status(
 @cli.command(cls=Command)
 @click.option(
     "--interval",
-    type=FiniteFloat(min=0.05),
+    type=FiniteFloat(min=0.05, max=86400),
     default=60.0,
     show_default=True,
-    help="Longest sleep between ticks, in seconds.",
+    help="Longest sleep between ticks, in seconds (at most a day).",
 )
 @click.option("--once", is_flag=True, help="Run one tick and exit.")
 @config_option
@@ -879,7 +893,12 @@ def _parse_row(
                 ) from None
             if parsed.tzinfo is None:
                 if default_tz is None:
-                    raise slakit.NaiveDatetimeError(field, value)
+                    raise ValidationError(
+                        f"{field} {value!r} has no UTC offset; add one (e.g. -05:00 or Z) "
+                        "or pass --tz ZONE",
+                        field=field,
+                        value=value,
+                    )
                 parsed = localize(field, parsed, default_tz, ambiguous, value)
             value = parsed
         elif field == "sla_minutes":
@@ -897,13 +916,50 @@ def _parse_row(
 _DELIMITERS = (",", ";", "\t", "|")
 
 
+#: Invalid rows listed one per line on stderr before the rest are counted.
+ROW_ERRORS_SHOWN = 20
+
+
+def _row_errors(errors: Sequence[str]) -> None:
+    """Each invalid row on stderr, up to :data:`ROW_ERRORS_SHOWN`, then how many more."""
+    for err in errors[:ROW_ERRORS_SHOWN]:
+        click.echo(f"Error: {err}", err=True)
+    if len(errors) > ROW_ERRORS_SHOWN:
+        click.echo(
+            f"Error: … and {len(errors) - ROW_ERRORS_SHOWN} more invalid row(s) "
+            "(--json lists every one)",
+            err=True,
+        )
+
+
 def _read_csv(path: Path, delimiter: str = ",") -> Iterator[tuple[int, dict[str, str]]]:
     with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh, delimiter=delimiter)
-        if not reader.fieldnames:
-            raise ValidationError(f"{path} has no header row", field="file", value=str(path))
-        for row in reader:
-            yield reader.line_num, row
+        try:
+            if not reader.fieldnames:
+                raise ValidationError(f"{path} has no header row", field="file", value=str(path))
+            for row in reader:
+                yield reader.line_num, row
+        except UnicodeDecodeError:
+            raise _not_utf8(path, str(path)) from None
+
+
+def _not_utf8(path: Path, name: str) -> ValidationError:
+    """The error for a file that is not UTF-8, naming the first line that is not."""
+    line, byte = 0, ""
+    with path.open("rb") as raw:
+        for line, data in enumerate(raw, start=1):
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                byte = f"byte 0x{data[exc.start : exc.start + 1].hex()} on line {line}"
+                break
+    return ValidationError(
+        f"{name} is not UTF-8 text ({byte or 'an incomplete character at the end'}); "
+        "save it as UTF-8, e.g. `iconv -f latin1 -t utf-8 FILE`",
+        field="file",
+        value=name,
+    )
 
 
 def _csv_header(path: Path, given: str | None, name: str | None = None) -> tuple[str, list[str]]:
@@ -912,12 +968,18 @@ def _csv_header(path: Path, given: str | None, name: str | None = None) -> tuple
     with path.open(newline="", encoding="utf-8-sig") as fh:
         delimiter = given
         if delimiter is None:
-            line = fh.readline()
+            try:
+                line = fh.readline()
+            except UnicodeDecodeError:
+                raise _not_utf8(path, name or str(path)) from None
             counts = {d: line.count(d) for d in _DELIMITERS}
             best = max(_DELIMITERS, key=lambda d: counts[d])
             delimiter = best if counts[best] else ","
             fh.seek(0)
-        header = next(csv.reader(fh, delimiter=delimiter), None)
+        try:
+            header = next(csv.reader(fh, delimiter=delimiter), None)
+        except UnicodeDecodeError:
+            raise _not_utf8(path, name or str(path)) from None
     if not header:
         shown = name or str(path)
         raise ValidationError(f"{shown} has no header row", field="file", value=shown)
@@ -973,6 +1035,8 @@ def _spooled(file: Path) -> Iterator[tuple[Path, str]]:
     import tempfile
 
     stream = sys.stdin
+    if stream is None:
+        raise click.UsageError("standard input is closed: nothing to import from `-`")
     with tempfile.TemporaryDirectory(prefix="slakit-import-") as tmp:
         spool = Path(tmp) / "stdin.csv"
         with spool.open("w", encoding="utf-8", newline="") as out:
@@ -1018,7 +1082,13 @@ def _spooled(file: Path) -> Iterator[tuple[Path, str]]:
     is_flag=True,
     help="Import the valid rows and report the invalid ones (exit 1 if any).",
 )
-@click.option("--batch-size", type=click.IntRange(min=1), default=5000, show_default=True)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=5000,
+    show_default=True,
+    help="Handoffs written per transaction.",
+)
 @click.option("--dry-run", is_flag=True, help="Validate every row and report; write nothing.")
 @config_option
 @json_option
@@ -1174,26 +1244,44 @@ def import_(
         problems.sort(key=lambda p: p[0])
         errors = [f"{shown}:{line}: {text}" for line, text in problems]
         if errors and not skip_invalid:
-            for err in errors:
-                click.echo(f"Error: {err}", err=True)
+            _row_errors(errors)
             click.echo(
                 f"Error: {len(errors)} invalid row(s); nothing imported "
                 "(use --skip-invalid to import the valid rows)",
                 err=True,
             )
+            if as_json:
+                print_json(
+                    {
+                        "dry_run": dry_run,
+                        "imported": 0,
+                        "already_present": present,
+                        "invalid": len(errors),
+                        "errors": errors,
+                    }
+                )
             sys.exit(2)
         imported = 0
         if not dry_run:
             bar.update(task, description="importing", completed=0, total=len(fresh))
-            for i in range(0, len(fresh), batch_size):
-                batch = fresh[i : i + batch_size]
-                try:
-                    imported += engine.start_prepared(batch)
-                except SlakitError as exc:  # another writer stored one of these ids meanwhile
-                    fail(f"{exc}; {imported} handoff(s) were imported before it", 1)
-                bar.advance(task, len(batch))
-    for err in errors:
-        click.echo(f"Error: {err}", err=True)
+            try:
+                for i in range(0, len(fresh), batch_size):
+                    batch = fresh[i : i + batch_size]
+                    try:
+                        imported += engine.start_prepared(batch)
+                    except SlakitError as exc:  # another writer stored one of these ids
+                        fail(f"{exc}; {imported} handoff(s) were imported before it", 1)
+                    bar.advance(task, len(batch))
+            except KeyboardInterrupt:
+                bar.stop()
+                click.echo(
+                    f"\nInterrupted: {imported} of {len(fresh)} handoff(s) were imported, in "
+                    "whole batches; run the same import again for the rest (rows stored "
+                    "already are skipped).",
+                    err=True,
+                )
+                raise click.exceptions.Exit(130) from None
+    _row_errors(errors)
     if as_json:
         print_json(
             {
@@ -1214,10 +1302,31 @@ def import_(
 
 
 @cli.command(cls=Command)
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl")
-@click.option("--since", callback=parse_iso, default=None, metavar="ISO-8601")
-@click.option("--until", callback=parse_iso, default=None, metavar="ISO-8601")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "csv"]),
+    default="jsonl",
+    show_default=True,
+    help="JSON lines (one handoff per line) or CSV that `slakit import` reads back.",
+)
+@click.option(
+    "--since",
+    callback=parse_iso,
+    default=None,
+    metavar="ISO-8601",
+    help="Handoffs started at or after this.",
+)
+@click.option(
+    "--until", callback=parse_iso, default=None, metavar="ISO-8601", help="... and before this."
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write to this file (replaced only when complete) instead of stdout (`-`).",
+)
 @config_option
 def export(
     fmt: str,
@@ -1245,9 +1354,19 @@ def export(
 
 @cli.command(cls=Command)
 @click.option("--handoff", "handoff_id", default=None, metavar="ID", help="Only this handoff.")
-@click.option("--since", callback=parse_iso, default=None, metavar="ISO-8601")
-@click.option("--until", callback=parse_iso, default=None, metavar="ISO-8601")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option(
+    "--since", callback=parse_iso, default=None, metavar="ISO-8601", help="Lines at or after this."
+)
+@click.option(
+    "--until", callback=parse_iso, default=None, metavar="ISO-8601", help="... and before this."
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write to this file (replaced only when complete) instead of stdout (`-`).",
+)
 @click.option(
     "--emit",
     is_flag=True,
@@ -1306,7 +1425,13 @@ def traces(
 @cli.command(cls=Command)
 @click.option("--seed", type=int, default=7, show_default=True, help="Simulation seed.")
 @click.option("--week", default="2026-W48", show_default=True, help="ISO week to simulate.")
-@click.option("--leads", type=click.IntRange(min=1, max=100_000), default=120, show_default=True)
+@click.option(
+    "--leads",
+    type=click.IntRange(min=1, max=100_000),
+    default=120,
+    show_default=True,
+    help="How many leads arrive in the week.",
+)
 @click.option(
     "--keep",
     type=click.Path(file_okay=False, path_type=Path),

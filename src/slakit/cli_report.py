@@ -27,6 +27,7 @@ from slakit._cliutil import (
     database_missing,
     json_option,
     open_engine,
+    output_stream,
     parse_iso,
     print_json,
     progress_bar,
@@ -195,9 +196,9 @@ def _print_report(result: HitRateReport) -> None:
 @click.option("--week", default=None, help="ISO week, e.g. 2026-W48 (default: the current one).")
 @click.option(
     "--weeks",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=520),
     default=None,
-    help="Weeks of history and of the never-fired check (default: [review] weeks, else 4).",
+    help="Weeks of history and of the never-fired check, 1-520 (default: [review] weeks, else 4).",
 )
 @json_option
 @click.option(
@@ -205,7 +206,7 @@ def _print_report(result: HitRateReport) -> None:
     "html_file",
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     default=None,
-    help="Also write a self-contained HTML page with a chart.",
+    help="Also write a self-contained HTML page with a chart (`-`: only the page, to stdout).",
 )
 @config_option
 @_now_option
@@ -222,13 +223,19 @@ def review(
 
     if week is not None:
         parse_week(week)
+    to_stdout = html_file is not None and str(html_file) == "-"
+    if to_stdout and as_json:
+        raise click.UsageError("--html - and --json both want stdout; write the page to a file")
     with (
         open_engine(config, existing=True) as engine,
         _spinner(engine, "building the weekly review"),
     ):
         sheet = review_from_engine(engine, week=week, now=now, weeks=weeks)
     if html_file is not None:
-        html_file.write_text(sheet.to_html(), encoding="utf-8")
+        with output_stream(html_file) as out:
+            out.write(sheet.to_html())
+        if to_stdout:
+            return
         click.echo(f"wrote {html_file}", err=True)
     if as_json:
         print_json(sheet.to_dict())

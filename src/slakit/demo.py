@@ -27,6 +27,7 @@ from slakit.abc import Notifier
 from slakit.clock import ManualClock
 from slakit.errors import ConfigError
 from slakit.records import Notification
+from slakit.review import FIRST_YEAR, LAST_YEAR
 
 __all__ = ["DEMO_CONFIG", "DemoResult", "run_demo", "simulate_week"]
 
@@ -122,10 +123,15 @@ class DemoResult:
 def _week_bounds(week: str) -> tuple[datetime, datetime]:
     try:
         year_s, wk_s = week.upper().split("-W")
+        if not FIRST_YEAR <= int(year_s) <= LAST_YEAR:
+            raise ValueError(year_s)
         monday = date.fromisocalendar(int(year_s), int(wk_s), 1)
     except ValueError:
         raise ConfigError(
-            f"--week must look like 2026-W48, got {week!r}", field="week", value=week
+            f"--week must look like 2026-W48, in the years {FIRST_YEAR} to {LAST_YEAR}, "
+            f"got {week!r}",
+            field="week",
+            value=week,
         ) from None
     start = datetime(monday.year, monday.month, monday.day, tzinfo=TZ)
     return start, start + timedelta(days=7)

@@ -406,8 +406,8 @@ class Engine:
                     continue
                 try:
                     sink.emit(lines)
-                except Exception:
-                    self._hold(sink, lines, first=not held)
+                except Exception as exc:
+                    self._hold(sink, lines, first=not held, error=exc)
                     continue
                 if held:
                     del self._sink_backlog[id(sink)]
@@ -417,15 +417,21 @@ class Engine:
                         len(held),
                     )
 
-    def _hold(self, sink: TraceSink, lines: list[TraceRecord], *, first: bool) -> None:
+    def _hold(
+        self, sink: TraceSink, lines: list[TraceRecord], *, first: bool, error: Exception
+    ) -> None:
         """Keep a failing sink's ``lines`` to send again, dropping the oldest past the cap."""
         if first:
-            log.exception(
-                "trace sink %r failed; holding %d line(s) to send again (the store keeps "
-                "every line)",
+            # One line (a CLI user sees it on stderr); the traceback at DEBUG.
+            log.error(
+                "trace sink %r failed (%s: %s); holding %d line(s) to send again (the store "
+                "keeps every line)",
                 sink.name,
+                type(error).__name__,
+                error,
                 len(lines),
             )
+            log.debug("trace sink %r failure", sink.name, exc_info=error)
         else:
             log.warning("trace sink %r still fails; %d line(s) held", sink.name, len(lines))
         if len(lines) > SINK_BACKLOG:

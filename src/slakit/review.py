@@ -63,6 +63,11 @@ UNTAGGED: Final = "(untagged)"
 # -- weeks ------------------------------------------------------------------------
 
 
+#: The ISO years a review or demo week may fall in: room for ten years of
+#: history before it and for the weeks after it, inside datetime's range.
+FIRST_YEAR, LAST_YEAR = 1900, 8999
+
+
 def parse_week(text: str) -> tuple[int, int]:
     """Parse ``"2026-W48"`` (or ``"2026W48"``) into ``(iso_year, iso_week)``.
 
@@ -75,6 +80,12 @@ def parse_week(text: str) -> tuple[int, int]:
             f"week must look like 2026-W48, got {text!r}", field="week", value=text
         )
     year, week = int(m[1]), int(m[2])
+    if not FIRST_YEAR <= year <= LAST_YEAR:
+        raise ValidationError(
+            f"week {text!r} is out of range (years {FIRST_YEAR} to {LAST_YEAR})",
+            field="week",
+            value=text,
+        )
     try:
         date.fromisocalendar(year, week, 1)
     except ValueError:
@@ -196,10 +207,12 @@ class ReviewSettings:
         return cls(**kw)
 
 
-def _positive_int(field: str, value: Any, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+def _positive_int(field: str, value: Any, *, minimum: int, maximum: int = 520) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
         raise ConfigError(
-            f"{field} must be an integer >= {minimum}, got {value!r}", field=field, value=value
+            f"{field} must be an integer from {minimum} to {maximum}, got {value!r}",
+            field=field,
+            value=value,
         )
     return value
 
