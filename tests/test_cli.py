@@ -1255,3 +1255,14 @@ class TestUnixBehaviour:
         assert proc.returncode == 0
         assert "Traceback" not in proc.stderr
         assert "trace sink 'jsonl' failed (IsADirectoryError" in proc.stderr
+
+    @pytest.mark.parametrize(
+        ("config", "needle"),
+        [("/dev/null", "is not a regular file"), (".", "'.' is a directory")],
+    )
+    def test_a_config_that_is_not_a_file_says_what_it_is(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, config: str, needle: str
+    ) -> None:
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setenv("SLAKIT_CONFIG", config)
+        assert needle in one_line_error(CliRunner().invoke(cli, ["status"]))

@@ -235,7 +235,12 @@ def _echo_handoff(h: slakit.Handoff, as_json: bool) -> None:
 )
 @click.option("--channel", default=None, help="Where it came from (web, phone…), for grouping.")
 @click.option("--segment", default=None, help="Which segment it belongs to, for grouping.")
-@click.option("--trace-id", default=None, help="W3C trace id (default: generated).")
+@click.option(
+    "--trace-id",
+    default=None,
+    help="Id that ties its trace lines together; a W3C trace id (32 hex digits) also joins "
+    "the OpenTelemetry trace of that request (default: generated).",
+)
 @click.option("--attr", "attrs_", multiple=True, metavar="KEY=VALUE", help="Extra attribute.")
 @config_option
 @json_option

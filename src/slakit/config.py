@@ -81,11 +81,15 @@ def find_config(explicit: str | os.PathLike[str] | None = None) -> Path:
     else:
         path = Path("slakit.toml")
         source = "default"
+    shown = str(explicit) if explicit is not None else str(path)
+    if not shown.strip():
+        raise ConfigError(f"{source} names no file (it is empty)", field="config", value=shown)
+    if path.exists() and not path.is_file():
+        kind = "a directory" if path.is_dir() else "not a regular file"
+        raise ConfigError(f"config file {shown!r} is {kind}", field="config", value=shown)
     if not path.is_file():
         hint = " (run `slakit init` to create one)" if source == "default" else ""
-        raise ConfigError(
-            f"config file {str(path)!r} not found{hint}", field="config", value=str(path)
-        )
+        raise ConfigError(f"config file {shown!r} not found{hint}", field="config", value=shown)
     return path
 
 
