@@ -319,4 +319,7 @@ def progress_bar(*, disable: bool = False, spinner: bool = False) -> Any:
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
     if spinner:
         columns.insert(0, SpinnerColumn())
-    return Progress(*columns, console=console(stderr=True), transient=True, disable=disable)
+    # Only on a terminal: into a file or a pipe a bar is noise (and a stray newline).
+    stderr = sys.stderr
+    off = disable or stderr is None or not stderr.isatty()
+    return Progress(*columns, console=console(stderr=True), transient=True, disable=off)
