@@ -13,6 +13,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -297,8 +298,23 @@ def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
+#: Control characters other than newline and tab, shown escaped in terminal output.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def visible(text: str) -> str:
+    """``text`` with control characters written as ``\\xNN``, so a stored value
+    (an owner, an attribute, a peer's error) cannot drive the terminal."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def console(stderr: bool = False) -> Any:
-    """A rich console on stdout (or stderr); fixed width when not a terminal."""
+    """A rich console on stdout (or stderr); fixed width when not a terminal.
+
+    Text is printed as it is: no rich markup (``[/]`` in an owner's name would
+    crash a table, ``[link=…]`` would hide a link), no ``:emoji:`` codes, and
+    control characters escaped. Styles come from ``rich.text.Text`` objects.
+    """
     from rich.console import Console
 
     class _Console(Console):
@@ -307,9 +323,14 @@ def console(stderr: bool = False) -> Any:
             _stdout_to_devnull()
             raise click.exceptions.Exit(141)
 
+        def render_str(self, text: str, **kwargs: Any) -> Any:
+            return super().render_str(visible(text), **kwargs)
+
     stream = sys.stderr if stderr else sys.stdout
     width = None if stream.isatty() else 160
-    return _Console(file=stream, width=width, soft_wrap=False, highlight=False)
+    return _Console(
+        file=stream, width=width, soft_wrap=False, highlight=False, markup=False, emoji=False
+    )
 
 
 def progress_bar(*, disable: bool = False, spinner: bool = False) -> Any:

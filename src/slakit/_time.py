@@ -211,6 +211,13 @@ def parse_duration(field: str, text: str) -> timedelta:
 
 def _parse_duration(field: str, text: str) -> timedelta:
     raw = text.strip()
+    if len(raw) > 64:  # "1w2d3h4m5s" is 10 characters; the patterns are slow on long text
+        raise ValidationError(
+            f"{field} must be a duration like '90m', '1h30m', '2d' or 'PT1H30M', got "
+            f"{len(raw)} characters",
+            field=field,
+            value=raw[:64],
+        )
     iso = re.fullmatch(
         r"P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?", raw.upper()
     )

@@ -376,12 +376,13 @@ def show(id: str, config: Path | None, as_json: bool) -> None:
         )
         return
     from rich.table import Table
+    from rich.text import Text
 
     con = console()
     info = Table(show_header=False, box=None)
     for key, value in h.to_dict().items():
         if value not in (None, {}, "", 0.0) or key in ("breached", "stage"):
-            info.add_row(f"[bold]{key}[/]", str(value))
+            info.add_row(Text(key, style="bold"), str(value))
     con.print(info)
     if escalations:
         steps = Table(title="escalations", title_justify="left")
@@ -857,7 +858,7 @@ def _attributes_cell(value: str) -> dict[str, Any]:
     """An ``attributes`` cell: a JSON object, as ``slakit export`` writes it."""
     try:
         data = json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested a thousand levels deep
         data = None
     if not isinstance(data, dict):
         raise ValidationError(
@@ -947,6 +948,12 @@ def _read_csv(path: Path, delimiter: str = ",") -> Iterator[tuple[int, dict[str,
                 yield reader.line_num, row
         except UnicodeDecodeError:
             raise _not_utf8(path, str(path)) from None
+        except csv.Error as exc:  # a field past csv's 128 KiB limit, a NUL…
+            raise ValidationError(
+                f"{path}:{reader.line_num + 1}: cannot read the CSV: {exc}",
+                field="file",
+                value=str(path),
+            ) from None
 
 
 def _not_utf8(path: Path, name: str) -> ValidationError:

@@ -317,11 +317,14 @@ def run_demo(
         directory = keep
     else:
         directory = Path(tempfile.mkdtemp(prefix="slakit-demo-"))
+    from rich.text import Text
+
     con = console()
     start, end = _week_bounds(week)
     if not quiet:
+        con.print(Text("slakit demo", style="bold"), end="")
         con.print(
-            f"[bold]slakit demo[/]: {leads} inbound leads, week {week.upper()} "
+            f": {leads} inbound leads, week {week.upper()} "
             f"({start:%a %d %b} – {(end - timedelta(days=1)):%a %d %b %Y}), America/New_York "
             "business hours Mon–Fri 09:00–17:00 with US holidays.\n"
             "Policy speed-to-lead: respond within 30 business minutes; at 1x alert the owner; "
@@ -354,6 +357,7 @@ def run_demo(
         )
     else:
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(title="SLA hit rate, speed-to-lead", title_justify="left")
         table.add_column("channel")
@@ -365,7 +369,7 @@ def run_demo(
         for g in rows:
             name = "all" if g is report.total else str(g.key[0])
             table.add_row(
-                f"[bold]{name}[/]" if g is report.total else name,
+                Text(name, style="bold") if g is report.total else name,
                 f"{_pct(g.wall.rate)}  ({g.wall.met}/{g.wall.evaluated})",
                 f"{_pct(g.business.rate)}  ({g.business.met}/{g.business.evaluated})",
                 str(g.business.pending),

@@ -96,6 +96,9 @@ WALL_CALENDAR: CalendarLike = _WallCalendar()
 
 # -- steps ---------------------------------------------------------------
 
+#: The longest step label or duration read (``"1x+1h30m"`` is 8 characters).
+MAX_LABEL = 64
+
 # A duration starts with a digit (45m, 1h30m) or P (ISO-8601: PT45M, P1D).
 _AT_RE = re.compile(
     r"""^\s*(?:
@@ -196,7 +199,8 @@ class Step:
                 field=field,
                 value=at,
             )
-        m = _AT_RE.match(at)
+        # Labels are short; a long one is a mistake, and the pattern is slow on it.
+        m = _AT_RE.match(at) if len(at) <= MAX_LABEL else None
         try:
             if m is None:
                 raise ValidationError("no match")
@@ -330,6 +334,10 @@ TEMPLATE_FIELDS = frozenset(
 )
 
 
+#: The widest a template field may be formatted (``{id:>80}``): a message, not a page.
+MAX_TEMPLATE_WIDTH = 1000
+
+
 def check_template(template: Any, *, field: str) -> None:
     """Reject a message template that names an unknown field.
 
@@ -343,9 +351,28 @@ def check_template(template: Any, *, field: str) -> None:
         raise ConfigError(
             f"{field} is not a valid template ({exc}): {template!r}", field=field, value=template
         ) from None
-    for _, name, _, _ in parsed:
+    for _, name, spec, _ in parsed:
         if name is None:
             continue
+        if re.search(r"\._", name):
+            raise ConfigError(
+                f"{field} reaches into a private name in {{{name}}}; fields and their keys only",
+                field=field,
+                value=name,
+            )
+        if spec and "{" in spec:
+            raise ConfigError(
+                f"{field}: the format of {{{name}}} may not hold another field ({spec!r})",
+                field=field,
+                value=spec,
+            )
+        if spec and any(int(n) > MAX_TEMPLATE_WIDTH for n in re.findall(r"\d+", spec)):
+            raise ConfigError(
+                f"{field}: the format of {{{name}}} asks for more than {MAX_TEMPLATE_WIDTH} "
+                f"characters ({spec!r})",
+                field=field,
+                value=spec,
+            )
         root = re.split(r"[.\[]", name, maxsplit=1)[0]
         if root not in TEMPLATE_FIELDS:
             raise ConfigError(

@@ -772,8 +772,18 @@ def _delta(now: float | None, prev: float | None) -> str:
     return f" ({points:+.1f} points)"
 
 
+_MD_SPECIAL = str.maketrans(
+    {"|": "\\|", "\n": " ", "<": "&lt;", ">": "&gt;", "&": "&amp;", "`": "\\`"}
+)
+
+
 def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """Text from records (ids, owners, reasons) as inert Markdown: no table breaks, no
+    HTML a renderer would run, no code spans."""
+    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text.translate(_MD_SPECIAL))
+
+
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def _ts(value: datetime | None) -> str:

@@ -58,6 +58,17 @@ class TestNotionConfig:
             build(token=123)
         assert "123" not in str(info.value)
 
+    def test_a_token_with_a_line_break_is_refused_unechoed(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Such a token would reach error messages whole; from token or the variable."""
+        with pytest.raises(ConfigError, match="one line of visible ASCII") as info:
+            build(token="secret_ABC\nLEAKED")
+        assert "LEAKED" not in str(info.value)
+        monkeypatch.setenv("NOTION_TOKEN", "secret_ABC\nLEAKED")
+        with pytest.raises(ConfigError, match="one line of visible ASCII"):
+            NotionTraceSink(database_id=DATABASE_ID)
+
     @pytest.mark.parametrize(
         ("option", "value", "expected"),
         [

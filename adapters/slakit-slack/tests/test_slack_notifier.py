@@ -256,6 +256,14 @@ class TestSlackNotifierConfig:
             SlackNotifier(token_env=bad)  # type: ignore[arg-type]
         assert e.value.field == "token_env"
 
+    def test_a_token_with_a_line_break_is_refused_without_echoing_it(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-1111-SECRETPART\nxoxb-2222")
+        with pytest.raises(ConfigError, match="one line of visible ASCII") as info:
+            SlackNotifier()
+        assert "SECRETPART" not in str(info.value)
+
     def test_a_missing_token_is_a_config_error_naming_the_variable(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:

@@ -246,6 +246,22 @@ class TestWebhookConfig:
         with pytest.raises(ConfigError, match="outside 1-65535"):
             WebhookNotifier("http://127.0.0.1:99999/hook")
 
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "https://user:s3cretpw@hooks.example.com:99999/hook/TOKEN123",
+            "https://user:s3cretpw@/hook/TOKEN123",
+            "https://user:s3cretpw@hooks.example.com:x/hook/TOKEN123",
+        ],
+    )
+    def test_a_bad_url_is_named_by_its_host_only(self, url: str) -> None:
+        """Credentials in the URL's user info or path stay out of the message."""
+        with pytest.raises(ConfigError) as info:
+            WebhookNotifier(url)
+        text = f"{info.value} {info.value.value}"
+        assert "s3cretpw" not in text
+        assert "TOKEN123" not in text
+
     def test_a_header_in_both_tables_is_a_config_error(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:

@@ -1804,7 +1804,8 @@ class SQLiteStore(RecordStore):
                 exprs.append(key)
                 continue
             name = attribute_name(key)
-            if name is None or '"' in name or "\\" in name:
+            if name is None or '"' in name or "\\" in name or not name.isprintable():
+                # JSON paths quote names their own way; such names are counted in Python.
                 return None
             params[f"path{i}"] = f'$."{name}"'
             exprs.append(f"json_extract(attributes, :path{i})")

@@ -499,7 +499,7 @@ def _token(token: Any, token_env: Any) -> str:
         if not isinstance(token, str) or not token.strip():
             # Not echoed: it may be a secret.
             raise ConfigError(f"{_OWNER}.token must be a non-empty string", field="token")
-        return token.strip()
+        return _one_line(token.strip(), "token")
     variable = "NOTION_TOKEN" if token_env is None else token_env
     if not isinstance(variable, str) or not variable:
         raise ConfigError(
@@ -515,7 +515,18 @@ def _token(token: Any, token_env: Any) -> str:
             field="token",
             value=variable,
         )
-    return found
+    return _one_line(found, "token_env")
+
+
+def _one_line(token: str, field: str) -> str:
+    """``token``, if it can go in a header: a line break would put it in error messages."""
+    if any(not "\x21" <= c <= "\x7e" for c in token):
+        raise ConfigError(
+            f"{_OWNER} token must be one line of visible ASCII (a pasted line break?)",
+            field=field,
+            value="…",
+        )
+    return token
 
 
 def _base_url(value: Any) -> str:

@@ -22,7 +22,7 @@ from slakit.errors import ConfigError, SchemaVersionError
 
 __all__ = ["LATEST_VERSION", "MIGRATIONS", "Migration", "lock_key", "migrate", "validate_name"]
 
-_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
 def validate_name(field: str, value: object) -> str:
@@ -30,7 +30,7 @@ def validate_name(field: str, value: object) -> str:
 
     :raises ConfigError: naming ``field`` and the value otherwise.
     """
-    if not isinstance(value, str) or not _NAME_RE.match(value):
+    if not isinstance(value, str) or not _NAME_RE.fullmatch(value):
         raise ConfigError(
             f"{field} must be a plain identifier (letters, digits and '_', at most 63, "
             f"not starting with a digit), got {value!r}",

@@ -1153,7 +1153,7 @@ class PostgresStore(RecordStore):
             name = _sql.attribute_name(key)
             if key in GROUPABLE_COLUMNS:
                 expr: sql.Composable = sql.Identifier(key)
-            elif name is not None:
+            elif name is not None and "\x00" not in name:  # text cannot hold NUL: Python counts
                 expr = sql.SQL("attributes -> {}").format(sql.Literal(name))
             else:
                 return None

@@ -88,6 +88,10 @@ _FIELD_MAX = 2000
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{8,}$")
 
 
+#: What a bot token can hold: visible ASCII, no spaces or line breaks.
+_TOKEN_TEXT = re.compile(r"[\x21-\x7e]+")
+
+
 class SlackNotifier(Notifier):
     """Sends each notification as a Slack direct message from a bot.
 
@@ -132,6 +136,14 @@ class SlackNotifier(Notifier):
                 f"variable named by token_env ({token_env!r})",
                 field=field,
                 value=None if token is not None else token_env,
+            )
+        if not _TOKEN_TEXT.fullmatch(resolved.strip()):
+            # A line break would end up in an error message (and the outbox) with the token.
+            raise ConfigError(
+                "slack token must be one line of visible ASCII (check the variable "
+                f"{token_env!r} or 'token' for a pasted line break)",
+                field="token" if token is not None else "token_env",
+                value="…",
             )
         if (
             not isinstance(base_url, str)

@@ -194,22 +194,36 @@ def _snippet(response: httpx.Response) -> str:
     return f": {text}" if text else ""
 
 
+def _shown_url(url: str) -> str:
+    """``url`` for an error message: scheme and host only, as at run time. Its user
+    info, path and query may hold credentials (hook tokens live in paths)."""
+    scheme, _, rest = url.partition("://")
+    host = rest.split("/", 1)[0].split("?", 1)[0].rsplit("@", 1)[-1]
+    return f"{scheme}://{host}/…" if rest else url[:8] + "…"
+
+
 def _check_url(url: Any) -> str:
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        shown = "a text value" if isinstance(url, str) else repr(url)
         raise ConfigError(
-            f"webhook url must be an http:// or https:// URL, got {url!r}", field="url", value=url
+            f"webhook url must be an http:// or https:// URL, got {shown}",
+            field="url",
+            value="…",
         )
+    shown = _shown_url(url)
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL as exc:
         raise ConfigError(
-            f"webhook url {url!r} is invalid: {exc}", field="url", value=url
+            f"webhook url {shown!r} is invalid: {type(exc).__name__}", field="url", value=shown
         ) from None
     if not parsed.host:
-        raise ConfigError(f"webhook url {url!r} has no host", field="url", value=url)
+        raise ConfigError(f"webhook url {shown!r} has no host", field="url", value=shown)
     if parsed.port is not None and not 0 < parsed.port < 65536:
         raise ConfigError(
-            f"webhook url {url!r} has port {parsed.port}, outside 1-65535", field="url", value=url
+            f"webhook url {shown!r} has port {parsed.port}, outside 1-65535",
+            field="url",
+            value=shown,
         )
     return url
 
