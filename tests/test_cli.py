@@ -1266,3 +1266,32 @@ class TestUnixBehaviour:
         monkeypatch.chdir(tmp_path)
         monkeypatch.setenv("SLAKIT_CONFIG", config)
         assert needle in one_line_error(CliRunner().invoke(cli, ["status"]))
+
+
+class TestHostileText:
+    """Record text is printed as it is: no markup, no terminal control."""
+
+    def test_markup_and_escapes_in_records_print_as_text(self, project: Path) -> None:
+        args = ["start", "own1", "--policy", "speed-to-lead", "--owner", "[/]"]
+        assert run(*args, "--attr", "seg=[/nope]", "--attr", "note=x\x1b[31mred").exit_code == 0
+        shown = run("show", "own1")
+        assert shown.exit_code == 0
+        assert " [/] " in shown.output
+        report = run("report", "--by", "attributes.seg,attributes.note")
+        assert report.exit_code == 0
+        assert "[/nope]" in report.output
+        assert "x\\x1b[31mred" in report.output
+        assert "\x1b" not in report.output
+
+    def test_oversized_fields_and_deep_cells_are_errors_not_tracebacks(self, project: Path) -> None:
+        (project / "big.csv").write_text(f"id,owner,started_at\nB1,{'x' * 200_000},{T0}\n")
+        line = one_line_error(
+            CliRunner().invoke(cli, ["import", "big.csv", "--policy", "speed-to-lead"])
+        )
+        assert "big.csv:2: cannot read the CSV: field larger than field limit" in line
+        deep = "[" * 2000 + "]" * 2000
+        (project / "deep.csv").write_text(f'id,owner,started_at,attributes\nD1,bob,{T0},"{deep}"\n')
+        result = CliRunner().invoke(cli, ["import", "deep.csv", "--policy", "speed-to-lead"])
+        assert result.exit_code == 2
+        assert "deep.csv:2: attributes must be a JSON object" in result.stderr
+        assert "Traceback" not in result.output

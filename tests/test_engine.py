@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import slakit
+from slakit._time import parse_duration
 from slakit.abc import Notifier
 from slakit.adapters.memory import MemoryStore
 from slakit.errors import (
@@ -1617,6 +1618,15 @@ steps = [
     def test_step_offsets_take_iso_durations(self, iso: str, short: str) -> None:
         """`at` reads ISO-8601 durations as the docs say durations are read."""
         assert Step.parse_at(iso) == Step.parse_at(short)
+
+    def test_long_labels_and_durations_are_refused_at_once(self) -> None:
+        """Over 64 characters is a mistake; refused before the patterns get slow on it."""
+        started = time.perf_counter()
+        with pytest.raises(InvalidStepError):
+            Step.parse_at("1" + " " * 40_000 + "!")
+        with pytest.raises(ValidationError, match="40000 characters"):
+            parse_duration("step", "1" * 40_000)
+        assert time.perf_counter() - started < 5  # was 5 s and 42 s
 
     @pytest.mark.parametrize("bad", ["P", "PT", "pizza", "1xPT5M", "PT-5M"])
     def test_malformed_iso_labels_name_the_label(self, bad: str) -> None:

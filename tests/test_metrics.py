@@ -681,3 +681,23 @@ class TestBooleanAndNumberGroups:
         assert rep.computed_by == "python"
         assert sorted(k[-1] for k in rep.groups) == [-(2**63) - 1, 5, 2**63, 2**63 + 1]
         engine.close()
+
+
+def test_an_attribute_name_with_a_control_character_groups_alike_in_every_store(
+    tmp_path: Path,
+) -> None:
+    """SQLite's JSON paths cannot name it; such a name is counted in Python there."""
+    from slakit.adapters.memory import MemoryStore
+    from slakit.adapters.sqlite import SQLiteStore
+
+    groups = []
+    for store in (SQLiteStore(tmp_path / "x.db"), MemoryStore()):
+        engine = slakit.Engine(
+            store, policies=[slakit.Policy.default(basis="wall")], clock=slakit.ManualClock(T0)
+        )
+        engine.start("a", owner="x", **{"a\nb": "v1"})
+        engine.start("b", owner="x", **{"a\nb": "v2"})
+        groups.append(
+            sorted(slakit.hit_rate(engine, by=["attributes.a\nb", "attributes.c\x00"]).groups)
+        )
+    assert groups[0] == groups[1] == [("v1", None), ("v2", None)]

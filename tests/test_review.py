@@ -443,3 +443,14 @@ def test_last_reviewed_is_a_date() -> None:
     """``last_reviewed`` arrives as a date from config (the stale check relies on it)."""
     engine = slakit.Engine.from_config(CONFIG)
     assert engine.policies["lead"].runbook["last_reviewed"] == date(2026, 11, 25)
+
+
+def test_html_and_code_in_records_stay_inert_in_the_markdown() -> None:
+    """An owner holding HTML or backticks is escaped, not passed to a Markdown renderer."""
+    engine = slakit.Engine.from_config(CONFIG, clock=slakit.ManualClock(MON))
+    owner = '<script>alert(1)</script>"`x`&'
+    start = {"id": "p1", "policy": "lead", "started_at": h(0, 9), "owner": owner}
+    run(engine, [(h(0, 9), "start", start)], until=h(0, 12), start=h(0, 9))
+    md = review_from_engine(engine, now=NOW).to_markdown()
+    assert "<script>" not in md
+    assert '&lt;script&gt;alert(1)&lt;/script&gt;"\\`x\\`&amp;' in md

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from slakit import Policy
+from slakit.errors import ConfigError
 from slakit.handoff import Handoff
 from slakit.policy import (
     _RENDER_ERRORS,
@@ -18,6 +19,7 @@ from slakit.policy import (
     StepContext,
     TemplateValues,
     _renderer,
+    check_template,
     render,
 )
 from slakit.testing.strategies import handoffs
@@ -298,3 +300,22 @@ def test_a_link_naming_itself_renders_without_a_loop() -> None:
     assert policy.message_for(step, h, recipient="alice").endswith("x//L-1")
     values = TemplateValues(policy, h, step=step.at)
     assert policy.message_for(step, h, recipient="alice", values=values).endswith("x//L-1")
+
+
+@pytest.mark.parametrize(
+    ("template", "needle"),
+    [
+        ("{attributes.__class__.__mro__}", "private name"),
+        ("{id:{attributes[w]}}", "may not hold another field"),
+        ("{id:>300000000}", "more than 1000 characters"),
+        ("{sla_minutes:.5000f}", "more than 1000 characters"),
+    ],
+)
+def test_templates_stay_small_and_on_their_fields(template: str, needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        check_template(template, field="message")
+
+
+def test_ordinary_formats_and_keys_are_fine() -> None:
+    for template in ("{owner:>20} {id}", "{attributes[_source]}", "{sla_minutes:.2f}"):
+        check_template(template, field="message")
