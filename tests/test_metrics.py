@@ -701,3 +701,25 @@ def test_an_attribute_name_with_a_control_character_groups_alike_in_every_store(
             sorted(slakit.hit_rate(engine, by=["attributes.a\nb", "attributes.c\x00"]).groups)
         )
     assert groups[0] == groups[1] == [("v1", None), ("v2", None)]
+
+
+@pytest.mark.parametrize(
+    "values", [[False, 0.0], [True, 1.0], [0.0, False], [1, 1.0], [1.0, 1], [False, 0, 0.0]]
+)
+@pytest.mark.parametrize("by", [["attributes.a"], ["attributes.a", "channel"]])
+def test_a_group_of_a_float_and_an_integer_or_flag_is_labelled_alike_in_every_store(
+    tmp_path: Path, values: list[Any], by: list[str]
+) -> None:
+    from slakit.adapters.memory import MemoryStore
+    from slakit.adapters.sqlite import SQLiteStore
+
+    labels = []
+    for store in (SQLiteStore(tmp_path / "x.db"), MemoryStore()):
+        engine = slakit.Engine(
+            store, policies=[slakit.Policy.default(basis="wall")], clock=slakit.ManualClock(T0)
+        )
+        for i, value in enumerate(values):
+            engine.start(f"h{i}", owner="x", started_at=T0 + timedelta(minutes=i), a=value)
+        groups = slakit.hit_rate(engine, by=by).groups
+        labels.append([(k, [type(v).__name__ for v in k]) for k in groups])
+    assert labels[0] == labels[1]

@@ -454,3 +454,13 @@ def test_html_and_code_in_records_stay_inert_in_the_markdown() -> None:
     md = review_from_engine(engine, now=NOW).to_markdown()
     assert "<script>" not in md
     assert '&lt;script&gt;alert(1)&lt;/script&gt;"\\`x\\`&amp;' in md
+
+
+def test_a_breach_with_no_owner_stays_nobodys_after_a_reassignment() -> None:
+    """Reassigned from no owner to the backup: the breach happened to nobody, not the backup."""
+    engine = slakit.Engine.from_config(CONFIG, clock=slakit.ManualClock(MON))
+    start = {"id": "n1", "policy": "lead", "started_at": h(0, 9), "backup_owner": "erin"}
+    run(engine, [(h(0, 9), "start", start)], until=h(0, 12), start=h(0, 9))
+    assert engine.get("n1").owner == "erin"
+    (breach,) = [b for b in review_from_engine(engine, now=NOW).breaches if b.id == "n1"]
+    assert breach.owner is None

@@ -919,7 +919,8 @@ def _owner_at_breach(store: RecordStore, h: Handoff) -> str | None:
     for t in store.traces(h.id):
         if t.action.startswith("reassign:") and t.outcome == "ok" and "from" in t.detail:
             previous = t.detail["from"]
-            return previous if isinstance(previous, str) else h.owner
+            # None: the handoff had no owner when it was reassigned (the breach was nobody's).
+            return previous if isinstance(previous, str) or previous is None else h.owner
     return h.owner
 
 

@@ -426,9 +426,16 @@ def _insert_rows(conn: sqlite3.Connection, single: str, rows: Sequence[Sequence[
 
 
 def _lossy(value: Any, kinds: set[str]) -> bool:
-    """Whether ``json_extract`` rounded a group's JSON integer: past 64 bits it
-    gives a float, so ``2**63`` and ``2**63 + 1`` would fall into one group."""
-    return type(value) is float and "integer" in kinds
+    """Whether SQLite cannot label the group as Python does, so Python counts it.
+
+    ``json_extract`` gives a float past 64 bits, so ``2**63`` and ``2**63 + 1``
+    would fall into one group; and a group mixing a JSON float with an integer
+    or a boolean (``0.0`` with ``0`` or ``false``) takes the label of whichever
+    row SQLite saw first, where Python labels it by the first number it meets.
+    """
+    return (type(value) is float and "integer" in kinds) or (
+        "real" in kinds and bool(kinds & {"integer", "true", "false"})
+    )
 
 
 class _Abort(Exception):
