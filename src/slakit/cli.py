@@ -1339,16 +1339,25 @@ def import_(
     default=None,
     help="Write to this file (replaced only when complete) instead of stdout (`-`).",
 )
+@click.option(
+    "--spreadsheet-safe",
+    is_flag=True,
+    help="CSV: put ' before cells starting with = + - @ so a spreadsheet shows them "
+    "as text, not formulas (such a file is for reading, not for `slakit import`).",
+)
 @config_option
 def export(
     fmt: str,
     since: datetime | None,
     until: datetime | None,
     output: Path | None,
+    spreadsheet_safe: bool,
     config: Path | None,
 ) -> None:
     """Export handoffs (started in [since, until)) as JSON lines or CSV."""
     check_window(since, until)
+    if spreadsheet_safe and fmt != "csv":
+        raise click.UsageError("--spreadsheet-safe is for --format csv")
     with open_engine(config, existing=True) as engine, output_stream(output, newline="") as out:
         rows = engine.store.iter_handoffs(since=since, until=until)
         if fmt == "jsonl":
@@ -1361,7 +1370,20 @@ def export(
             for h in rows:
                 d = h.to_dict()
                 d["attributes"] = json.dumps(d["attributes"])
+                if spreadsheet_safe:
+                    d = {k: _inert_cell(v) for k, v in d.items()}
                 writer.writerow(d)
+
+
+#: What a spreadsheet reads as the start of a formula (OWASP's list).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _inert_cell(value: Any) -> Any:
+    """``value`` with a ``'`` before it when a spreadsheet would take it for a formula."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
 
 
 @cli.command(cls=Command)
