@@ -10,10 +10,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
-import re
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -24,6 +24,7 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 import click
 
+from slakit._text import escape_controls
 from slakit.errors import (
     ConfigError,
     DuplicateHandoffError,
@@ -188,6 +189,14 @@ config_option = click.option(
     help="Config file (default: $SLAKIT_CONFIG, else ./slakit.toml).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+#: ``-o/--output FILE`` for :func:`output_stream`.
+output_option = click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write to this file (replaced only when complete) instead of stdout (`-`).",
+)
 
 
 def check_window(since: datetime | None, until: datetime | None) -> None:
@@ -298,23 +307,9 @@ def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
-#: Control characters other than newline and tab, shown escaped in terminal output.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def visible(text: str) -> str:
-    """``text`` with control characters written as ``\\xNN``, so a stored value
-    (an owner, an attribute, a peer's error) cannot drive the terminal."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-
-
-def console(stderr: bool = False) -> Any:
-    """A rich console on stdout (or stderr); fixed width when not a terminal.
-
-    Text is printed as it is: no rich markup (``[/]`` in an owner's name would
-    crash a table, ``[link=…]`` would hide a link), no ``:emoji:`` codes, and
-    control characters escaped. Styles come from ``rich.text.Text`` objects.
-    """
+@functools.cache
+def _console_class() -> Any:
+    """rich's Console as the CLI uses it (made once; rich loads on first use)."""
     from rich.console import Console
 
     class _Console(Console):
@@ -324,11 +319,22 @@ def console(stderr: bool = False) -> Any:
             raise click.exceptions.Exit(141)
 
         def render_str(self, text: str, **kwargs: Any) -> Any:
-            return super().render_str(visible(text), **kwargs)
+            # Newlines and tabs lay text out; other control characters are shown.
+            return super().render_str(escape_controls(text, keep="\n\t"), **kwargs)
 
+    return _Console
+
+
+def console(stderr: bool = False) -> Any:
+    """A rich console on stdout (or stderr); fixed width when not a terminal.
+
+    Text is printed as it is: no rich markup (``[/]`` in an owner's name would
+    crash a table, ``[link=…]`` would hide a link), no ``:emoji:`` codes, and
+    control characters escaped. Styles come from ``rich.text.Text`` objects.
+    """
     stream = sys.stderr if stderr else sys.stdout
     width = None if stream.isatty() else 160
-    return _Console(
+    return _console_class()(
         file=stream, width=width, soft_wrap=False, highlight=False, markup=False, emoji=False
     )
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from slakit._time import ensure_aware
@@ -29,7 +29,7 @@ from slakit.records import (
     TraceRecord,
 )
 
-__all__ = ["Notifier", "RecordStore", "TraceSink"]
+__all__ = ["Notifier", "RecordStore", "TraceSink", "resend_window"]
 
 
 class RecordStore(ABC):
@@ -433,6 +433,16 @@ class TraceSink(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook with a sensible default
         """Flush and release resources."""
+
+
+def resend_window(lines: Iterable[TraceRecord]) -> tuple[str, str]:
+    """``--since`` and ``--until`` (ISO-8601, UTC) of the ``slakit traces --emit``
+    command that hands ``lines`` (at least one) to the trace sinks again from the store,
+    for a sink that had to drop them to say how to get them back."""
+    times = [t.at for t in lines]
+    since = min(times).astimezone(UTC)
+    until = max(times).astimezone(UTC) + timedelta(microseconds=1)
+    return since.isoformat(), until.isoformat()
 
 
 def paired_traces(

@@ -36,6 +36,7 @@ from slakit._cliutil import (
     json_option,
     now_option,
     open_engine,
+    output_option,
     output_stream,
     parse_iso,
     print_json,
@@ -1332,13 +1333,7 @@ def import_(
 @click.option(
     "--until", callback=parse_iso, default=None, metavar="ISO-8601", help="... and before this."
 )
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Write to this file (replaced only when complete) instead of stdout (`-`).",
-)
+@output_option
 @click.option(
     "--spreadsheet-safe",
     is_flag=True,
@@ -1394,13 +1389,7 @@ def _inert_cell(value: Any) -> Any:
 @click.option(
     "--until", callback=parse_iso, default=None, metavar="ISO-8601", help="... and before this."
 )
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Write to this file (replaced only when complete) instead of stdout (`-`).",
-)
+@output_option
 @click.option(
     "--emit",
     is_flag=True,

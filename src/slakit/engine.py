@@ -23,7 +23,7 @@ import attrs
 from slakit import _capture
 from slakit._gc import paused
 from slakit._time import ensure_aware, validate_sla
-from slakit.abc import Notifier, RecordStore, TraceSink
+from slakit.abc import Notifier, RecordStore, TraceSink, resend_window
 from slakit.clock import Clock, SystemClock
 from slakit.errors import (
     CalendarClosedError,
@@ -437,15 +437,14 @@ class Engine:
         if len(lines) > SINK_BACKLOG:
             dropped = lines[: len(lines) - SINK_BACKLOG]
             lines = lines[len(dropped) :]
-            since = min(t.at for t in dropped).astimezone(UTC)
-            until = max(t.at for t in dropped).astimezone(UTC) + timedelta(microseconds=1)
+            since, until = resend_window(dropped)
             log.error(
                 "trace sink %r: dropped its %d oldest held line(s); the store keeps them: "
                 "slakit traces --emit --since %s --until %s sends them again",
                 sink.name,
                 len(dropped),
-                since.isoformat(),
-                until.isoformat(),
+                since,
+                until,
             )
         self._sink_backlog[id(sink)] = lines
 

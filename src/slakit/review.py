@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
 
+from slakit._text import escape_controls
 from slakit._time import ensure_aware, to_iso
 from slakit.abc import RecordStore
 from slakit.errors import ConfigError, UnknownPolicyError, ValidationError
@@ -780,10 +781,7 @@ _MD_SPECIAL = str.maketrans(
 def _md(text: str) -> str:
     """Text from records (ids, owners, reasons) as inert Markdown: no table breaks, no
     HTML a renderer would run, no code spans."""
-    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text.translate(_MD_SPECIAL))
-
-
-_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+    return escape_controls(text.translate(_MD_SPECIAL))
 
 
 def _ts(value: datetime | None) -> str:

@@ -22,13 +22,12 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, timedelta
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import httpx
 
-from slakit.abc import TraceSink
+from slakit.abc import TraceSink, resend_window
 from slakit.errors import AdapterError, ConfigError
 from slakit.notify import parse_retry_after
 from slakit.records import TraceRecord
@@ -317,7 +316,7 @@ class NotionTraceSink(TraceSink):
             self._queue.clear()
             self._cond.notify_all()
         if unsent:
-            since, until = _window(unsent)
+            since, until = resend_window(unsent)
             log.error(
                 "notion trace sink %r closed with %d line(s) unsent (flush_timeout %g s); the "
                 "store keeps them: slakit traces --emit --since %s --until %s sends them again",
@@ -431,7 +430,7 @@ class NotionTraceSink(TraceSink):
         return full / 2 + self._rng.uniform(0.0, full / 2)
 
     def _drop(self, record: TraceRecord, error: str, *, retried: bool) -> None:
-        since, until = _window([record])
+        since, until = resend_window([record])
         log.error(
             "notion trace sink %r dropped the line of handoff %r (rule %s, action %s, at %s): "
             "%s%s; the store keeps it: slakit traces --emit --since %s --until %s sends it again",
@@ -445,13 +444,6 @@ class NotionTraceSink(TraceSink):
             since,
             until,
         )
-
-
-def _window(lines: Sequence[TraceRecord]) -> tuple[str, str]:
-    """``--since`` and ``--until`` of ``slakit traces --emit`` covering ``lines``."""
-    since = min(t.at for t in lines).astimezone(UTC)
-    until = max(t.at for t in lines).astimezone(UTC) + timedelta(microseconds=1)
-    return since.isoformat(), until.isoformat()
 
 
 def _notion_message(response: httpx.Response) -> str:
