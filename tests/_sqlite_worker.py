@@ -106,7 +106,8 @@ class FaultyStore(SQLiteStore):
 
     def apply_steps(self, applications: Sequence[StepApplication]) -> list[bool]:
         # A faulty worker claims one handoff at a time (see build_engine), so
-        # each transaction here holds one step and "the Nth step" is exact.
+        # each transaction here holds that handoff's due steps, in order, and
+        # "the Nth transaction" is exact.
         what = " ".join(f"{a.handoff.id}:{a.expected_stage}" for a in applications)
         if self.fault.hit("before-commit"):
             self._dying = what

@@ -636,6 +636,56 @@ class TestSteps:
             (1, "2x", "applied"),
         ]
 
+    def test_a_handoffs_due_steps_are_planned_in_the_round_that_claims_it(self) -> None:
+        """Each handoff behind by two steps is claimed once; both steps are written,
+        in order, the second planned on the record the first leaves."""
+        engine, clock = wall_engine()
+        for i in range(3):
+            engine.start(f"L{i}", owner="a", backup_owner="b")
+        claims: list[int] = []
+        claim_due = engine.store.claim_due
+
+        def counting(*args: Any) -> Any:
+            got = claim_due(*args)
+            claims.append(len(got))
+            return got
+
+        engine.store.claim_due = counting  # type: ignore[method-assign]
+        clock.advance(hours=3)
+        with capture_notifications() as sent:
+            result = engine.check()
+            engine.deliver()
+        assert claims == [3, 0]
+        assert [(a.handoff_id, a.stage) for a in result.applied] == [
+            (f"L{i}", k) for i in range(3) for k in (0, 1)
+        ]
+        assert result.lost == 0
+        h = engine.get("L0")
+        assert (h.stage, h.owner, h.breached, h.next_due_at) == (2, "b", True, None)
+        assert [e.stage for e in engine.store.escalations("L0")] == [0, 1]
+        # The 1x alert went to the owner of the time; the 2x step saw its own change.
+        assert next((n.stage, n.recipient) for n in sent if n.handoff_id == "L0") == (0, "a")
+
+    def test_a_run_lost_to_another_writer_counts_one_lost_step(self) -> None:
+        """When another writer changes the handoff between claim and write, its first
+        planned step is lost to that writer; the one planned on it is not counted."""
+        engine, clock = wall_engine()
+        engine.start("L1", owner="a", backup_owner="b")
+        apply_steps = engine.store.apply_steps
+
+        def meddling(apps: Any) -> list[bool]:
+            h = engine.store.get("L1")
+            engine.store.update(attrs.evolve(h, segment="moved"), h.version)
+            return apply_steps(apps)
+
+        engine.store.apply_steps = meddling  # type: ignore[method-assign]
+        clock.advance(hours=3)
+        result = engine.check()
+        assert (result.count, result.lost) == (0, 1)
+        engine.store.apply_steps = apply_steps  # type: ignore[method-assign]
+        assert [a.stage for a in engine.check().applied] == [0, 1]
+        assert engine.get("L1").segment == "moved"
+
     def test_coalesce_skips_to_latest_and_traces_the_skip(self) -> None:
         """With coalesce, only the latest due step runs; earlier ones are traced as skipped."""
         policy = slakit.Policy.from_config({"basis": "wall", "coalesce": True}, name="p")

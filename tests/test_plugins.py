@@ -9,6 +9,7 @@ import sys
 import sysconfig
 import textwrap
 import venv
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +134,36 @@ class TestBuiltins:
             assert good.stage == 0
         finally:
             pm.unregister(name="undo-boom")
+
+    def test_a_later_due_step_that_fails_leaves_the_earlier_one_written(self) -> None:
+        """Both steps are due and the second one's action raises: the first is
+        written, and the error is reported once, by the round that claims it again."""
+
+        def boom(ctx: Any, arg: str | None) -> None:
+            raise RuntimeError("blew up")
+
+        class Actions:
+            @slakit.hookimpl
+            def slakit_register_actions(self, register: Any) -> None:
+                register("boom", boom)
+
+        pm = get_plugin_manager(autoload=False)
+        pm.register(Actions(), name="undo-boom2")
+        try:
+            steps = [{"at": "1x", "do": ["notify:owner"]}, {"at": "2x", "do": ["boom"]}]
+            engine = slakit.Engine.from_config(
+                {"policies": {"p": {"basis": "wall", "steps": steps}}},
+                plugins=Plugins(pm),
+                clock=slakit.ManualClock(slakit.ManualClock().now()),
+            )
+            h = engine.start("h", owner="a")
+            assert h.deadline_at is not None
+            result = engine.check(h.deadline_at + timedelta(hours=1))
+            assert [(a.handoff_id, a.stage) for a in result.applied] == [("h", 0)]
+            assert result.errors == ("h: RuntimeError: blew up",)
+            assert engine.get("h").stage == 1
+        finally:
+            pm.unregister(name="undo-boom2")
 
     @pytest.mark.parametrize("made", [None, 42])
     def test_a_factory_that_gives_no_adapter_is_a_config_error(self, made: Any) -> None:

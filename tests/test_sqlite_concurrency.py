@@ -226,15 +226,18 @@ class TestKilledChecker:
         assert point == fault
 
         rows_before, outbox_before, _ = _state(db)
+        if fault in ("before-commit", "after-commit"):
+            # One handoff per transaction, with both of its due steps, in order.
+            steps = [(h, int(s)) for h, s in (w.rsplit(":", 1) for w in what.split())]
+            assert [s for _h, s in steps] == [0, 1]
+            assert len({h for h, _s in steps}) == 1
         if fault == "before-commit":
-            # The step being committed is not there; the four before it are.
-            hid, stage = what.rsplit(":", 1)
-            assert (hid, int(stage)) not in set(rows_before)
-            assert len(rows_before) == 4
+            # The steps being committed are not there; the four handoffs' before them are.
+            assert not set(steps) & set(rows_before)
+            assert len(rows_before) == 8
         if fault == "after-commit":
-            hid, stage = what.rsplit(":", 1)
-            assert (hid, int(stage)) in set(rows_before)
-            assert len(rows_before) == 5
+            assert set(steps) <= set(rows_before)
+            assert len(rows_before) == 10
         if fault in ("before-send", "after-send-before-ack"):
             # The row being delivered is still pending: its outcome was never recorded.
             assert ("file", what, "pending") in set(outbox_before)

@@ -438,6 +438,155 @@ class TestApplySteps:
         assert store.get("h1").stage == 0
 
 
+def _next_step(h: Handoff) -> StepApplication:
+    """The step at ``h``'s stage, planned on ``h``: it changes the owner and moves on."""
+    k = h.stage
+    return StepApplication(
+        handoff=attrs.evolve(
+            h,
+            stage=k + 1,
+            owner=f"o{k + 1}",
+            breached=k >= 1,
+            next_due_at=h.started_at + timedelta(minutes=30 * (k + 2)),
+            version=h.version + 1,
+        ),
+        expected_version=h.version,
+        expected_stage=k,
+        escalations=(
+            Escalation(
+                handoff_id=h.id,
+                stage=k,
+                step=f"{k + 1}x",
+                applied_at=T0 + timedelta(hours=3),
+                outcome="applied",
+                actions=("notify:owner",),
+            ),
+        ),
+        notifications=(make_notification(h.id, stage=k),),
+        traces=(make_trace(h.id, rule=f"step:{k + 1}x"),),
+    )
+
+
+def _chain(h: Handoff, n: int) -> list[StepApplication]:
+    """``n`` steps of ``h`` in a row, each planned on the state the one before leaves."""
+    apps = []
+    for _ in range(n):
+        apps.append(_next_step(h))
+        h = apps[-1].handoff
+    return apps
+
+
+def _stored(store: SQLiteStore, ids: list[str]) -> tuple[Any, ...]:
+    """Everything a batch of steps can write, for comparing two stores."""
+    return (
+        [store.get(i) for i in ids],
+        store.escalations(),
+        sorted((i.notification.idempotency_key, i.state) for i in store.outbox()),
+        [(t.handoff_id, t.rule) for i in ids for t in store.traces(i)],
+    )
+
+
+class TestStepsInARow:
+    def _updates(self, store: SQLiteStore) -> list[str]:
+        seen: list[str] = []
+        store._conn().set_trace_callback(
+            lambda sql: seen.append(sql) if sql.startswith("UPDATE handoffs") else None
+        )
+        return seen
+
+    def test_a_handoffs_steps_in_a_row_are_one_update(self, store: SQLiteStore) -> None:
+        """Three steps of h1 planned one on the other, then one of h2: two updates,
+        the row as the last step leaves it, every step's rows written."""
+        h1, h2 = store.insert(make_handoff("h1")), store.insert(make_handoff("h2"))
+        apps = [*_chain(h1, 3), _next_step(h2)]
+        updates = self._updates(store)
+        assert store.apply_steps(apps) == [True] * 4
+        assert len(updates) == 2
+        assert store.get("h1") == apps[2].handoff
+        assert store.get("h1").version == h1.version + 3
+        assert [(e.handoff_id, e.stage) for e in store.escalations()] == [
+            ("h1", 0),
+            ("h1", 1),
+            ("h1", 2),
+            ("h2", 0),
+        ]
+        assert len(store.outbox()) == 4
+
+    def test_a_run_whose_first_step_lost_is_tried_step_by_step(self, store: SQLiteStore) -> None:
+        """Another writer applied h1's first step: the run's one update misses, and
+        the steps one by one give what they would alone (the second one still fits)."""
+        h1 = store.insert(make_handoff("h1"))
+        first, second = _chain(h1, 2)
+        assert store.apply_step(first)
+        assert store.apply_steps([first, second]) == [False, True]
+        assert store.get("h1") == second.handoff
+        assert [e.stage for e in store.escalations()] == [0, 1]
+
+    def test_a_run_after_another_writers_change_writes_nothing(self, store: SQLiteStore) -> None:
+        h1 = store.insert(make_handoff("h1"))
+        apps = _chain(h1, 2)
+        moved = store.update(attrs.evolve(h1, owner="carol"), h1.version)
+        assert store.apply_steps(apps) == [False, False]
+        assert store.get("h1") == moved
+        assert store.escalations() == []
+        assert store.outbox() == []
+        assert store.traces("h1") == []
+
+    def test_a_step_that_moves_started_at_is_written_whole(self, store: SQLiteStore) -> None:
+        h1 = store.insert(make_handoff("h1"))
+        first = _next_step(h1)
+        moved = attrs.evolve(
+            first, handoff=attrs.evolve(first.handoff, started_at=T0 - timedelta(hours=1))
+        )
+        second = _next_step(moved.handoff)
+        updates = self._updates(store)
+        assert store.apply_steps([moved, second]) == [True, True]
+        assert store.get("h1") == second.handoff
+        # The run's guarded update missed; then one by one: the first step's
+        # guarded update missed and its full one ran, and the second's ran.
+        assert len(updates) == 4
+
+    @settings(max_examples=40, deadline=None)
+    @given(
+        st.lists(
+            st.tuples(
+                st.integers(1, 3),
+                st.sampled_from(["none", "first-step", "other-change", "missing"]),
+            ),
+            min_size=1,
+            max_size=5,
+        )
+    )
+    def test_batches_write_what_steps_one_by_one_write(self, plan: list[tuple[int, str]]) -> None:
+        """Whatever other writers did first, ``apply_steps`` on chains of steps gives the
+        flags and the rows that ``apply_step`` one application at a time gives."""
+        batched, single = SQLiteStore(":memory:"), SQLiteStore(":memory:")
+        ids = [f"h{i}" for i in range(len(plan))]
+        apps: list[StepApplication] = []
+        for hid, (n, other) in zip(ids, plan, strict=True):
+            chain = None
+            made = make_handoff(hid)
+            for s_ in (batched, single):
+                if other == "missing":
+                    chain = _chain(made, n)
+                    continue
+                h = s_.insert(made)
+                chain = _chain(h, n)
+                if other == "first-step":
+                    assert s_.apply_step(chain[0])
+                elif other == "other-change":
+                    s_.update(attrs.evolve(h, owner="carol"), h.version)
+            assert chain is not None
+            apps.extend(chain)
+        if any(other == "missing" for _n, other in plan):
+            for s_ in (batched, single):
+                with pytest.raises(UnknownHandoffError):
+                    s_.apply_steps(apps) if s_ is batched else [s_.apply_step(a) for a in apps]
+            return
+        assert batched.apply_steps(apps) == [single.apply_step(a) for a in apps]
+        assert _stored(batched, ids) == _stored(single, ids)
+
+
 class TestAttributesRoundTrip:
     def test_starting_again_with_json_shaped_attributes_is_idempotent(self, tmp_path: Path) -> None:
         """Attributes read back as JSON (a tuple as a list, a number key as text); the

@@ -1157,11 +1157,11 @@ class Engine:
 
         Each (handoff, stage) is applied exactly once across any number of
         engines sharing the store. Due handoffs are claimed in batches; each
-        round plans one step per claimed handoff and hands the batch to the
-        store, which writes every step in its own all-or-nothing unit. Overdue
-        steps of one handoff fire in order, one per round, unless the policy
-        coalesces them (then the earlier ones are traced as skipped and only
-        the latest runs).
+        round plans every due step of each claimed handoff and hands the batch
+        to the store, which writes every step in its own all-or-nothing unit.
+        Overdue steps of one handoff fire in order unless the policy coalesces
+        them (then the earlier ones are traced as skipped and only the latest
+        runs).
         """
         self.setup()
         when = self.store.effective_now(self._now(now, "now"))
@@ -1226,14 +1226,56 @@ class Engine:
                 continue
             if plan is None:
                 progressed = True
-            else:
-                plans.append(plan)
+                continue
+            plans.append(plan)
+            try:
+                self._plan_following(plan, when, plans)
+            except Exception:
+                # The steps planned so far are written; the next round claims the
+                # handoff again and reports what stopped the rest.
+                log.debug("handoff %r: later due steps left to the next round", h.id)
         if not plans:
             return progressed, lost, []
         results = self.store.apply_steps([p.app for p in plans])
-        done = [p for p, ok in zip(plans, results, strict=True) if ok]
-        lost += len(plans) - len(done)
+        done: list[_Plan] = []
+        failed: str | None = None  # the handoff whose step just failed
+        for p, ok in zip(plans, results, strict=True):
+            if ok:
+                done.append(p)
+                failed = None
+            elif p.app.handoff.id != failed:
+                # A later step planned on a failed one was never the engine's to lose.
+                lost += 1
+                failed = p.app.handoff.id
         return progressed or bool(done), lost, done
+
+    def _plan_following(self, plan: _Plan, now: datetime, plans: list[_Plan]) -> None:
+        """Append to ``plans`` the handoff's further steps that are due at ``now``,
+        each planned on the state the one before leaves.
+
+        A handoff behind by several steps (catching up after downtime) has them
+        all planned in the round that claims it, in firing order, rather than
+        one per claim: the store writes them in order, each still its own
+        compare-and-set on stage with its own escalation row, so a step fails
+        alone and the later ones fail after it. Coalescing policies never get
+        here (their plan already covers every due step).
+        """
+        pol = self.policy(plan.app.handoff.policy)
+        if pol.coalesce:
+            return
+        h = plan.app.handoff
+        while (
+            h.next_due_at is not None
+            and h.next_due_at <= now
+            and h.is_active
+            and h.paused_at is None
+        ):
+            steps, dues = pol._steps_and_dues(h)
+            if h.stage >= len(steps) or dues[h.stage] > now:
+                return  # the next round tidies the timer, as it would have
+            plan = self._plan(pol, h, steps, dues, h.stage, now)
+            plans.append(plan)
+            h = plan.app.handoff
 
     def _observe(self, plan: _Plan, now: datetime) -> None:
         step = plan.step

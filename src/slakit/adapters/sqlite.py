@@ -160,6 +160,8 @@ HANDOFF_COLUMNS: tuple[str, ...] = (
     "version",
 )
 
+_STAGE = HANDOFF_COLUMNS.index("stage")
+
 _V1: tuple[str, ...] = (
     """
     CREATE TABLE handoffs (
@@ -948,22 +950,40 @@ class _PreparedStep:
     @property
     def step_params(self) -> tuple[Any, ...]:
         """:data:`_APPLY_STEP`'s parameters: every column but id and started_at."""
-        values, expected = self.values, self.expected
-        return (
-            values[1],
-            *values[3:-1],
-            expected + 1,
-            self.handoff_id,
-            expected,
-            self.stage,
-            values[2],
-        )
+        return self.params_after(self)
 
     @property
     def full_params(self) -> tuple[Any, ...]:
         """:data:`_APPLY_HANDOFF`'s parameters, for a step that moved ``started_at``."""
         expected = self.expected
         return (*self.values[1:-1], expected + 1, self.handoff_id, expected, self.stage)
+
+    def follows(self, before: _PreparedStep) -> bool:
+        """Whether this step was planned on the state ``before`` leaves, with
+        ``started_at`` unchanged between them: then one write of this step's
+        values, guarded by ``before``'s expectations, does what the two
+        compare-and-sets in a row would do when the first succeeds."""
+        return (
+            self.handoff_id == before.handoff_id
+            and self.expected == before.expected + 1
+            and self.stage == before.values[_STAGE]
+            and self.values[2] == before.values[2]
+        )
+
+    def params_after(self, first: _PreparedStep) -> tuple[Any, ...]:
+        """:data:`_APPLY_STEP`'s parameters for this step's values on ``first``'s
+        expectations, for a run of steps of one handoff that each :meth:`follows`
+        the one before."""
+        values = self.values
+        return (
+            values[1],
+            *values[3:-1],
+            self.expected + 1,
+            self.handoff_id,
+            first.expected,
+            first.stage,
+            first.values[2],
+        )
 
     def update(self, conn: sqlite3.Connection) -> bool:
         """The compare-and-set on the handoff alone; ``False`` when another writer won.
@@ -996,6 +1016,38 @@ class _PreparedStep:
         if self.traces:
             conn.executemany(_INSERT_TRACE, self.traces)
         return True
+
+
+def _runs(steps: Sequence[_PreparedStep]) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` of each run of ``steps``: a step alone, or steps of one
+    handoff that each :meth:`~_PreparedStep.follows` the one before."""
+    i, n = 0, len(steps)
+    while i < n:
+        j = i + 1
+        while j < n and steps[j].follows(steps[j - 1]):
+            j += 1
+        yield i, j
+        i = j
+
+
+def _update_runs(conn: sqlite3.Connection, steps: Sequence[_PreparedStep]) -> list[bool]:
+    """Every step's compare-and-set, in order; ``True`` for each that won.
+
+    A run of steps of one handoff, each planned on the state the one before
+    leaves (an engine catching up on several due steps), is written as one
+    update of the last step's values guarded by the first one's expectations:
+    the same row as the updates one after another, at the cost of one. When
+    that misses, the run is tried step by step, as it would have been.
+    """
+    done: list[bool] = []
+    for i, j in _runs(steps):
+        if j == i + 1:
+            done.append(steps[i].update(conn))
+        elif conn.execute(_APPLY_STEP, steps[j - 1].params_after(steps[i])).rowcount == 1:
+            done.extend([True] * (j - i))
+        else:
+            done.extend(step.update(conn) for step in steps[i:j])
+    return done
 
 
 # -- the store -----------------------------------------------------------------
@@ -1458,7 +1510,7 @@ class SQLiteStore(RecordStore):
             # writer made a stage happen) undoes the lot, and the batch is
             # redone step by step, each under its own savepoint.
             conn.execute("SAVEPOINT batch")
-            done = [step.update(conn) for step in steps]
+            done = _update_runs(conn, steps)
             won = [step for step, ok in zip(steps, done, strict=True) if ok]
             try:
                 _insert_rows(conn, _INSERT_ESCALATION, [r for st in won for r in st.escalations])
