@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from datetime import UTC, datetime, timedelta
@@ -665,6 +666,73 @@ class TestSteps:
         assert [e.stage for e in engine.store.escalations("L0")] == [0, 1]
         # The 1x alert went to the owner of the time; the 2x step saw its own change.
         assert next((n.stage, n.recipient) for n in sent if n.handoff_id == "L0") == (0, "a")
+
+    @pytest.mark.parametrize("store", ["memory", "sqlite"])
+    def test_steps_caught_up_together_read_as_steps_fired_one_by_one(
+        self, store: str, tmp_path: Path
+    ) -> None:
+        """Three overdue built-in steps planned in one round give the texts, rows and
+        record that three checks, one at each due time, give."""
+        from slakit.adapters.sqlite import SQLiteStore
+
+        message = (
+            "{id} {policy} {owner} {backup_owner} {breached} {stage} {sla_minutes} "
+            "{segment} {channel} {attributes} {step} {recipient} {action}"
+        )
+        policy = slakit.Policy.from_config(
+            {
+                "basis": "wall",
+                "steps": [
+                    {"at": "1x", "do": ["notify:owner"], "message": message},
+                    {
+                        "at": "2x",
+                        "do": ["mark_breached", "reassign:backup", "notify:owner", "notify:backup"],
+                        "message": message,
+                    },
+                    {"at": "3x", "do": ["notify:owner", "notify:@lead"], "message": message},
+                ],
+            },
+            name="p",
+        )
+        runs = []
+        for i, when in enumerate(([4], [1, 2, 3])):
+            chosen = MemoryStore() if store == "memory" else SQLiteStore(tmp_path / f"{i}.db")
+            engine, _clock = wall_engine(policies=[policy], store=chosen)
+            engine.start(
+                "L1",
+                owner="a",
+                backup_owner="b",
+                sla_minutes=45,
+                segment="smb",
+                channel="web",
+                attributes={"tier": 2, "tags": ["x"], "score": 1.5},
+                trace_id="0af7651916cd43dd8448eb211c80319c",
+            )
+            applied = []
+            with capture_notifications() as sent:
+                for times in when:
+                    applied += engine.check(T0 + timedelta(minutes=45 * times)).applied
+                engine.deliver(T0 + timedelta(hours=4))
+            runs.append(
+                (
+                    sorted(
+                        (
+                            n.stage,
+                            n.recipient,
+                            n.text,
+                            n.notification.subject,
+                            json.dumps(dict(n.notification.payload), sort_keys=True, default=str),
+                        )
+                        for n in sent
+                    ),
+                    [(a.stage, a.outcome) for a in applied],
+                    engine.get("L1"),
+                    [(e.stage, e.actions) for e in engine.store.escalations("L1")],
+                )
+            )
+            engine.close()
+        assert runs[0] == runs[1]
+        assert len(runs[0][0]) == 5
 
     def test_a_run_lost_to_another_writer_counts_one_lost_step(self) -> None:
         """When another writer changes the handoff between claim and write, its first

@@ -17,8 +17,9 @@ import pytest
 
 import slakit
 from slakit.abc import Notifier
-from slakit.errors import ConfigError, UnknownAdapterError
+from slakit.errors import ConfigError, UnknownAdapterError, ValidationError
 from slakit.plugins import PluginError, Plugins, get_plugin_manager
+from slakit.testing import capture_notifications
 
 
 class TestBuiltins:
@@ -164,6 +165,83 @@ class TestBuiltins:
             assert engine.get("h").stage == 1
         finally:
             pm.unregister(name="undo-boom2")
+
+    @staticmethod
+    def _catch_up_engine(tmp_path: Path, name: str, policies: dict[str, Any]) -> Any:
+        """An engine on a SQLite file with the actions switch:POLICY, bad and tag."""
+        from slakit.adapters.sqlite import SQLiteStore
+
+        class Actions:
+            @slakit.hookimpl
+            def slakit_register_actions(self, register: Any) -> None:
+                register("switch", lambda ctx, arg: ctx.evolve(policy=arg))
+                register("bad", lambda ctx, arg: ctx.evolve(attributes={"x": {1, 2}}))
+                register("tag", lambda ctx, arg: ctx.evolve(attributes={"seen": (arg,)}))
+
+        pm = get_plugin_manager(autoload=False)
+        pm.register(Actions(), name="undo-catch-up")
+        try:
+            return slakit.Engine.from_config(
+                {"policies": policies},
+                plugins=Plugins(pm),
+                store=SQLiteStore(tmp_path / f"{name}.db"),
+                clock=slakit.ManualClock(slakit.ManualClock().now()),
+            )
+        finally:
+            pm.unregister(name="undo-catch-up")
+
+    def test_a_step_after_a_plugin_action_is_planned_on_the_stored_record(
+        self, tmp_path: Path
+    ) -> None:
+        """Catching up, the step after a plugin action is planned on the record as the
+        store reads it back, under the policy that record names, as in a later check."""
+        p1 = {
+            "basis": "wall",
+            "steps": [
+                {"at": "1x", "do": ["tag:1x"]},
+                {"at": "2x", "do": ["switch:p2"]},
+                {"at": "3x", "do": ["notify:owner"]},
+            ],
+        }
+        p2 = {
+            "basis": "wall",
+            "steps": [
+                {"at": "1x", "do": ["notify:owner"]},
+                {"at": "2x", "do": ["notify:owner"], "message": "{sla_minutes} {attributes}"},
+                {"at": "3x", "do": ["reassign:backup", "notify:owner"]},
+            ],
+        }
+        texts = []
+        for name, times in (("together", [4]), ("apart", [2, 4])):
+            engine = self._catch_up_engine(tmp_path, name, {"p1": p1, "p2": p2})
+            h = engine.start("h", policy="p1", owner="a", backup_owner="b", sla_minutes=60)
+            with capture_notifications() as sent:
+                for t in times:
+                    engine.check(h.started_at + timedelta(hours=t))
+                engine.deliver(h.started_at + timedelta(hours=5))
+            assert engine.get("h").owner == "b"  # p2's 3x step ran, not p1's
+            assert [e.actions for e in engine.store.escalations("h")][2] == (
+                "reassign:backup",
+                "notify:owner",
+            )
+            texts.append([n.text for n in sent])
+            engine.close()
+        assert texts[0] == texts[1]
+
+    def test_a_later_step_the_store_refuses_holds_back_only_itself(self, tmp_path: Path) -> None:
+        """The 2x step's plugin action leaves a record the store refuses: every
+        handoff's 1x step is still written before the check reports the error."""
+        policy = {
+            "basis": "wall",
+            "steps": [{"at": "1x", "do": ["notify:owner"]}, {"at": "2x", "do": ["bad"]}],
+        }
+        engine = self._catch_up_engine(tmp_path, "refused", {"p": policy})
+        hs = [engine.start(f"h{i}", owner="a") for i in range(3)]
+        with pytest.raises(ValidationError, match="attributes"):
+            engine.check(hs[0].started_at + timedelta(hours=3))
+        assert [engine.get(h.id).stage for h in hs] == [1, 1, 1]
+        assert len(engine.store.escalations()) == 3
+        engine.close()
 
     @pytest.mark.parametrize("made", [None, 42])
     def test_a_factory_that_gives_no_adapter_is_a_config_error(self, made: Any) -> None:

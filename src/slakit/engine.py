@@ -1256,12 +1256,19 @@ class Engine:
         A handoff behind by several steps (catching up after downtime) has them
         all planned in the round that claims it, in firing order, rather than
         one per claim: the store writes them in order, each still its own
-        compare-and-set on stage with its own escalation row, so a step fails
-        alone and the later ones fail after it. Coalescing policies never get
-        here (their plan already covers every due step).
+        compare-and-set on stage with its own escalation row. A coalescing
+        policy's plan already covers every due step, so nothing is added for one.
+
+        Only steps whose actions are all built in are planned this way. Their
+        changes (owner, backup, breached, stage, timer) read back from any
+        store as they were written, so the next step sees the record exactly
+        as the next round would read it, and nothing they write can be refused
+        where the claimed record was not. After a plugin action, which may
+        change any field (the policy too), the next round reads the record
+        back from the store first, as always.
         """
         pol = self.policy(plan.app.handoff.policy)
-        if pol.coalesce:
+        if pol.coalesce or not plan.step._builtin:
             return
         h = plan.app.handoff
         while (
@@ -1273,6 +1280,8 @@ class Engine:
             steps, dues = pol._steps_and_dues(h)
             if h.stage >= len(steps) or dues[h.stage] > now:
                 return  # the next round tidies the timer, as it would have
+            if not steps[h.stage]._builtin:
+                return  # planned on the record as read back, in the next round
             plan = self._plan(pol, h, steps, dues, h.stage, now)
             plans.append(plan)
             h = plan.app.handoff

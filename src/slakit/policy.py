@@ -169,6 +169,9 @@ class Step:
     raw_actions: tuple[str, ...] = attrs.field(init=False, eq=False, repr=False)
     # Whether an action reassigns (the default message then says so).
     _reassigns: bool = attrs.field(init=False, eq=False, repr=False)
+    # Whether every action is built in (the engine may plan the next due step on
+    # the record as this one leaves it, without reading it back from the store).
+    _builtin: bool = attrs.field(init=False, eq=False, repr=False)
     # offset_for per SLA: a few SLAs serve many records.
     _offsets: dict[timedelta, timedelta] = attrs.field(init=False, eq=False, repr=False)
 
@@ -176,6 +179,7 @@ class Step:
         # Derived once here: the engine reads both for every handoff the step fires on.
         object.__setattr__(self, "raw_actions", tuple(a.raw for a in self.actions))
         object.__setattr__(self, "_reassigns", any(a.name == "reassign" for a in self.actions))
+        object.__setattr__(self, "_builtin", all(a.name in BUILTIN_ACTIONS for a in self.actions))
         object.__setattr__(self, "_offsets", {})
 
     def offset_for(self, sla: timedelta) -> timedelta:
