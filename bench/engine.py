@@ -625,7 +625,8 @@ def markdown(
         f"Ratio {large['open']:,} / {small['open']:,}: **{ratio:.2f}** (target ≤ 1.3).",
         "",
         "**(b) Escalation steps per second** (one process; the engine plans every due step "
-        "of each claimed handoff, each on the record the one before leaves, and writes each "
+        "of each claimed handoff (the policy's actions are all built in), each on the record "
+        "the one before leaves, and writes each "
         "claim batch of up to 500 handoffs in one transaction, every step all-or-nothing with "
         "its escalation, outbox and trace rows; a handoff's steps in a row are one row "
         "update):",
