@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import sqlite3
 import sys
 import threading
@@ -19,7 +21,7 @@ from hypothesis import strategies as st
 
 import slakit
 import slakit.adapters.sqlite as sqlite_module
-from slakit import Engine, ManualClock, Policy
+from slakit import Engine, ManualClock, Policy, _time
 from slakit.adapters.sqlite import (
     CLAIM_DUE_SQL,
     HANDOFF_COLUMNS,
@@ -36,7 +38,7 @@ from slakit.errors import (
 )
 from slakit.handoff import Handoff
 from slakit.metrics import classify
-from slakit.records import Escalation, StepApplication
+from slakit.records import Escalation, StepApplication, StepPayload
 from slakit.testing import capture_notifications
 from slakit.testing.store_contract import (
     T0,
@@ -365,15 +367,62 @@ class TestStorage:
         assert sqlite_module._python_detail_json(detail) == expected
         assert sqlite_module._detail_json(MappingProxyType(detail)) == expected
 
-    @settings(max_examples=300, deadline=None)
+    @settings(max_examples=500, deadline=None)
     @given(
         st.lists(
-            st.one_of(st.none(), st.integers(), st.floats(), st.text(max_size=12)), max_size=35
+            st.one_of(
+                st.none(),
+                st.booleans(),
+                st.integers(),
+                st.integers(min_value=2**63 - 2, max_value=2**80) | st.integers(max_value=-(2**63)),
+                st.floats(),
+                st.text(max_size=12),
+                st.text(st.characters(max_codepoint=0x60), max_size=8),
+                st.text(st.characters(categories=["Cs"]), min_size=1, max_size=2),
+            ),
+            max_size=35,
         ).map(tuple)
     )
     def test_row_text_is_the_encoders(self, row: tuple[Any, ...]) -> None:
-        """A compact payload's row is encoded as the strict JSON encoder would (NaN included)."""
-        assert sqlite_module._row_json(row) == sqlite_module._strict_json(row)
+        """A compact payload's row is encoded as the strict JSON encoder would: escapes,
+        flags, numbers past 64 bits, NaN and lone surrogates (these two through the
+        json module) included; the compiled encoder gives the same text."""
+        expected = sqlite_module._strict_json(row)
+        assert sqlite_module._row_json(row) == expected
+        assert sqlite_module._python_row_json(row) == expected
+        assert sqlite_module._row_json(list(row)) == expected
+        if _time.ACCELERATED:
+            from slakit import _crecords
+
+            try:
+                assert _crecords.row_json(row) == expected
+            except (TypeError, ValueError):
+                assert any(
+                    (type(v) is float and not math.isfinite(v))
+                    or (type(v) is str and any(0xD800 <= ord(c) <= 0xDFFF for c in v))
+                    for v in row
+                )
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        st.lists(
+            st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=8)),
+            max_size=31,
+        ).map(tuple),
+        st.text(max_size=6),
+        st.integers(min_value=0, max_value=2**70),
+        st.text(max_size=20),
+    )
+    def test_compact_payload_text_is_the_pythons(
+        self, row: tuple[Any, ...], step: str, stage: int, link: str
+    ) -> None:
+        """The compiled compact payload is the Python code's text, which expands back."""
+        h = make_handoff("h1")
+        payload = StepPayload(h, step, stage, link)
+        expected = sqlite_module._python_compact_payload(payload, row)
+        assert sqlite_module._compact_payload(payload, row) == expected
+        data = json.loads(expected)
+        assert (data["step"], data["stage"], data["link"]) == (step, stage, link)
 
     def test_row_encoding_without_the_c_accelerator(self, monkeypatch: pytest.MonkeyPatch) -> None:
         import json.encoder

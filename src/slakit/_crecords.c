@@ -26,8 +26,10 @@
  * Builder.rows(objects, spec, text) turns a step's trace, outbox or
  * escalation records into rows the same way, reading each record's slots
  * directly; detail_json(encode_str, fallback, detail) is a trace detail's
- * JSON text. The SQLite store's _python_trace_rows, _python_outbox_rows,
- * _python_escalation_rows and _python_detail_json are the Python versions.
+ * JSON text, row_json(row) a row's and compact_payload(row, step, stage, link)
+ * a step payload's. The SQLite store's _python_trace_rows, _python_outbox_rows,
+ * _python_escalation_rows, _python_detail_json, _python_row_json and
+ * _python_compact_payload are the Python versions.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -782,6 +784,250 @@ done:
     return result;
 }
 
+/* -- rows as JSON arrays ------------------------------------------------------ */
+
+/* A growing byte buffer for row_json, on the stack until it needs more. */
+typedef struct {
+    char *data;
+    Py_ssize_t len, cap;
+    char small[1024];
+} Buf;
+
+static int
+buf_put(Buf *b, const char *s, Py_ssize_t n)
+{
+    if (b->len + n > b->cap) {
+        Py_ssize_t cap = (b->len + n) * 2;
+        char *grown = PyMem_Malloc((size_t)cap);
+        if (grown == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        memcpy(grown, b->data, (size_t)b->len);
+        if (b->data != b->small) {
+            PyMem_Free(b->data);
+        }
+        b->data = grown;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, s, (size_t)n);
+    b->len += n;
+    return 0;
+}
+
+/* A text value as json.encoder.encode_basestring writes it (ensure_ascii=False):
+ * '"' and '\\' escaped, control characters as \b \f \n \r \t or \u00XX, every
+ * other character as it is (here as its UTF-8 bytes). */
+static int
+put_text(Buf *b, PyObject *text)
+{
+    static const char hex[] = "0123456789abcdef";
+    Py_ssize_t n;
+    const char *u = PyUnicode_AsUTF8AndSize(text, &n);
+    if (u == NULL) {
+        return -1;
+    }
+    if (buf_put(b, "\"", 1) < 0) {
+        return -1;
+    }
+    Py_ssize_t run = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)u[i];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            continue;
+        }
+        if (buf_put(b, u + run, i - run) < 0) {
+            return -1;
+        }
+        run = i + 1;
+        char esc[6] = {'\\', 0, 0, 0, 0, 0};
+        Py_ssize_t len = 2;
+        switch (c) {
+        case '"': esc[1] = '"'; break;
+        case '\\': esc[1] = '\\'; break;
+        case '\b': esc[1] = 'b'; break;
+        case '\f': esc[1] = 'f'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\r': esc[1] = 'r'; break;
+        case '\t': esc[1] = 't'; break;
+        default:
+            esc[1] = 'u';
+            esc[2] = '0';
+            esc[3] = '0';
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 0xf];
+            len = 6;
+        }
+        if (buf_put(b, esc, len) < 0) {
+            return -1;
+        }
+    }
+    if (buf_put(b, u + run, n - run) < 0) {
+        return -1;
+    }
+    return buf_put(b, "\"", 1);
+}
+
+/* x in decimal, then suffix (snprintf would take most of a row's time). */
+static int
+put_digits(Buf *b, long long x, const char *suffix, Py_ssize_t suffix_len)
+{
+    char digits[24];
+    char *end = digits + sizeof digits, *p = end;
+    unsigned long long u = x < 0 ? 0ULL - (unsigned long long)x : (unsigned long long)x;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (x < 0) {
+        *--p = '-';
+    }
+    if (buf_put(b, p, end - p) < 0) {
+        return -1;
+    }
+    return suffix_len ? buf_put(b, suffix, suffix_len) : 0;
+}
+
+/* A whole number as int.__repr__ writes it. */
+static int
+put_int(Buf *b, PyObject *v)
+{
+    int overflow;
+    long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (x == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (overflow) {
+        PyObject *r = PyLong_Type.tp_repr(v);
+        Py_ssize_t len;
+        const char *t = r == NULL ? NULL : PyUnicode_AsUTF8AndSize(r, &len);
+        int failed = t == NULL ? -1 : buf_put(b, t, len);
+        Py_XDECREF(r);
+        return failed;
+    }
+    return put_digits(b, x, "", 0);
+}
+
+/* The JSON array of a tuple of text, whole numbers, finite floats, flags and
+ * None, as the SQLite store's _row_json writes it (compact separators,
+ * ensure_ascii=False); TypeError for any other value. */
+static int
+put_row(Buf *b, PyObject *row)
+{
+    if (!PyTuple_Check(row)) {
+        PyErr_SetString(PyExc_TypeError, "a row must be a tuple");
+        return -1;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(row);
+    if (buf_put(b, "[", 1) < 0) {
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = PyTuple_GET_ITEM(row, i);
+        if (i > 0 && buf_put(b, ",", 1) < 0) {
+            return -1;
+        }
+        int failed;
+        if (v == Py_None) {
+            failed = buf_put(b, "null", 4);
+        }
+        else if (v == Py_True) {
+            failed = buf_put(b, "true", 4);
+        }
+        else if (v == Py_False) {
+            failed = buf_put(b, "false", 5);
+        }
+        else if (PyUnicode_CheckExact(v)) {
+            failed = put_text(b, v);
+        }
+        else if (PyLong_CheckExact(v)) {
+            failed = put_int(b, v);
+        }
+        else if (PyFloat_CheckExact(v) && isfinite(PyFloat_AS_DOUBLE(v))) {
+            double d = PyFloat_AS_DOUBLE(v);
+            if (d == floor(d) && fabs(d) < 1e16 && !(d == 0 && signbit(d))) {
+                /* float.__repr__ of a whole number below 1e16: its digits and ".0" */
+                failed = put_digits(b, (long long)d, ".0", 2);
+                goto next;
+            }
+            char *t = PyOS_double_to_string(d, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+            if (t == NULL) {
+                return -1;
+            }
+            failed = buf_put(b, t, (Py_ssize_t)strlen(t));
+            PyMem_Free(t);
+        }
+        else {
+            PyErr_Format(PyExc_TypeError, "a row cannot hold a %.100s", Py_TYPE(v)->tp_name);
+            return -1;
+        }
+    next:
+        if (failed < 0) {
+            return -1;
+        }
+    }
+    return buf_put(b, "]", 1);
+}
+
+static void
+buf_init(Buf *b)
+{
+    b->data = b->small;
+    b->len = 0;
+    b->cap = (Py_ssize_t)sizeof(b->small);
+}
+
+/* The buffer's text as a str (NULL if failed), and the buffer freed. */
+static PyObject *
+buf_finish(Buf *b, int failed)
+{
+    PyObject *result = failed < 0 ? NULL : PyUnicode_DecodeUTF8(b->data, b->len, "strict");
+    if (b->data != b->small) {
+        PyMem_Free(b->data);
+    }
+    return result;
+}
+
+/* row_json(row): put_row's text. */
+static PyObject *
+row_json(PyObject *module, PyObject *row)
+{
+    Buf b;
+    buf_init(&b);
+    return buf_finish(&b, put_row(&b, row));
+}
+
+/* compact_payload(row, step, stage, link): a step payload in the SQLite store's
+ * compact form, {"handoff@":ROW,"step":STEP,"stage":STAGE,"link":LINK}, as its
+ * _python_compact_payload writes it; TypeError unless step and link are text
+ * and stage a whole number. */
+static PyObject *
+compact_payload(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "compact_payload takes row, step, stage and link");
+        return NULL;
+    }
+    PyObject *step = args[1], *stage = args[2], *link = args[3];
+    if (!PyUnicode_CheckExact(step) || !PyLong_CheckExact(stage) || !PyUnicode_CheckExact(link)) {
+        PyErr_SetString(PyExc_TypeError, "compact_payload needs text, a whole number, text");
+        return NULL;
+    }
+    Buf b;
+    buf_init(&b);
+    int failed = buf_put(&b, "{\"handoff@\":", 12) < 0 || put_row(&b, args[0]) < 0 ||
+                 buf_put(&b, ",\"step\":", 8) < 0 || put_text(&b, step) < 0 ||
+                 buf_put(&b, ",\"stage\":", 9) < 0 || put_int(&b, stage) < 0 ||
+                 buf_put(&b, ",\"link\":", 8) < 0 || put_text(&b, link) < 0 ||
+                 buf_put(&b, "}", 1) < 0;
+    return buf_finish(&b, failed ? -1 : 0);
+}
+
+PyDoc_STRVAR(compact_payload_doc,
+             "compact_payload(row, step, stage, link): a step payload's compact JSON text.");
+
+PyDoc_STRVAR(row_json_doc, "row_json(row): a row of plain values as a compact JSON array.");
+
 PyDoc_STRVAR(detail_json_doc,
              "detail_json(encode_str, fallback, detail): a trace detail's JSON text.");
 
@@ -797,6 +1043,9 @@ static PyMethodDef crecords_methods[] = {
     {"encode_row", (PyCFunction)(void (*)(void))encode_row, METH_FASTCALL, encode_row_doc},
     {"decode_row", (PyCFunction)(void (*)(void))decode_row, METH_FASTCALL, decode_row_doc},
     {"detail_json", (PyCFunction)(void (*)(void))detail_json, METH_FASTCALL, detail_json_doc},
+    {"row_json", (PyCFunction)row_json, METH_O, row_json_doc},
+    {"compact_payload", (PyCFunction)(void (*)(void))compact_payload, METH_FASTCALL,
+     compact_payload_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -495,7 +495,8 @@ def _row_encoder() -> Callable[[Sequence[Any]], str]:
     return encode
 
 
-_row_json = _row_encoder()
+_python_row_json = _row_encoder()
+_row_json: Callable[[Sequence[Any]], str] = _python_row_json
 
 
 def _python_detail_json(detail: Mapping[str, Any]) -> str:
@@ -840,16 +841,25 @@ if _time.ACCELERATED:
             return _python_escalation_rows(escalations)
         return rows
 
+    def _compiled_row_json(row: Sequence[Any]) -> str:
+        if type(row) is tuple:
+            try:
+                return _crecords.row_json(row)
+            except (TypeError, ValueError):  # not plain values: the json module says why
+                pass
+        return _python_row_json(row)
+
     _trace_rows = _compiled_trace_rows
     _outbox_rows = _compiled_outbox_rows
     _escalation_rows = _compiled_escalation_rows
+    _row_json = _compiled_row_json
 
 
 #: How a payload stored in its compact form begins.
 _COMPACT = '{"handoff@":'
 
 
-def _compact_payload(payload: StepPayload, row: tuple[Any, ...]) -> str:
+def _python_compact_payload(payload: StepPayload, row: tuple[Any, ...]) -> str:
     """A step's payload with the record as its row (``_payload`` expands it again).
 
     The row is what the step writes to ``handoffs`` anyway, so this costs one
@@ -861,6 +871,21 @@ def _compact_payload(payload: StepPayload, row: tuple[Any, ...]) -> str:
         f'"stage":{int(payload.stage)},'
         f'"link":{_encode_str(payload.link)}}}'
     )
+
+
+_compact_payload: Callable[[StepPayload, tuple[Any, ...]], str] = _python_compact_payload
+if _time.ACCELERATED:
+
+    def _compiled_compact_payload(payload: StepPayload, row: tuple[Any, ...]) -> str:
+        """The same text, written in C in one buffer."""
+        if type(row) is tuple:
+            try:
+                return _crecords.compact_payload(row, payload.step, payload.stage, payload.link)
+            except (TypeError, ValueError):  # not plain values: the Python code says why
+                pass
+        return _python_compact_payload(payload, row)
+
+    _compact_payload = _compiled_compact_payload
 
 
 class _StoredPayload(LazyPayload):
