@@ -25,7 +25,7 @@
  *
  * Builder.rows(objects, spec, text) turns a step's trace, outbox or
  * escalation records into rows the same way, reading each record's slots
- * directly; detail_json(encode_str, fallback, detail) is a trace detail's
+ * directly; detail_json(fallback, detail) is a trace detail's
  * JSON text, row_json(row) a row's and compact_payload(row, step, stage, link)
  * a step payload's. The SQLite store's _python_trace_rows, _python_outbox_rows,
  * _python_escalation_rows, _python_detail_json, _python_row_json and
@@ -692,99 +692,7 @@ decode_row(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return convert_row(module, args, nargs, 0);
 }
 
-/* -- trace details ----------------------------------------------------------- */
-
-static PyObject *s_empty_object, *s_open, *s_close, *s_colon, *s_comma, *s_null, *s_true,
-    *s_false, *s_nothing;
-
-/* detail_json(encode_str, fallback, detail): the JSON text of a trace detail,
- * built directly when every key is text and every value text, a whole number,
- * a finite float, a flag or None; fallback(detail) otherwise. The text is the
- * SQLite store's _detail_json's. */
-static PyObject *
-detail_json(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "detail_json takes encode_str, fallback and detail");
-        return NULL;
-    }
-    PyObject *encode_str = args[0], *fallback = args[1], *detail = args[2];
-    int truth = PyObject_IsTrue(detail);
-    if (truth <= 0) {
-        return truth < 0 ? NULL : Py_NewRef(s_empty_object);
-    }
-    PyObject *items = PyMapping_Items(detail);
-    if (items == NULL) {
-        return NULL;
-    }
-    Py_ssize_t n = PyList_GET_SIZE(items);
-    PyObject *parts = PyList_New(0);
-    if (parts == NULL) {
-        Py_DECREF(items);
-        return NULL;
-    }
-    PyObject *result = NULL;
-    int plain = 1;
-    if (PyList_Append(parts, s_open) < 0) {
-        goto done;
-    }
-    for (Py_ssize_t i = 0; i < n && plain; i++) {
-        PyObject *item = PyList_GET_ITEM(items, i);
-        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
-            PyErr_SetString(PyExc_TypeError, "items() must give pairs");
-            goto done;
-        }
-        PyObject *key = PyTuple_GET_ITEM(item, 0), *value = PyTuple_GET_ITEM(item, 1);
-        PyObject *text;
-        if (!PyUnicode_CheckExact(key)) {
-            plain = 0;
-            break;
-        }
-        if (PyUnicode_CheckExact(value)) {
-            text = PyObject_CallOneArg(encode_str, value);
-        }
-        else if (PyLong_CheckExact(value)) {
-            text = PyLong_Type.tp_repr(value);
-        }
-        else if (PyFloat_CheckExact(value) && isfinite(PyFloat_AS_DOUBLE(value))) {
-            text = PyFloat_Type.tp_repr(value);
-        }
-        else if (value == Py_None) {
-            text = Py_NewRef(s_null);
-        }
-        else if (PyBool_Check(value)) {
-            text = Py_NewRef(value == Py_True ? s_true : s_false);
-        }
-        else {
-            plain = 0;
-            break;
-        }
-        if (text == NULL) {
-            goto done;
-        }
-        PyObject *key_text = PyObject_CallOneArg(encode_str, key);
-        int failed = key_text == NULL || (i > 0 && PyList_Append(parts, s_comma) < 0) ||
-                     PyList_Append(parts, key_text) < 0 || PyList_Append(parts, s_colon) < 0 ||
-                     PyList_Append(parts, text) < 0;
-        Py_XDECREF(key_text);
-        Py_DECREF(text);
-        if (failed) {
-            goto done;
-        }
-    }
-    if (!plain) {
-        result = PyObject_CallOneArg(fallback, detail);
-    }
-    else if (PyList_Append(parts, s_close) == 0) {
-        result = PyUnicode_Join(s_nothing, parts);
-    }
-done:
-    Py_DECREF(parts);
-    Py_DECREF(items);
-    return result;
-}
-
-/* -- rows as JSON arrays ------------------------------------------------------ */
+/* -- JSON text: trace details, rows, step payloads ----------------------------- */
 
 /* A growing byte buffer for row_json, on the stack until it needs more. */
 typedef struct {
@@ -908,65 +816,51 @@ put_int(Buf *b, PyObject *v)
     return put_digits(b, x, "", 0);
 }
 
-/* The JSON array of a tuple of text, whole numbers, finite floats, flags and
- * None, as the SQLite store's _row_json writes it (compact separators,
- * ensure_ascii=False); TypeError for any other value. */
+/* v as json.dumps writes it (compact, ensure_ascii=False) when it is text a
+ * UTF-8 encoder takes, a whole number, a finite float, a flag or None: 1 when
+ * written, 0 (nothing written, no error set) for any other value, -1 on error. */
 static int
-put_row(Buf *b, PyObject *row)
+put_value(Buf *b, PyObject *v)
 {
-    if (!PyTuple_Check(row)) {
-        PyErr_SetString(PyExc_TypeError, "a row must be a tuple");
-        return -1;
+    if (v == Py_None) {
+        return buf_put(b, "null", 4) < 0 ? -1 : 1;
     }
-    Py_ssize_t n = PyTuple_GET_SIZE(row);
-    if (buf_put(b, "[", 1) < 0) {
-        return -1;
+    if (v == Py_True) {
+        return buf_put(b, "true", 4) < 0 ? -1 : 1;
     }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *v = PyTuple_GET_ITEM(row, i);
-        if (i > 0 && buf_put(b, ",", 1) < 0) {
+    if (v == Py_False) {
+        return buf_put(b, "false", 5) < 0 ? -1 : 1;
+    }
+    if (PyUnicode_CheckExact(v)) {
+        Py_ssize_t mark = b->len;
+        if (put_text(b, v) == 0) {
+            return 1;
+        }
+        if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) {
             return -1;
         }
-        int failed;
-        if (v == Py_None) {
-            failed = buf_put(b, "null", 4);
-        }
-        else if (v == Py_True) {
-            failed = buf_put(b, "true", 4);
-        }
-        else if (v == Py_False) {
-            failed = buf_put(b, "false", 5);
-        }
-        else if (PyUnicode_CheckExact(v)) {
-            failed = put_text(b, v);
-        }
-        else if (PyLong_CheckExact(v)) {
-            failed = put_int(b, v);
-        }
-        else if (PyFloat_CheckExact(v) && isfinite(PyFloat_AS_DOUBLE(v))) {
-            double d = PyFloat_AS_DOUBLE(v);
-            if (d == floor(d) && fabs(d) < 1e16 && !(d == 0 && signbit(d))) {
-                /* float.__repr__ of a whole number below 1e16: its digits and ".0" */
-                failed = put_digits(b, (long long)d, ".0", 2);
-                goto next;
-            }
-            char *t = PyOS_double_to_string(d, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
-            if (t == NULL) {
-                return -1;
-            }
-            failed = buf_put(b, t, (Py_ssize_t)strlen(t));
-            PyMem_Free(t);
-        }
-        else {
-            PyErr_Format(PyExc_TypeError, "a row cannot hold a %.100s", Py_TYPE(v)->tp_name);
-            return -1;
-        }
-    next:
-        if (failed < 0) {
-            return -1;
-        }
+        PyErr_Clear(); /* a lone surrogate: left to the json module */
+        b->len = mark;
+        return 0;
     }
-    return buf_put(b, "]", 1);
+    if (PyLong_CheckExact(v)) {
+        return put_int(b, v) < 0 ? -1 : 1;
+    }
+    if (PyFloat_CheckExact(v) && isfinite(PyFloat_AS_DOUBLE(v))) {
+        double d = PyFloat_AS_DOUBLE(v);
+        if (d == floor(d) && fabs(d) < 1e16 && !(d == 0 && signbit(d))) {
+            /* float.__repr__ of a whole number below 1e16: its digits and ".0" */
+            return put_digits(b, (long long)d, ".0", 2) < 0 ? -1 : 1;
+        }
+        char *t = PyOS_double_to_string(d, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+        if (t == NULL) {
+            return -1;
+        }
+        int failed = buf_put(b, t, (Py_ssize_t)strlen(t));
+        PyMem_Free(t);
+        return failed < 0 ? -1 : 1;
+    }
+    return 0;
 }
 
 static void
@@ -986,6 +880,93 @@ buf_finish(Buf *b, int failed)
         PyMem_Free(b->data);
     }
     return result;
+}
+
+/* The JSON array of a tuple of plain values (see put_value), as the SQLite
+ * store's _row_json writes it; TypeError for any other value. */
+static int
+put_row(Buf *b, PyObject *row)
+{
+    if (!PyTuple_Check(row)) {
+        PyErr_SetString(PyExc_TypeError, "a row must be a tuple");
+        return -1;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(row);
+    if (buf_put(b, "[", 1) < 0) {
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = PyTuple_GET_ITEM(row, i);
+        if (i > 0 && buf_put(b, ",", 1) < 0) {
+            return -1;
+        }
+        int put = put_value(b, v);
+        if (put == 0) {
+            PyErr_Format(PyExc_TypeError, "a row cannot hold a %.100s", Py_TYPE(v)->tp_name);
+        }
+        if (put <= 0) {
+            return -1;
+        }
+    }
+    return buf_put(b, "]", 1);
+}
+
+static PyObject *s_empty_object; /* "{}" */
+
+/* detail_json(fallback, detail): the JSON text of a trace detail, built
+ * directly when every key is text and every value plain (see put_value);
+ * fallback(detail) otherwise. The text is the SQLite store's _detail_json's. */
+static PyObject *
+detail_json(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "detail_json takes fallback and detail");
+        return NULL;
+    }
+    PyObject *fallback = args[0], *detail = args[1];
+    int truth = PyObject_IsTrue(detail);
+    if (truth <= 0) {
+        return truth < 0 ? NULL : Py_NewRef(s_empty_object);
+    }
+    PyObject *items = PyMapping_Items(detail);
+    if (items == NULL) {
+        return NULL;
+    }
+    Buf b;
+    buf_init(&b);
+    int failed = buf_put(&b, "{", 1), plain = 1;
+    Py_ssize_t n = PyList_GET_SIZE(items);
+    for (Py_ssize_t i = 0; i < n && failed == 0 && plain; i++) {
+        PyObject *item = PyList_GET_ITEM(items, i);
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
+            PyErr_SetString(PyExc_TypeError, "items() must give pairs");
+            failed = -1;
+            break;
+        }
+        PyObject *key = PyTuple_GET_ITEM(item, 0);
+        int put = PyUnicode_CheckExact(key) ? put_value(&b, key) : 0;
+        if (put == 1) {
+            put = buf_put(&b, ":", 1) < 0 ? -1 : put_value(&b, PyTuple_GET_ITEM(item, 1));
+        }
+        if (put < 0) {
+            failed = -1;
+        }
+        else if (put == 0) {
+            plain = 0;
+        }
+        else if (i + 1 < n) {
+            failed = buf_put(&b, ",", 1);
+        }
+    }
+    Py_DECREF(items);
+    if (failed == 0 && !plain) {
+        buf_finish(&b, -1);
+        return PyObject_CallOneArg(fallback, detail);
+    }
+    if (failed == 0) {
+        failed = buf_put(&b, "}", 1);
+    }
+    return buf_finish(&b, failed);
 }
 
 /* row_json(row): put_row's text. */
@@ -1029,7 +1010,7 @@ PyDoc_STRVAR(compact_payload_doc,
 PyDoc_STRVAR(row_json_doc, "row_json(row): a row of plain values as a compact JSON array.");
 
 PyDoc_STRVAR(detail_json_doc,
-             "detail_json(encode_str, fallback, detail): a trace detail's JSON text.");
+             "detail_json(fallback, detail): a trace detail's JSON text.");
 
 PyDoc_STRVAR(encode_row_doc, "encode_row(values, kinds, text): a record's values as a row.");
 PyDoc_STRVAR(decode_row_doc, "decode_row(row, kinds, empty, parse): a row as a record's values.");
@@ -1077,17 +1058,7 @@ PyInit__crecords(void)
     }
     if (s_empty_object == NULL) {
         s_empty_object = PyUnicode_InternFromString("{}");
-        s_open = PyUnicode_InternFromString("{");
-        s_close = PyUnicode_InternFromString("}");
-        s_colon = PyUnicode_InternFromString(":");
-        s_comma = PyUnicode_InternFromString(",");
-        s_null = PyUnicode_InternFromString("null");
-        s_true = PyUnicode_InternFromString("true");
-        s_false = PyUnicode_InternFromString("false");
-        s_nothing = PyUnicode_InternFromString("");
-        if (s_empty_object == NULL || s_open == NULL || s_close == NULL || s_colon == NULL ||
-            s_comma == NULL || s_null == NULL || s_true == NULL || s_false == NULL ||
-            s_nothing == NULL) {
+        if (s_empty_object == NULL) {
             return NULL;
         }
     }

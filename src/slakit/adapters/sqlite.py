@@ -800,7 +800,7 @@ if _time.ACCELERATED:
             for c in ESCALATION_COLUMNS
         ],
     )
-    _detail_json = partial(_crecords.detail_json, _encode_str, lambda d: _lenient_json(dict(d)))
+    _detail_json = partial(_crecords.detail_json, lambda d: _lenient_json(dict(d)))
 
     def _compiled_trace_rows(traces: Sequence[TraceRecord]) -> list[tuple[Any, ...]]:
         if type(traces) is not tuple and type(traces) is not list:
