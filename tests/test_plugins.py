@@ -9,6 +9,7 @@ import sys
 import sysconfig
 import textwrap
 import venv
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,31 @@ from slakit.abc import Notifier
 from slakit.errors import ConfigError, UnknownAdapterError, ValidationError
 from slakit.plugins import PluginError, Plugins, get_plugin_manager
 from slakit.testing import capture_notifications
+
+
+def _engine_with_actions(
+    policies: dict[str, Any], store: Any = None, **actions: Callable[[Any, str | None], None]
+) -> slakit.Engine:
+    """An engine for ``policies`` with ``actions`` registered by a plugin; the plugin is
+    unregistered again once the engine has read them."""
+
+    class Actions:
+        @slakit.hookimpl
+        def slakit_register_actions(self, register: Any) -> None:
+            for name, action in actions.items():
+                register(name, action)
+
+    pm = get_plugin_manager(autoload=False)
+    pm.register(Actions(), name="undo-test-actions")
+    try:
+        return slakit.Engine.from_config(
+            {"policies": policies},
+            plugins=Plugins(pm),
+            clock=slakit.ManualClock(slakit.ManualClock().now()),
+            **({} if store is None else {"store": store}),
+        )
+    finally:
+        pm.unregister(name="undo-test-actions")
 
 
 class TestBuiltins:
@@ -79,30 +105,17 @@ class TestBuiltins:
             ctx.evolve(segment=f"escalated-{arg}")
             ctx.notify("pager")
 
-        class Actions:
-            @slakit.hookimpl
-            def slakit_register_actions(self, register: Any) -> None:
-                register("page", escalate)
-
-        pm = get_plugin_manager(autoload=False)
-        pm.register(Actions(), name="undo-actions")
-        try:
-            engine = slakit.Engine.from_config(
-                {"policies": {"p": {"basis": "wall", "steps": [{"at": "1x", "do": ["page:ops"]}]}}},
-                plugins=Plugins(pm),
-                clock=slakit.ManualClock(slakit.ManualClock().now()),
-            )
-            h = engine.start("L1", owner="a")
-            from slakit.testing import capture_notifications
-
-            with capture_notifications() as sent:
-                assert h.deadline_at is not None
-                engine.check(h.deadline_at)
-                engine.deliver(h.deadline_at)
-            assert engine.get("L1").segment == "escalated-ops"
-            assert [n.recipient for n in sent] == ["pager"]
-        finally:
-            pm.unregister(name="undo-actions")
+        engine = _engine_with_actions(
+            {"p": {"basis": "wall", "steps": [{"at": "1x", "do": ["page:ops"]}]}},
+            page=escalate,
+        )
+        h = engine.start("L1", owner="a")
+        with capture_notifications() as sent:
+            assert h.deadline_at is not None
+            engine.check(h.deadline_at)
+            engine.deliver(h.deadline_at)
+        assert engine.get("L1").segment == "escalated-ops"
+        assert [n.recipient for n in sent] == ["pager"]
 
     def test_a_failing_plugin_action_stops_only_its_handoff(self) -> None:
         """An action that raises is reported in the check's errors; the other handoffs'
@@ -112,29 +125,17 @@ class TestBuiltins:
             if ctx.handoff.id == "bad":
                 raise RuntimeError("blew up")
 
-        class Actions:
-            @slakit.hookimpl
-            def slakit_register_actions(self, register: Any) -> None:
-                register("boom", boom)
-
-        pm = get_plugin_manager(autoload=False)
-        pm.register(Actions(), name="undo-boom")
-        try:
-            engine = slakit.Engine.from_config(
-                {"policies": {"p": {"basis": "wall", "steps": [{"at": "1x", "do": ["boom"]}]}}},
-                plugins=Plugins(pm),
-                clock=slakit.ManualClock(slakit.ManualClock().now()),
-            )
-            bad, good = engine.start("bad", owner="a"), engine.start("good", owner="a")
-            assert bad.deadline_at is not None
-            result = engine.check(bad.deadline_at)
-            assert [a.handoff_id for a in result.applied] == ["good"]
-            assert result.errors == ("bad: RuntimeError: blew up",)
-            assert engine.get("bad") == bad
-            assert engine.get("good").stage == 1
-            assert good.stage == 0
-        finally:
-            pm.unregister(name="undo-boom")
+        engine = _engine_with_actions(
+            {"p": {"basis": "wall", "steps": [{"at": "1x", "do": ["boom"]}]}}, boom=boom
+        )
+        bad, good = engine.start("bad", owner="a"), engine.start("good", owner="a")
+        assert bad.deadline_at is not None
+        result = engine.check(bad.deadline_at)
+        assert [a.handoff_id for a in result.applied] == ["good"]
+        assert result.errors == ("bad: RuntimeError: blew up",)
+        assert engine.get("bad") == bad
+        assert engine.get("good").stage == 1
+        assert good.stage == 0
 
     def test_a_later_due_step_that_fails_leaves_the_earlier_one_written(self) -> None:
         """Both steps are due and the second one's action raises: the first is
@@ -143,52 +144,27 @@ class TestBuiltins:
         def boom(ctx: Any, arg: str | None) -> None:
             raise RuntimeError("blew up")
 
-        class Actions:
-            @slakit.hookimpl
-            def slakit_register_actions(self, register: Any) -> None:
-                register("boom", boom)
-
-        pm = get_plugin_manager(autoload=False)
-        pm.register(Actions(), name="undo-boom2")
-        try:
-            steps = [{"at": "1x", "do": ["notify:owner"]}, {"at": "2x", "do": ["boom"]}]
-            engine = slakit.Engine.from_config(
-                {"policies": {"p": {"basis": "wall", "steps": steps}}},
-                plugins=Plugins(pm),
-                clock=slakit.ManualClock(slakit.ManualClock().now()),
-            )
-            h = engine.start("h", owner="a")
-            assert h.deadline_at is not None
-            result = engine.check(h.deadline_at + timedelta(hours=1))
-            assert [(a.handoff_id, a.stage) for a in result.applied] == [("h", 0)]
-            assert result.errors == ("h: RuntimeError: blew up",)
-            assert engine.get("h").stage == 1
-        finally:
-            pm.unregister(name="undo-boom2")
+        steps = [{"at": "1x", "do": ["notify:owner"]}, {"at": "2x", "do": ["boom"]}]
+        engine = _engine_with_actions({"p": {"basis": "wall", "steps": steps}}, boom=boom)
+        h = engine.start("h", owner="a")
+        assert h.deadline_at is not None
+        result = engine.check(h.deadline_at + timedelta(hours=1))
+        assert [(a.handoff_id, a.stage) for a in result.applied] == [("h", 0)]
+        assert result.errors == ("h: RuntimeError: blew up",)
+        assert engine.get("h").stage == 1
 
     @staticmethod
-    def _catch_up_engine(tmp_path: Path, name: str, policies: dict[str, Any]) -> Any:
+    def _catch_up_engine(tmp_path: Path, name: str, policies: dict[str, Any]) -> slakit.Engine:
         """An engine on a SQLite file with the actions switch:POLICY, bad and tag."""
         from slakit.adapters.sqlite import SQLiteStore
 
-        class Actions:
-            @slakit.hookimpl
-            def slakit_register_actions(self, register: Any) -> None:
-                register("switch", lambda ctx, arg: ctx.evolve(policy=arg))
-                register("bad", lambda ctx, arg: ctx.evolve(attributes={"x": {1, 2}}))
-                register("tag", lambda ctx, arg: ctx.evolve(attributes={"seen": (arg,)}))
-
-        pm = get_plugin_manager(autoload=False)
-        pm.register(Actions(), name="undo-catch-up")
-        try:
-            return slakit.Engine.from_config(
-                {"policies": policies},
-                plugins=Plugins(pm),
-                store=SQLiteStore(tmp_path / f"{name}.db"),
-                clock=slakit.ManualClock(slakit.ManualClock().now()),
-            )
-        finally:
-            pm.unregister(name="undo-catch-up")
+        return _engine_with_actions(
+            policies,
+            store=SQLiteStore(tmp_path / f"{name}.db"),
+            switch=lambda ctx, arg: ctx.evolve(policy=arg),
+            bad=lambda ctx, arg: ctx.evolve(attributes={"x": {1, 2}}),
+            tag=lambda ctx, arg: ctx.evolve(attributes={"seen": (arg,)}),
+        )
 
     def test_a_step_after_a_plugin_action_is_planned_on_the_stored_record(
         self, tmp_path: Path
