@@ -307,8 +307,10 @@ def markdown(a: list[dict[str, Any]], b: dict[str, Any], env: dict[str, str], cm
         "",
         "Notes: `Engine.check` hands each claimed batch to `PostgresStore.apply_steps`, "
         "which pipelines the batch's step statements (one per step: compare-and-set, "
-        "escalation, outbox and trace rows) in one transaction; each delivery is its own "
-        "fenced transaction. Both cores are shared by the workers and the server, so more "
+        "escalation, outbox and trace rows) in one transaction, with generic plans: each "
+        "statement is planned once per connection, not once per step (planning every step "
+        "held one worker to 3,028-3,632 steps/s). Each delivery is its own fenced "
+        "transaction and waits for its commit to reach the disk. Both cores are shared by the workers and the server, so more "
         "than two workers add contention, not throughput. Numbers from a shared machine "
         "vary by ±30% from run to run.",
         "",

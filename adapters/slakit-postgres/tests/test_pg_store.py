@@ -451,6 +451,23 @@ class TestApplySteps:
         assert results == [True, False, True]
         assert [e.handoff_id for e in pg_store.escalations()] == ["c0", "c2"]
 
+    def test_generic_plans_stay_inside_the_batch(self, pg_store: PostgresStore) -> None:
+        """A batch plans its step statements once (generic plans), and only its own.
+
+        The connection keeps ``force_custom_plan`` for every other statement
+        (the claims choose their index by the table's size).
+        """
+        with pg_store._connection() as conn:
+            for batch in range(8):  # past psycopg's prepare threshold
+                hs = [pg_store.insert(make_handoff(f"g{batch}-{i}")) for i in range(3)]
+                with conn.transaction():
+                    assert pg_store._apply_batch(conn, [self._app(h) for h in hs]) == [True] * 3
+                    assert conn.execute("SHOW plan_cache_mode").fetchone() == (
+                        "force_generic_plan",
+                    )
+                assert conn.execute("SHOW plan_cache_mode").fetchone() == ("force_custom_plan",)
+        assert len(pg_store.escalations()) == 24
+
     def test_unknown_handoff_raises(self, pg_store: PostgresStore) -> None:
         """A batch naming a handoff that does not exist raises UnknownHandoffError."""
         h = pg_store.insert(make_handoff("known"))
