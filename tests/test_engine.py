@@ -1611,6 +1611,46 @@ class TestPolicyChoice:
             slakit.Policy.from_config({"calendar": 42}, name="lead")
 
 
+class TestPolicyBuiltInCode:
+    @pytest.mark.parametrize(
+        ("kwargs", "field"),
+        [
+            ({"stop": "first-response"}, "stop"),
+            ({"basis": "walls"}, "basis"),
+            ({"sla_minutes": 0}, "sla_minutes"),
+            ({"sla_minutes": float("nan")}, "sla_minutes"),
+            ({"coalesce": "yes"}, "coalesce"),
+            ({"steps": ()}, "steps"),
+            ({"steps": ("1x",)}, "steps"),
+        ],
+    )
+    def test_bad_fields_are_refused_as_from_config_refuses_them(
+        self, kwargs: dict[str, Any], field: str
+    ) -> None:
+        """A typo in a keyword (``stop="first-response"``) would fire every step after
+        the response and count each lead missed: refused, naming the field."""
+        with pytest.raises(slakit.errors.SlakitError) as err:
+            slakit.Policy.default(**kwargs)
+        assert err.value.field == field
+        assert repr(kwargs[field])[:20] in str(err.value)
+        with pytest.raises(slakit.errors.SlakitError):
+            slakit.Policy(name="p", **kwargs)
+
+    def test_a_blank_name_is_refused(self) -> None:
+        with pytest.raises(ConfigError, match="name must be a non-empty string") as err:
+            slakit.Policy(name=" ")
+        assert err.value.field == "name"
+
+    def test_good_fields_are_kept(self) -> None:
+        """Valid values pass unchanged, and a list of steps becomes a tuple."""
+        steps = list(slakit.Policy.default().steps)
+        p = slakit.Policy(
+            name="p", basis="wall", stop="completion", sla_minutes=5, coalesce=True, steps=steps
+        )
+        assert (p.basis, p.stop, p.sla_minutes, p.coalesce) == ("wall", "completion", 5, True)
+        assert p.steps == tuple(steps)
+
+
 class TestWallTimersInAnyZone:
     @settings(max_examples=200, deadline=None)
     @given(

@@ -718,22 +718,73 @@ _POLICY_KEYS = frozenset(
 )
 
 
+def _policy_name(_inst: Any, _attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(
+            f"a policy's name must be a non-empty string, got {value!r}", field="name", value=value
+        )
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
+    def check(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if value not in choices:
+            options = " or ".join(repr(c) for c in choices)
+            raise ConfigError(
+                f"policy {inst.name!r}: {attribute.name} must be {options}, got {value!r}",
+                field=attribute.name,
+                value=value,
+            )
+
+    return check
+
+
+def _policy_sla(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    validate_sla(attribute.name, value)
+
+
+def _policy_steps(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not value or not all(isinstance(s, Step) for s in value):
+        raise ConfigError(
+            f"policy {inst.name!r}: steps must be a non-empty sequence of Step, got {value!r}",
+            field=attribute.name,
+            value=value,
+        )
+
+
+def _policy_flag(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(
+            f"policy {inst.name!r}: {attribute.name} must be True or False, got {value!r}",
+            field=attribute.name,
+            value=value,
+        )
+
+
+def _steps_tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
 @attrs.frozen(kw_only=True)
 class Policy:
     """A named rule set for a kind of handoff.
 
     Build one with :meth:`from_config` (the ``[policies.NAME]`` table of
-    ``slakit.toml``) or :meth:`default`.
+    ``slakit.toml``) or :meth:`default`. Built directly, it checks its fields
+    as :meth:`from_config` does: a ``basis``, ``stop``, ``sla_minutes``,
+    ``steps`` or ``coalesce`` it cannot use raises :class:`ConfigError` (or
+    :class:`InvalidSLAError`) naming the field.
     """
 
-    name: str
+    name: str = attrs.field(validator=_policy_name)
     calendar: CalendarLike = WALL_CALENDAR
     calendar_name: str | None = None
-    basis: str = "business"
-    stop: str = "first_response"
-    sla_minutes: float = 30.0
-    steps: tuple[Step, ...] = attrs.field(factory=_default_steps)
-    coalesce: bool = False
+    basis: str = attrs.field(default="business", validator=_one_of(BASES))
+    stop: str = attrs.field(default="first_response", validator=_one_of(STOPS))
+    sla_minutes: float = attrs.field(default=30.0, validator=_policy_sla)
+    steps: tuple[Step, ...] = attrs.field(
+        factory=_default_steps, converter=_steps_tuple, validator=_policy_steps
+    )
+    coalesce: bool = attrs.field(default=False, validator=_policy_flag)
     link: str | None = None
     #: Default backup owner for records that carry none.
     backup_owner: str | None = None
