@@ -79,8 +79,12 @@ class TestBuiltins:
         try:
             with pytest.raises(Exception, match="slakit_register_notifer"):
                 pm.check_pending()
+            # Registered after get_plugin_manager(), as the plugin testing recipe does.
+            with pytest.raises(PluginError, match="slakit_register_notifer"):
+                Plugins(pm)
         finally:
             pm.unregister(name="undo-typo")
+        Plugins(pm)  # the manager itself is fine again
 
     def test_name_registered_twice_is_an_error(self) -> None:
         """Two plugins registering the same adapter name is an error, not a silent override."""

@@ -60,11 +60,16 @@ def get_plugin_manager(*, autoload: bool | None = None) -> pluggy.PluginManager:
         autoload = not os.environ.get(DISABLE_AUTOLOAD_ENV)
     if autoload:
         pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+    _check_pending(pm)
+    return pm
+
+
+def _check_pending(pm: pluggy.PluginManager) -> None:
+    """:raises PluginError: when a registered plugin implements a hook that does not exist."""
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
         raise PluginError(f"invalid slakit plugin: {exc}") from exc
-    return pm
 
 
 class _Registry(Generic[T]):
@@ -90,9 +95,13 @@ class Plugins:
     """A typed wrapper around a plugin manager: one method per hook.
 
     :param pm: the plugin manager; a fresh one from :func:`get_plugin_manager` by default.
+    :raises PluginError: when a plugin registered on ``pm`` implements a hook
+        that does not exist (a misspelled name), as :func:`get_plugin_manager` does.
     """
 
     def __init__(self, pm: pluggy.PluginManager | None = None) -> None:
+        if pm is not None:
+            _check_pending(pm)  # plugins registered after get_plugin_manager()
         self.pm = pm if pm is not None else get_plugin_manager()
         self._stores: _Registry[Callable[..., RecordStore]] | None = None
         self._notifiers: _Registry[Callable[..., Notifier]] | None = None
