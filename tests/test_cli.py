@@ -557,6 +557,87 @@ class TestImportExport:
         assert "--delimiter" in one_line_error(CliRunner().invoke(cli, bad))
         assert count_rows(project) == 0
 
+    def test_a_map_naming_no_column_is_one_error(self, project: Path) -> None:
+        """A mistyped --map source would leave the start time to "now": refused, naming
+        the columns there are; nothing is written."""
+        (project / "crm.csv").write_text("LeadID,Rep,When\nM4,alice,2026-11-02T10:00:00Z\n")
+        args = ["import", "crm.csv", "--policy", "speed-to-lead", "--map", "LeadID=id"]
+        err = one_line_error(CliRunner().invoke(cli, [*args, "--map", "Whenn=started_at"]))
+        assert (
+            "'Whenn=started_at': crm.csv has no column 'Whenn' (columns: LeadID, Rep, When)" in err
+        )
+        assert count_rows(project) == 0
+        good = CliRunner().invoke(cli, [*args, "--map", "When=started_at", "--map", "Rep=owner"])
+        assert good.exit_code == 0, good.output
+        m4 = json.loads(run("show", "M4", "--json").output)["handoff"]
+        assert (m4["owner"], m4["started_at"]) == ("alice", "2026-11-02T10:00:00+00:00")
+
+    def test_notes_for_a_missing_start_column_and_a_field_name_typo(self, project: Path) -> None:
+        """No start column, or a --map target one letter off a field, is said on stderr."""
+        (project / "crm.csv").write_text("Lead,Rep\nX1,alice\n")
+        result = CliRunner().invoke(
+            cli,
+            [
+                "import",
+                "crm.csv",
+                "--policy",
+                "speed-to-lead",
+                "--map",
+                "Lead=id",
+                "--map",
+                "Rep=ownr",
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        assert "no column of crm.csv gives 'started_at'" in result.stderr
+        assert "starts at the time of the import" in result.stderr
+        assert "'ownr' is not a handoff field" in result.stderr
+        assert "did you mean 'owner'?" in result.stderr
+        x1 = json.loads(run("show", "X1", "--json").output)["handoff"]
+        assert (x1["owner"], x1["attributes"]) == (None, {"ownr": "alice"})
+        (project / "leads.csv").write_text(CSV_OK)
+        ok = CliRunner().invoke(cli, ["import", "leads.csv", "--policy", "speed-to-lead"])
+        assert ok.exit_code == 0, ok.output
+        assert "note:" not in ok.stderr
+
+    def test_json_lines_are_named_as_such(self, project: Path) -> None:
+        """The default export format fed to import: one error saying what to do."""
+        (project / "leads.csv").write_text(CSV_OK)
+        assert run("import", "leads.csv", "--policy", "speed-to-lead").exit_code == 0
+        assert run("export", "-o", "out.jsonl").exit_code == 0
+        err = one_line_error(CliRunner().invoke(cli, ["import", "out.jsonl"]))
+        assert "out.jsonl looks like JSON lines" in err
+        assert "--format csv" in err
+
+    def test_short_rows_and_repeated_ids_name_their_lines(self, project: Path) -> None:
+        """A row missing fields is invalid like one with extra fields; a repeated id
+        names the line it first appeared on."""
+        (project / "leads.csv").write_text(
+            "id,owner,started_at\n"
+            "S1,dan,2026-11-23T14:00:00Z\n"
+            "S2,dan\n"
+            "S1,eve,2026-11-23T15:00:00Z\n"
+        )
+        result = CliRunner().invoke(cli, ["import", "leads.csv", "--policy", "speed-to-lead"])
+        assert result.exit_code == 2
+        assert "leads.csv:3: row has fewer fields than the header (no 'started_at')" in (
+            result.stderr
+        )
+        assert "leads.csv:4: id 'S1' appears twice in the file (first on line 2)" in (result.stderr)
+        assert count_rows(project) == 0
+
+    def test_a_different_start_is_shown_in_iso_8601(self, project: Path) -> None:
+        """The conflict message shows times as the file writes them, not Python reprs."""
+        (project / "a.csv").write_text("id,owner,started_at\nD1,dan,2026-11-23T14:00:00Z\n")
+        assert run("import", "a.csv", "--policy", "speed-to-lead").exit_code == 0
+        (project / "b.csv").write_text("id,owner,started_at\nD1,dan,2026-11-23T15:00:00Z\n")
+        result = CliRunner().invoke(cli, ["import", "b.csv", "--policy", "speed-to-lead"])
+        assert result.exit_code == 2
+        assert (
+            "(started_at: stored 2026-11-23T14:00:00+00:00, given 2026-11-23T15:00:00+00:00)"
+            in result.stderr
+        )
+
     def test_tz_option_reads_naive_timestamps(self, project: Path) -> None:
         """--tz gives naive timestamps a zone."""
         (project / "naive.csv").write_text("id,owner,started_at\nN1,a,2026-11-23T09:00:00\n")

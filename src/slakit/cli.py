@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import difflib
 import json
 import logging
 import os
@@ -881,6 +882,10 @@ def _parse_row(
     for col, raw in row.items():
         if col is None:
             raise ValidationError("row has more fields than the header", field="row", value=raw)
+        if raw is None:  # csv fills the columns a short row lacks with None
+            raise ValidationError(
+                f"row has fewer fields than the header (no {col!r})", field="row", value=col
+            )
         field = mapping.get(col, col)
         value: Any = raw.strip() if isinstance(raw, str) else raw
         if value in ("", None) or field == _SKIP:
@@ -1179,7 +1184,36 @@ def import_(
     # Standard input is spooled to a file click removes when the command ends.
     file, shown = click.get_current_context().with_resource(_spooled(file))
     sep, header = _csv_header(file, delimiter, shown)
+    if header[0].lstrip().startswith("{"):
+        raise ValidationError(
+            f"{shown} looks like JSON lines (the default of slakit export); import reads "
+            "CSV: write the export with --format csv",
+            field="file",
+            value=shown,
+        )
+    for m in maps:
+        src, _, dst = m.partition("=")
+        if src not in header:
+            raise click.BadParameter(
+                f"{m!r}: {shown} has no column {src!r} (columns: {', '.join(header)})",
+                param_hint="--map",
+            )
+        if dst not in _KNOWN_COLUMNS and dst != "attributes":
+            near = difflib.get_close_matches(dst, _KNOWN_COLUMNS, n=1, cutoff=0.75)
+            if near:
+                click.echo(
+                    f"note: --map {m!r}: {dst!r} is not a handoff field, so the column is "
+                    f"kept as attribute {dst!r}; did you mean {near[0]!r}?",
+                    err=True,
+                )
     columns = _column_fields(shown, header, mapping)
+    if "started_at" not in columns.values():
+        click.echo(
+            f"note: no column of {shown} gives 'started_at' (columns: {', '.join(header)}): "
+            "every handoff starts at the time of the import; to backfill history, name the "
+            "start column with --map COLUMN=started_at",
+            err=True,
+        )
     if set(_EXPORT_ONLY) <= set(columns.values()):
         # A file `slakit export --format csv` wrote: its derived columns are
         # recomputed, so they are left out instead of becoming attributes.
@@ -1212,7 +1246,7 @@ def import_(
     ):
         task = bar.add_task("validating", total=total)
         now = engine.clock.now()
-        seen: set[str] = set()
+        seen: dict[str, int] = {}
         for line, row in _read_csv(file, sep):
             try:
                 rec = _parse_row(row, columns, default_tz, time_format, ambiguous)
@@ -1221,11 +1255,12 @@ def import_(
                 prepared = engine.prepare(rec, now=now)
                 if prepared[0].id in seen:
                     raise ValidationError(
-                        f"id {prepared[0].id!r} appears twice in the file",
+                        f"id {prepared[0].id!r} appears twice in the file "
+                        f"(first on line {seen[prepared[0].id]})",
                         field="id",
                         value=prepared[0].id,
                     )
-                seen.add(prepared[0].id)
+                seen[prepared[0].id] = line
                 good.append((line, prepared))
             except SlakitError as exc:
                 problems.append((line, " ".join(str(exc).split())))

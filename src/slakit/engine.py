@@ -2006,10 +2006,15 @@ def _dedupe(items: list[Notification]) -> tuple[Notification, ...]:
 _MISSING = object()
 
 
+def _shown(value: Any) -> str:
+    """A field's value as a message shows it: times in ISO-8601, the rest as repr."""
+    return value.isoformat() if isinstance(value, datetime) else repr(value)
+
+
 def _first_difference(a: Handoff, b: Handoff) -> str:
     for name in ("policy", "owner", "backup_owner", "sla_minutes", "started_at", "channel"):
         if getattr(a, name) != getattr(b, name):
-            return f"{name}: stored {getattr(a, name)!r}, given {getattr(b, name)!r}"
+            return f"{name}: stored {_shown(getattr(a, name))}, given {_shown(getattr(b, name))}"
     if a.segment != b.segment:
         return f"segment: stored {a.segment!r}, given {b.segment!r}"
     for key in sorted(set(a.attributes) | set(b.attributes)):
