@@ -172,10 +172,12 @@ def _field_values() -> st.SearchStrategy[list[object]]:
         min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
     )
     text = st.text(max_size=8)
-    # Attribute values are JSON data every store keeps: no NaN, infinities or NUL
-    # (every store refuses them).
+    # Attribute values are JSON data every store keeps: no NaN, infinities, NUL or
+    # lone surrogates (every store refuses them).
     finite = st.floats(allow_nan=False, allow_infinity=False)
-    json_text = st.text(st.characters(blacklist_characters="\x00"), max_size=8)
+    json_text = st.text(
+        st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=8
+    )
     scalar = json_text | st.integers() | finite | st.booleans() | st.none()
     kinds: list[st.SearchStrategy[object]] = []
     for name in _FIELD_NAMES:
@@ -230,6 +232,9 @@ def test_the_row_codec_reports_a_bad_attribute_as_python_does() -> None:
     nul = attrs.evolve(h, attributes={"x": "a\x00b"})
     with pytest.raises(ValidationError, match=r"attributes\['x'\] of handoff 'L1' holds a NUL"):
         sqlite._handoff_values(nul)
+    lone = attrs.evolve(h, attributes={"x": ["a\ud800"]})
+    with pytest.raises(ValidationError, match=r"attributes\['x'\] of handoff 'L1' holds a lone"):
+        sqlite._handoff_values(lone)
 
 
 @settings(max_examples=500)

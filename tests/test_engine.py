@@ -1790,3 +1790,129 @@ steps = [
     def test_malformed_iso_labels_name_the_label(self, bad: str) -> None:
         with pytest.raises(InvalidStepError, match=repr(bad)):
             Step.parse_at(bad)
+
+
+class TestEventOrdering:
+    def test_a_cancel_dated_before_the_response_is_refused(self) -> None:
+        """No history has a response after its cancel (import refuses one), so a
+        backdated cancel of a responded handoff is refused and nothing changes."""
+        policy = slakit.Policy.default(basis="wall", stop="completion")
+        engine, clock = wall_engine(policies=[policy])
+        engine.start("a", owner="x", started_at=T0)
+        engine.respond("a", at=T0 + timedelta(minutes=10))
+        before = engine.get("a")
+        with pytest.raises(InvalidTimestampError, match=r"cancelled_at .* is before first_resp"):
+            engine.cancel("a", at=T0 + timedelta(minutes=5))
+        assert engine.get("a") == before
+        clock.advance(timedelta(minutes=20))
+        assert engine.cancel("a", at=T0 + timedelta(minutes=10)).cancelled_at is not None
+
+    def test_the_default_event_time_is_read_after_the_record(self) -> None:
+        """Without ``at``, an event reads the clock after the record, so a start that
+        committed just before (in another thread) is never later than the event."""
+        calls: list[str] = []
+
+        class Watched(MemoryStore):
+            def get(self, handoff_id: str) -> slakit.Handoff:
+                calls.append("get")
+                return super().get(handoff_id)
+
+        class Clock(slakit.ManualClock):
+            def now(self) -> datetime:
+                calls.append("now")
+                return super().now()
+
+        engine = slakit.Engine(
+            Watched(), policies=[slakit.Policy.default(basis="wall")], clock=Clock(T0)
+        )
+        engine.start("a", owner="x")
+        events = [
+            lambda: engine.pause("a"),
+            lambda: engine.resume("a"),
+            lambda: engine.tag_breach("a", "slow"),
+            lambda: engine.respond("a"),
+            lambda: engine.complete("a"),
+        ]
+        for event in events:
+            calls.clear()
+            event()
+            assert calls.index("get") < calls.index("now"), calls
+        engine.start("b", owner="x")
+        calls.clear()
+        engine.cancel("b")
+        assert calls.index("get") < calls.index("now"), calls
+
+
+class TestBadInputIsNamed:
+    def test_lone_surrogates_are_refused_by_every_store(self, tmp_path: Path) -> None:
+        """Text UTF-8 cannot encode is a ValidationError naming the field, on the memory
+        and SQLite stores alike, and nothing is written."""
+        from slakit.adapters.sqlite import SQLiteStore
+
+        for store in (MemoryStore(), SQLiteStore(tmp_path / "s.db")):
+            engine, _ = wall_engine(store=store)
+            bad = [
+                ("id", lambda e=engine: e.start("x\ud800", owner="a")),
+                ("owner", lambda e=engine: e.start("x", owner="\udc00")),
+                ("attributes.s", lambda e=engine: e.start("x", owner="a", s="\ud800")),
+                ("attributes.k", lambda e=engine: e.start("x", owner="a", k={"\ud800": 1})),
+                (
+                    "attributes.s",
+                    lambda e=engine: e.start_many(
+                        [{"id": "ok", "owner": "a"}, {"id": "y", "owner": "a", "s": "\ud800"}]
+                    ),
+                ),
+            ]
+            for field, call in bad:
+                with pytest.raises(ValidationError) as err:
+                    call()
+                assert err.value.field == field
+            assert engine.store.count() == 0
+            engine.start("r", owner="a")
+            with pytest.raises(ValidationError) as err:
+                engine.respond("r", by="\ud800")
+            assert err.value.field == "responded_by"
+            assert engine.get("r").first_response_at is None
+
+    def test_attributes_nested_too_deeply_are_named(self, tmp_path: Path) -> None:
+        """A value nested past what JSON encoding can walk is a ValidationError, not a
+        RecursionError."""
+        from slakit.adapters.sqlite import SQLiteStore
+
+        deep: list[Any] = []
+        inner = deep
+        for _ in range(100_000):
+            inner.append([])
+            inner = inner[0]
+        for store in (MemoryStore(), SQLiteStore(tmp_path / "d.db")):
+            engine, _ = wall_engine(store=store)
+            with pytest.raises(ValidationError, match="nested too deeply") as err:
+                engine.start("x", owner="a", d=deep)
+            assert err.value.field == "attributes.d"
+            with pytest.raises(ValidationError, match="nested too deeply"):
+                engine.start_many([{"id": "y", "owner": "a", "d": deep}])
+            assert engine.store.count() == 0
+
+    @pytest.mark.parametrize(
+        ("kwargs", "field"),
+        [
+            ({"policies": [1]}, "policies"),
+            ({"policies": {"p": "wall"}}, "policies"),
+            ({"clock": "x"}, "clock"),
+            ({"notifiers": [object()]}, "notifiers"),
+            ({"trace_sinks": ["log"]}, "trace_sinks"),
+        ],
+    )
+    def test_engine_arguments_of_the_wrong_kind(self, kwargs: dict[str, Any], field: str) -> None:
+        """The wrong kind of object is a ConfigError at construction, not an
+        AttributeError at the first start."""
+        with pytest.raises(ConfigError) as err:
+            slakit.Engine(**kwargs)
+        assert err.value.field == field
+
+    def test_a_start_many_record_that_is_not_a_mapping(self) -> None:
+        engine, _ = wall_engine()
+        with pytest.raises(ValidationError, match="must be a mapping") as err:
+            engine.start_many([{"id": "ok", "owner": "a"}, 1])  # type: ignore[list-item]
+        assert err.value.field == "record"
+        assert engine.store.count() == 0

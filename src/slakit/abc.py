@@ -16,8 +16,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from slakit._time import ensure_aware
-from slakit.errors import StoreError, UnknownHandoffError, ValidationError
-from slakit.handoff import Handoff
+from slakit.errors import DuplicateHandoffError, StoreError, UnknownHandoffError, ValidationError
+from slakit.handoff import Handoff, attributes_json
 from slakit.records import (
     Escalation,
     Notification,
@@ -85,14 +85,37 @@ class RecordStore(ABC):
     def insert_many(self, handoffs: Sequence[Handoff], traces: Sequence[TraceRecord] = ()) -> int:
         """Insert many new handoffs in one transaction.
 
+        The default checks the whole batch first (ids new and distinct,
+        attributes that every store takes), then calls :meth:`insert` for each
+        handoff. A store with transactions should override it, so that a
+        concurrent writer of one of the ids cannot leave part of the batch
+        written.
+
         :returns: how many were inserted.
         :raises DuplicateHandoffError: when any id exists; then nothing is written.
+        :raises ValidationError: naming an attribute no store can keep; then
+            nothing is written.
         """
-        count = 0
+        seen: set[str] = set()
         for h in handoffs:
-            self.insert(h, [t for t in traces if t.handoff_id == h.id])
-            count += 1
-        return count
+            attributes_json(h, type(self).__name__)
+            if h.id in seen:
+                raise DuplicateHandoffError(
+                    f"handoff id {h.id!r} appears twice in the batch", field="id", value=h.id
+                )
+            seen.add(h.id)
+        stored = self.get_many(seen)
+        for h in handoffs:
+            if h.id in stored:
+                raise DuplicateHandoffError(
+                    f"handoff id {h.id!r} already exists", field="id", value=h.id
+                )
+        lines: dict[str, list[TraceRecord]] = {}
+        for t in traces:
+            lines.setdefault(t.handoff_id, []).append(t)
+        for h in handoffs:
+            self.insert(h, lines.get(h.id, []))
+        return len(handoffs)
 
     @abstractmethod
     def get(self, handoff_id: str) -> Handoff:

@@ -28,6 +28,7 @@ from slakit.clock import Clock, SystemClock
 from slakit.errors import (
     CalendarClosedError,
     ConcurrentUpdateError,
+    ConfigError,
     DuplicateHandoffError,
     InvalidTimestampError,
     InvalidTransitionError,
@@ -77,6 +78,8 @@ _EMPTY: Mapping[str, Any] = MappingProxyType({})
 #: Characters an id or an owner may not hold: they would split a log line, a CSV
 #: row or a chat message, and no CRM issues them.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: Half of a UTF-16 pair on its own: Python text can hold one, UTF-8 cannot.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 #: start_many record keys that carry history already known.
 _HISTORY_KEYS = (
     "first_response_at",
@@ -218,12 +221,16 @@ class Engine:
         if isinstance(policies, Mapping):
             self.policies: dict[str, Policy] = dict(policies)
         else:
+            policies = list(policies)
+            _check_kind("policies", policies, Policy)
             self.policies = {p.name: p for p in policies}
+        _check_kind("policies", self.policies.values(), Policy)
         self.notifiers: list[Notifier] = (
             list(notifiers) if notifiers is not None else [LoggingNotifier()]
         )
         if not self.notifiers:
             self.notifiers = [LoggingNotifier()]
+        _check_duck("notifiers", self.notifiers, "send")
         self._notifier_by_name: dict[str, Notifier] = {}
         for i, n in enumerate(self.notifiers):
             name = n.name or type(n).__name__
@@ -236,9 +243,17 @@ class Engine:
             name: _takes_key(n.send) for name, n in self._notifier_by_name.items()
         }
         self.trace_sinks = list(trace_sinks)
+        _check_duck("trace_sinks", self.trace_sinks, "emit")
         # Lines each failing sink has not taken yet (by id of the sink), in order.
         self._sink_backlog: dict[int, list[TraceRecord]] = {}
         self._sink_lock = threading.RLock()
+        if clock is not None and not callable(getattr(clock, "now", None)):
+            raise ConfigError(
+                f"clock must have a now() method (slakit.SystemClock, slakit.ManualClock), "
+                f"got {clock!r}",
+                field="clock",
+                value=clock,
+            )
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.breach_reasons = dict(breach_reasons) if breach_reasons else {}
         self._plugins = plugins
@@ -745,6 +760,12 @@ class Engine:
         traces: list[TraceRecord],
     ) -> None:
         """:meth:`prepare`, appending to ``handoffs`` and ``traces`` (bulk ingest's loop)."""
+        if not isinstance(record, Mapping):
+            raise ValidationError(
+                f"a start_many record must be a mapping of start()'s arguments, got {record!r}",
+                field="record",
+                value=record,
+            )
         data = dict(record)
         pop = data.pop
         hid = pop("id", None)
@@ -962,9 +983,12 @@ class Engine:
         :raises ValidationError: when ``by`` is not one line of text.
         """
         by = _text("responded_by", by)
-        when = self._now(at)
+        given = self._now(at) if at is not None else None
 
         def change(h: Handoff, pol: Policy) -> tuple[Handoff, list[TraceRecord]] | None:
+            # Without ``at``, the time is read after the record: a start another
+            # thread committed just before is then never later than the event.
+            when = given if given is not None else self._now(None)
             self._check_at(h, when, "first_response_at")
             if h.cancelled_at is not None:
                 raise InvalidTransitionError(
@@ -991,9 +1015,12 @@ class Engine:
 
         :raises InvalidTransitionError: when the handoff is cancelled.
         """
-        when = self._now(at)
+        given = self._now(at) if at is not None else None
 
         def change(h: Handoff, pol: Policy) -> tuple[Handoff, list[TraceRecord]] | None:
+            # Without ``at``, the time is read after the record: a start another
+            # thread committed just before is then never later than the event.
+            when = given if given is not None else self._now(None)
             self._check_at(h, when, "completed_at")
             if h.cancelled_at is not None:
                 raise InvalidTransitionError(
@@ -1015,9 +1042,12 @@ class Engine:
         :raises ValidationError: when ``reason`` is not one line of text.
         """
         reason = _text("cancel_reason", reason)
-        when = self._now(at)
+        given = self._now(at) if at is not None else None
 
         def change(h: Handoff, pol: Policy) -> tuple[Handoff, list[TraceRecord]] | None:
+            # Without ``at``, the time is read after the record: a start another
+            # thread committed just before is then never later than the event.
+            when = given if given is not None else self._now(None)
             self._check_at(h, when, "cancelled_at")
             if h.cancelled_at is not None:
                 return None
@@ -1027,6 +1057,15 @@ class Engine:
                     "it cannot be cancelled",
                     field="id",
                     value=id,
+                )
+            if h.first_response_at is not None and when < h.first_response_at:
+                # A cancelled handoff cannot be responded to, so no history has one
+                # responded after its cancel (start_many and import refuse it too).
+                raise InvalidTimestampError(
+                    f"cancelled_at {when.isoformat()} is before first_response_at "
+                    f"{h.first_response_at.isoformat()} for handoff {id!r}",
+                    field="cancelled_at",
+                    value=when,
                 )
             if h.paused_at is not None:
                 h = _unpaused(pol, h, max(when, h.paused_at))
@@ -1042,9 +1081,12 @@ class Engine:
 
         :raises InvalidTransitionError: when the handoff is stopped or cancelled.
         """
-        when = self._now(at)
+        given = self._now(at) if at is not None else None
 
         def change(h: Handoff, pol: Policy) -> tuple[Handoff, list[TraceRecord]] | None:
+            # Without ``at``, the time is read after the record: a start another
+            # thread committed just before is then never later than the event.
+            when = given if given is not None else self._now(None)
             self._check_at(h, when, "paused_at")
             if not h.is_active:
                 raise InvalidTransitionError(
@@ -1081,9 +1123,12 @@ class Engine:
         :raises InvalidTransitionError: when the handoff is stopped or cancelled.
         :raises InvalidTimestampError: when ``at`` is before the pause.
         """
-        when = self._now(at)
+        given = self._now(at) if at is not None else None
 
         def change(h: Handoff, pol: Policy) -> tuple[Handoff, list[TraceRecord]] | None:
+            # Without ``at``, the time is read after the record: a start another
+            # thread committed just before is then never later than the event.
+            when = given if given is not None else self._now(None)
             if not h.is_active:
                 # A stopped or cancelled clock stays where it ended, paused or not.
                 raise InvalidTransitionError(
@@ -1132,9 +1177,12 @@ class Engine:
                 field="reason",
                 value=reason,
             )
-        when = self._now(at)
+        given = self._now(at) if at is not None else None
 
         def change(h: Handoff, pol: Policy) -> tuple[Handoff, list[TraceRecord]] | None:
+            # Without ``at``, the time is read after the record: a start another
+            # thread committed just before is then never later than the event.
+            when = given if given is not None else self._now(None)
             if h.breach_reason == reason:
                 return None
             new = attrs.evolve(h, breach_reason=reason)
@@ -1966,12 +2014,42 @@ def _text(field: str, value: Any) -> str | None:
     return text
 
 
+def _check_kind(field: str, items: Iterable[Any], kind: type) -> None:
+    """:raises ConfigError: naming ``field`` and the first item that is not a ``kind``."""
+    for item in items:
+        if not isinstance(item, kind):
+            raise ConfigError(
+                f"{field} must hold {kind.__name__} objects, got {item!r}",
+                field=field,
+                value=item,
+            )
+
+
+def _check_duck(field: str, items: Iterable[Any], method: str) -> None:
+    """:raises ConfigError: naming ``field`` and the first item without ``method``."""
+    for item in items:
+        if not callable(getattr(item, method, None)):
+            raise ConfigError(
+                f"{field} must hold objects with a {method}() method, got {item!r}",
+                field=field,
+                value=item,
+            )
+
+
 def _refuse_control_characters(**fields: Any) -> None:
-    """:raises ValidationError: naming the first field whose text holds a control character."""
+    """:raises ValidationError: naming the first field whose text holds a control
+    character, or a lone surrogate (text no store can encode)."""
     for name, text in fields.items():
         if type(text) is str and _CONTROL.search(text):
             raise ValidationError(
                 f"{name} must not contain control characters (newlines, tabs…), got {text!r}",
+                field=name,
+                value=text,
+            )
+        if type(text) is str and _SURROGATE.search(text):
+            raise ValidationError(
+                f"{name} must be Unicode text without lone surrogates (no store can "
+                f"encode them), got {text!r}",
                 field=name,
                 value=text,
             )

@@ -150,15 +150,29 @@ def attributes_json(h: Handoff, where: str) -> str:
     attributes = h.attributes
     try:
         return _attributes_text(attributes)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         for key, value in attributes.items():
             try:
                 _encode_attributes(value)
+            except RecursionError:
+                raise ValidationError(
+                    f"attributes[{key!r}] of handoff {h.id!r} is nested too deeply to be "
+                    f"stored in {where}",
+                    field=f"attributes.{key}",
+                    value=type(value).__name__,
+                ) from None
             except (TypeError, ValueError):
                 raise ValidationError(
                     f"attributes[{key!r}] of handoff {h.id!r} must be JSON data to be "
                     f"stored in {where} (text, finite numbers, booleans, null, lists, "
                     f"mappings), got {value!r}",
+                    field=f"attributes.{key}",
+                    value=value,
+                ) from None
+            if not _utf8({key: value}):
+                raise ValidationError(
+                    f"attributes[{key!r}] of handoff {h.id!r} holds a lone surrogate, "
+                    "which is not Unicode text and no store can encode",
                     field=f"attributes.{key}",
                     value=value,
                 ) from None
@@ -184,7 +198,18 @@ def _attributes_text(attributes: Mapping[str, Any]) -> str:
     # JSON spells NUL so; a text holding "\\u0000" itself is rarer, and checked.
     if "\\u0000" in text and _holds_nul(dict(attributes)):
         raise ValueError("NUL in attributes")
+    if not text.isascii():
+        text.encode()  # UnicodeEncodeError (a ValueError) for a lone surrogate
     return text
+
+
+def _utf8(value: Any) -> bool:
+    """Whether a JSON value's text encodes as UTF-8 (holds no lone surrogate)."""
+    try:
+        _encode_attributes(value).encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _holds_nul(value: Any) -> bool:

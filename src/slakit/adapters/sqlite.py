@@ -692,7 +692,7 @@ if _time.ACCELERATED:
     def _compiled_handoff_values(h: Handoff) -> tuple[Any, ...]:
         try:
             return _encode_row(_values_of(h), _ROW_KINDS, _attributes_text)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             return _python_handoff_values(h)  # raises, naming the attribute
 
     def _compiled_handoff_from_row(r: Sequence[Any]) -> Handoff:
