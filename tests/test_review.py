@@ -464,3 +464,75 @@ def test_a_breach_with_no_owner_stays_nobodys_after_a_reassignment() -> None:
     assert engine.get("n1").owner == "erin"
     (breach,) = [b for b in review_from_engine(engine, now=NOW).breaches if b.id == "n1"]
     assert breach.owner is None
+
+
+NY = ZoneInfo("America/New_York")
+
+
+def new_york_sheet() -> WeeklyReview:
+    """2026-W45 in New York: a lead that arrived at 10:00 local time, and one the week before."""
+    config = {**CONFIG, "review": {"timezone": "America/New_York"}}
+    engine = slakit.Engine.from_config(config, clock=slakit.ManualClock(MON))
+    arrived = datetime(2026, 11, 4, 10, tzinfo=NY)  # 15:00 UTC, after the fall-back Sunday
+    events: list[tuple[datetime, str, dict[str, Any]]] = [
+        (arrived, "start", {"id": "ny1", "policy": "lead", "started_at": arrived, "owner": "ann"}),
+        (arrived + timedelta(minutes=90), "respond", {"id": "ny1"}),
+    ]
+    earlier = datetime(2026, 10, 28, 10, tzinfo=NY)  # 14:00 UTC, still on daylight time
+    events += [
+        (earlier, "start", {"id": "ny0", "policy": "lead", "started_at": earlier, "owner": "bob"}),
+        (earlier + timedelta(minutes=10), "respond", {"id": "ny0"}),
+    ]
+    run(engine, events, until=arrived + timedelta(hours=3), start=earlier)
+    engine.tag_breach("ny1", "routing_error")
+    return review_from_engine(engine, week="2026-W45", now=datetime(2026, 11, 6, 17, tzinfo=UTC))
+
+
+class TestTimesInTheReviewZone:
+    def test_markdown_breach_row_shows_local_times(self) -> None:
+        """A lead that arrived at 10:00 in New York is listed as started at 10:00 EST, not 15:00."""
+        md = new_york_sheet().to_markdown()
+        row = next(line for line in md.splitlines() if line.startswith("| ny1 |"))
+        assert row == (
+            "| ny1 | lead | ann | routing_error | 2026-11-04 10:00 EST | 2026-11-04 11:30 EST "
+            "| 2026-11-04 10:30 EST | breached |"
+        )
+        assert "15:00" not in md
+
+    def test_markdown_header_shows_generated_in_the_zone(self) -> None:
+        """The time the sheet was generated is shown in the review zone too."""
+        md = new_york_sheet().to_markdown()
+        assert (
+            "Week 2026-11-02 to 2026-11-08 (America/New_York); generated 2026-11-06 12:00 EST."
+            in md
+        )
+
+    def test_daylight_time_is_named(self) -> None:
+        """A breach before the fall-back Sunday shows EDT, the offset it happened under."""
+        config = {**CONFIG, "review": {"timezone": "America/New_York"}}
+        engine = slakit.Engine.from_config(config, clock=slakit.ManualClock(MON))
+        at = datetime(2026, 10, 28, 10, tzinfo=NY)
+        start = {"id": "d1", "policy": "lead", "started_at": at, "owner": "ann"}
+        run(engine, [(at, "start", start)], until=at + timedelta(hours=1), start=at)
+        sheet = review_from_engine(engine, week="2026-W44", now=at + timedelta(hours=1))
+        row = next(line for line in sheet.to_markdown().splitlines() if line.startswith("| d1 |"))
+        assert "| 2026-10-28 10:00 EDT | open | 2026-10-28 10:30 EDT |" in row
+
+    def test_utc_review_says_utc(self, sheet: WeeklyReview) -> None:
+        """A review in UTC labels its times UTC."""
+        md = sheet.to_markdown()
+        row = next(line for line in md.splitlines() if line.startswith("| h2 |"))
+        assert "| 2026-11-23 10:00 UTC | 2026-11-23 11:30 UTC | 2026-11-23 10:30 UTC |" in row
+
+    def test_html_header_shows_generated_in_the_zone(self) -> None:
+        """The page's header gives the generation time in the review zone."""
+        assert "generated 2026-11-06 12:00 EST" in new_york_sheet().to_html()
+
+    def test_json_keeps_iso_instants(self) -> None:
+        """``--json`` keeps ISO-8601 instants with their offset (UTC), as before."""
+        data = new_york_sheet().to_dict()
+        (breach,) = data["breaches"]
+        assert breach["started_at"] == "2026-11-04T15:00:00+00:00"
+        assert breach["deadline_at"] == "2026-11-04T15:30:00+00:00"
+        assert data["now"] == "2026-11-06T17:00:00+00:00"
+        assert data["timezone"] == "America/New_York"

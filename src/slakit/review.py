@@ -425,8 +425,13 @@ class WeeklyReview:
     @property
     def days(self) -> tuple[date, date]:
         """The first and last local day of the week."""
-        zone = ZoneInfo(self.timezone)
+        zone = self.zone
         return self.start.astimezone(zone).date(), (self.end.astimezone(zone) - _DAY).date()
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The review zone: weeks are cut in it and the sheet shows times in it."""
+        return ZoneInfo(self.timezone)
 
     @property
     def this_week(self) -> WeekRate:
@@ -488,7 +493,7 @@ class WeeklyReview:
         out.append("")
         out.append(
             f"Week {first_day} to {last_day} ({self.timezone}); "
-            f"generated {self.now.isoformat(timespec='minutes')}."
+            f"generated {_ts(self.now, self.zone)}."
         )
         out += ["", "## Hit rate", ""]
         out.append(
@@ -541,11 +546,13 @@ class WeeklyReview:
                 "| handoff | policy | owner | reason | started | stopped | deadline | flag |",
                 "|---|---|---|---|---|---|---|---|",
             ]
+            zone = self.zone
             for b in self.breaches:
                 out.append(
                     f"| {_md(b.id)} | {_md(b.policy)} | {_md(b.owner or '')} "
-                    f"| {_md(b.reason or UNTAGGED)} | {_ts(b.started_at)} | "
-                    f"{_ts(b.stopped_at) if b.stopped_at else 'open'} | {_ts(b.deadline_at)} "
+                    f"| {_md(b.reason or UNTAGGED)} | {_ts(b.started_at, zone)} | "
+                    f"{_ts(b.stopped_at, zone) if b.stopped_at else 'open'} "
+                    f"| {_ts(b.deadline_at, zone)} "
                     f"| {'breached' if b.flagged else ''}{' cancelled' if b.cancelled else ''} |"
                 )
         out += ["", f"## Steps that never fired (last {self.weeks} weeks)", ""]
@@ -600,7 +607,7 @@ class WeeklyReview:
             f"<style>{_CSS}</style></head><body>",
             f"<h1>Prune Friday: {e(self.week)}</h1>",
             f'<p class="meta">{self.days[0]} to {self.days[1]} ({e(self.timezone)}); '
-            f"generated {e(self.now.isoformat(timespec='minutes'))}</p>",
+            f"generated {e(_ts(self.now, self.zone))}</p>",
             "<h2>Hit rate</h2>",
             hit_rate_chart(self.history),
         ]
@@ -784,8 +791,10 @@ def _md(text: str) -> str:
     return escape_controls(text.translate(_MD_SPECIAL))
 
 
-def _ts(value: datetime | None) -> str:
-    return "" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+def _ts(value: datetime | None, zone: ZoneInfo) -> str:
+    """``2026-11-04 10:00 EST``: the instant on the review zone's clock, with its abbreviation
+    (which also tells daylight time from standard time)."""
+    return "" if value is None else value.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
 
 
 # -- building the review ------------------------------------------------------------
