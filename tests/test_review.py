@@ -536,3 +536,58 @@ class TestTimesInTheReviewZone:
         assert breach["deadline_at"] == "2026-11-04T15:30:00+00:00"
         assert data["now"] == "2026-11-06T17:00:00+00:00"
         assert data["timezone"] == "America/New_York"
+
+
+class TestHtmlMatchesMarkdown:
+    def test_html_shows_local_times(self) -> None:
+        """The HTML page shows the same local times, with the instant in machine form."""
+        page = new_york_sheet().to_html()
+        assert "2026-11-04 10:00 EST" in page
+        assert "2026-11-04 11:30 EST" in page
+        assert '<time datetime="2026-11-04T15:00:00+00:00">2026-11-04 10:00 EST</time>' in page
+        assert "generated 2026-11-06 12:00 EST" in page
+        assert "15:00 " not in page
+
+    def test_comparison_lines(self, sheet: WeeklyReview) -> None:
+        """The page has the this-week-vs-previous-weeks lines the Markdown has."""
+        page = sheet.to_html()
+        md = sheet.to_markdown()
+        lines = [
+            "Absolute: 25.0% this week vs 66.7% over the previous 4 weeks (-41.7 points).",
+            "Adjusted: 25.0% this week vs 66.7% over the previous 4 weeks (-41.7 points).",
+        ]
+        for line in lines:
+            assert f"- {line}" in md
+            assert f"<li>{line}</li>" in page
+
+    def test_every_breach_has_a_row(self, sheet: WeeklyReview) -> None:
+        """Each breach is a row of the page's breach table, with the Markdown's cells."""
+        page = sheet.to_html()
+        rows = re.findall(r"<tr[^>]*>(.*?)</tr>", page, re.S)
+        for b in sheet.breaches:
+            (row,) = [r for r in rows if r.startswith(f"<td>{b.id}</td>")]
+            cells = [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td>(.*?)</td>", row)]
+            md_row = next(
+                line for line in sheet.to_markdown().splitlines() if line.startswith(f"| {b.id} |")
+            )
+            assert cells == [c.strip() for c in md_row.strip("|").split("|")]
+        h3 = next(r for r in rows if r.startswith("<td>h3</td>"))
+        assert "<td>cat</td><td>(untagged)</td>" in h3
+
+    def test_top_reason_and_untagged_hint(self, sheet: WeeklyReview) -> None:
+        """The top reason's description and the untagged hint appear on the page too."""
+        page = sheet.to_html()
+        assert "Top reason: <strong>routing_error</strong> (2): Routed to the wrong team" in page
+        assert "tag them with <code>slakit tag ID REASON</code>" in page
+
+    def test_record_text_is_escaped(self) -> None:
+        """Ids and owners holding HTML are escaped in the breach rows."""
+        engine = slakit.Engine.from_config(CONFIG, clock=slakit.ManualClock(MON))
+        owner = '<img src=x onerror=alert(1)>"&'
+        start = {"id": "<b>x</b>", "policy": "lead", "started_at": h(0, 9), "owner": owner}
+        run(engine, [(h(0, 9), "start", start)], until=h(0, 12), start=h(0, 9))
+        page = review_from_engine(engine, now=NOW).to_html()
+        assert "<img" not in page
+        assert "<b>x</b>" not in page
+        assert "<td>&lt;b&gt;x&lt;/b&gt;</td>" in page
+        assert "<td>&lt;img src=x onerror=alert(1)&gt;&quot;&amp;</td>" in page

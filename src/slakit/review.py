@@ -483,6 +483,36 @@ class WeeklyReview:
             "stale_runbooks": [s.to_dict() for s in self.stale_runbooks],
         }
 
+    # -- shown in both Markdown and HTML -------------------------------------------
+
+    def _comparisons(self) -> list[str]:
+        """The lines that set this week's hit rate against the previous weeks pooled."""
+        prev_n = len(self.history) - 1
+        return [
+            f"{label}: {_pct(now_c.rate)} this week vs {_pct(prev_c.rate)} "
+            f"over the previous {prev_n} weeks{_delta(now_c.rate, prev_c.rate)}."
+            for label, now_c, prev_c in (
+                ("Absolute", self.this_week.wall, self.previous),
+                ("Adjusted", self.this_week.business, self.previous_business),
+            )
+        ]
+
+    def _breach_cells(self, b: Breach) -> list[tuple[str, datetime | None]]:
+        """One row of the breach table: each cell's text and, for times, the instant shown."""
+        zone = self.zone
+        flags = " ".join(f for f, on in (("breached", b.flagged), ("cancelled", b.cancelled)) if on)
+        stopped = (_ts(b.stopped_at, zone), b.stopped_at) if b.stopped_at else ("open", None)
+        return [
+            (b.id, None),
+            (b.policy, None),
+            (b.owner or "", None),
+            (b.reason or UNTAGGED, None),
+            (_ts(b.started_at, zone), b.started_at),
+            stopped,
+            (_ts(b.deadline_at, zone), b.deadline_at),
+            (flags, None),
+        ]
+
     # -- Markdown -----------------------------------------------------------------
 
     def to_markdown(self) -> str:
@@ -508,16 +538,8 @@ class WeeklyReview:
                 f"| {_pct(w.business.rate)} ({w.business.met}/{w.business.evaluated}) "
                 f"| {w.wall.pending} | {w.business.pending} | {w.excluded} |"
             )
-        prev_n = len(self.history) - 1
         out.append("")
-        for label, now_c, prev_c in (
-            ("Absolute", self.this_week.wall, self.previous),
-            ("Adjusted", self.this_week.business, self.previous_business),
-        ):
-            out.append(
-                f"- {label}: {_pct(now_c.rate)} this week vs {_pct(prev_c.rate)} "
-                f"over the previous {prev_n} weeks{_delta(now_c.rate, prev_c.rate)}."
-            )
+        out += [f"- {line}" for line in self._comparisons()]
         out += ["", f"## Breaches ({len(self.breaches)})", ""]
         if not self.breaches:
             out.append("No breaches this week.")
@@ -539,22 +561,16 @@ class WeeklyReview:
                 label = "_(untagged)_" if r.reason is None else f"`{r.reason}`"
                 if r.reason is not None and not r.known:
                     label += " (not in taxonomy)"
-                owners = _md(", ".join(f"{o or '(none)'} ×{c}" for o, c in r.owners))
-                out.append(f"| {label} | {r.count} | {owners} | {_md(r.description or '')} |")
+                out.append(
+                    f"| {label} | {r.count} | {_md(_owners(r))} | {_md(r.description or '')} |"
+                )
             out += [
                 "",
-                "| handoff | policy | owner | reason | started | stopped | deadline | flag |",
-                "|---|---|---|---|---|---|---|---|",
+                "| " + " | ".join(_BREACH_COLUMNS) + " |",
+                "|---" * len(_BREACH_COLUMNS) + "|",
             ]
-            zone = self.zone
             for b in self.breaches:
-                out.append(
-                    f"| {_md(b.id)} | {_md(b.policy)} | {_md(b.owner or '')} "
-                    f"| {_md(b.reason or UNTAGGED)} | {_ts(b.started_at, zone)} | "
-                    f"{_ts(b.stopped_at, zone) if b.stopped_at else 'open'} "
-                    f"| {_ts(b.deadline_at, zone)} "
-                    f"| {'breached' if b.flagged else ''}{' cancelled' if b.cancelled else ''} |"
-                )
+                out.append("| " + " | ".join(_md(t) for t, _ in self._breach_cells(b)) + " |")
         out += ["", f"## Steps that never fired (last {self.weeks} weeks)", ""]
         if not self.silent_steps:
             out.append("Every step fired at least once.")
@@ -599,7 +615,7 @@ class WeeklyReview:
 
     def to_html(self) -> str:
         """A self-contained HTML page (inline CSS and SVG; nothing loaded from the network)."""
-        e = html.escape
+        e = _h
         parts: list[str] = [
             "<!DOCTYPE html>",
             '<html lang="en"><head><meta charset="utf-8">',
@@ -626,19 +642,27 @@ class WeeklyReview:
             "<th>pending (wall)</th><th>pending (business)</th><th>excluded</th></tr></thead>"
             "<tbody>" + "".join(rows) + "</tbody></table>"
         )
+        parts.append(_html_list(e(line) for line in self._comparisons()))
         parts.append(f"<h2>Breaches ({len(self.breaches)})</h2>")
-        if self.top_reason is not None:
-            parts.append(
-                f"<p>Top reason: <strong>{e(self.top_reason.label)}</strong> "
-                f"({self.top_reason.count})</p>"
-            )
-        if self.untagged:
-            parts.append(f'<p class="warn">{len(self.untagged)} untagged breach(es).</p>')
-        if self.reasons:
+        if not self.breaches:
+            parts.append("<p>No breaches this week.</p>")
+        else:
+            top = self.top_reason
+            if top is not None:
+                desc = f": {e(top.description)}" if top.description else ""
+                parts.append(
+                    f"<p>Top reason: <strong>{e(top.label)}</strong> ({top.count}){desc}</p>"
+                )
+            else:
+                parts.append("<p>Top reason: none yet, no breach is tagged.</p>")
+            if self.untagged:
+                parts.append(
+                    f'<p class="warn">Untagged: {len(self.untagged)} breach(es) have no reason; '
+                    "tag them with <code>slakit tag ID REASON</code>.</p>"
+                )
             body = "".join(
-                f"<tr><td>{e(r.label)}{'' if r.known or r.reason is None else ' *'}</td>"
-                f"<td>{r.count}</td>"
-                f"<td>{e(', '.join(f'{o or chr(8212)} ×{c}' for o, c in r.owners))}</td>"
+                f"<tr><td>{_html_reason(r)}</td><td>{r.count}</td>"
+                f"<td>{e(_owners(r))}</td>"
                 f"<td>{e(r.description or '')}</td></tr>"
                 for r in self.reasons
             )
@@ -646,8 +670,16 @@ class WeeklyReview:
                 "<table><thead><tr><th>reason</th><th>breaches</th><th>owners</th>"
                 f"<th>description</th></tr></thead><tbody>{body}</tbody></table>"
             )
-        else:
-            parts.append("<p>No breaches this week.</p>")
+            head = "".join(f"<th>{c}</th>" for c in _BREACH_COLUMNS)
+            cells = (
+                "".join(_html_cell(text, at) for text, at in self._breach_cells(b))
+                for b in self.breaches
+            )
+            body = "".join(f"<tr>{c}</tr>" for c in cells)
+            parts.append(
+                f'<table class="breaches"><thead><tr>{head}</tr></thead>'
+                f"<tbody>{body}</tbody></table>"
+            )
         parts.append(f"<h2>Steps that never fired (last {self.weeks} weeks)</h2>")
         parts.append(
             _html_list(
@@ -658,7 +690,8 @@ class WeeklyReview:
             or "<p>Every step fired at least once.</p>"
         )
         parts.append(
-            f"<h2>Redundant notifications (within {self.duplicate_minutes:g} min)</h2>"
+            "<h2>Redundant notifications (same person, same handoff, within "
+            f"{self.duplicate_minutes:g} min)</h2>"
             + (
                 _html_list(
                     f"{e(d.handoff_id)} → {e(d.recipient)}: {e(d.first)} then {e(d.second)} "
@@ -673,6 +706,7 @@ class WeeklyReview:
             + (
                 _html_list(
                     f"{e(s.policy)}: last reviewed {e(str(s.last_reviewed or 'never'))}"
+                    + (f" ({s.age_days} days ago)" if s.age_days is not None else "")
                     for s in self.stale_runbooks
                 )
                 or "<p>All runbooks are fresh.</p>"
@@ -689,8 +723,45 @@ _CSS: Final = (
     "table{border-collapse:collapse;margin:.5em 0}"
     "th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left}"
     "tr.current{font-weight:bold;background:#f3f6fa}"
+    "table.breaches td{white-space:nowrap}"
     "svg text{font-size:12px;fill:#333}"
 )
+
+
+#: The breach table's columns, in Markdown and HTML alike.
+_BREACH_COLUMNS: Final = (
+    "handoff",
+    "policy",
+    "owner",
+    "reason",
+    "started",
+    "stopped",
+    "deadline",
+    "flag",
+)
+
+
+def _h(text: str) -> str:
+    """Text as inert HTML: markup escaped, control characters written out."""
+    return html.escape(escape_controls(text))
+
+
+def _owners(r: ReasonGroup) -> str:
+    """``ann ×2, (none) ×1``: the owners of a reason's breaches, most first."""
+    return ", ".join(f"{o or '(none)'} ×{c}" for o, c in r.owners)
+
+
+def _html_reason(r: ReasonGroup) -> str:
+    if r.reason is None:
+        return f"<em>{_h(UNTAGGED)}</em>"
+    return f"<code>{_h(r.reason)}</code>" + ("" if r.known else " (not in taxonomy)")
+
+
+def _html_cell(text: str, at: datetime | None) -> str:
+    """A table cell; a time also carries its instant as ISO-8601 (``<time datetime=…>``)."""
+    if at is None:
+        return f"<td>{_h(text)}</td>"
+    return f'<td><time datetime="{_h(to_iso(at) or "")}">{_h(text)}</time></td>'
 
 
 def _html_list(items: Iterable[str]) -> str:
