@@ -1076,18 +1076,22 @@ class TestRunProcess:
         )
         return log
 
-    def test_sigterm_while_idle_stops_within_a_second(
-        self, run_proc: tuple[list[subprocess.Popen[bytes]], Path]
+    @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+    def test_a_stop_signal_while_idle_stops_within_a_second(
+        self, run_proc: tuple[list[subprocess.Popen[bytes]], Path], sig: signal.Signals
     ) -> None:
-        """An idle `slakit run` exits 0 within one second of SIGTERM."""
+        """An idle `slakit run` exits 0 within one second of SIGTERM, SIGINT (Ctrl-C) or
+        SIGHUP (its terminal closed), saying which one it got."""
         procs, project = run_proc
         log = self._start(procs, project)
         _wait_for(log, "tick:")
         t = time.monotonic()
-        procs[0].send_signal(signal.SIGTERM)
+        procs[0].send_signal(sig)
         assert procs[0].wait(timeout=5) == 0
         assert time.monotonic() - t < 1.0
-        assert "stopped after" in log.read_text()
+        text = log.read_text()
+        assert f"received {sig.name}; stopping" in text
+        assert "stopped after" in text
 
     def _lock(self, project: Path, busy_ms: int) -> sqlite3.Connection:
         """Another process's write lock on the database, and a short busy_timeout."""
@@ -1308,6 +1312,15 @@ class TestUnixBehaviour:
         monkeypatch.setattr(SQLiteStore, "iter_handoffs", real)
         assert run("export", "-o", str(target)).exit_code == 0
         assert json.loads(target.read_text())["id"] == "L-1"
+
+    def test_an_output_path_in_no_folder_is_named_as_given(self, project: Path) -> None:
+        """The error names the path asked for, not the temporary file beside it."""
+        run("start", "L-1", "--policy", "speed-to-lead", "--owner", "alice", "--started-at", T0)
+        for args in (["export", "--format", "csv", "-o"], ["review", "--html"]):
+            target = str(project / "missing" / "out.txt")
+            err = one_line_error(CliRunner().invoke(cli, [*args, target]), code=1)
+            assert f"'{target}': No such file or directory" in err
+            assert ".part" not in err
 
     def test_show_into_a_closed_pipe_exits_141_quietly(self, project: Path) -> None:
         run("start", "L-1", "--policy", "speed-to-lead", "--owner", "alice", "--started-at", T0)

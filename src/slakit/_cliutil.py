@@ -280,7 +280,10 @@ def output_stream(path: Path | None, newline: str | None = None) -> Iterator[IO[
         return
     if path.is_dir():
         raise click.BadParameter(f"{str(path)!r} is a directory", param_hint="--output")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    except OSError as exc:  # no such folder, no permission: name the path asked for
+        raise click.FileError(str(path), hint=exc.strerror or str(exc)) from None
     try:
         os.chmod(tmp, _new_file_mode(path))
         with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as out:

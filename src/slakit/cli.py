@@ -781,7 +781,10 @@ def status(
 @click.option("--once", is_flag=True, help="Run one tick and exit.")
 @config_option
 def run(interval: float, once: bool, config: Path | None) -> None:
-    """Loop: check + deliver, sleep until the next due time. Stops cleanly on SIGTERM/SIGINT."""
+    """Loop: check + deliver, sleep until the next due time.
+
+    SIGTERM, SIGINT (Ctrl-C) and SIGHUP stop it after the transaction in flight (exit 0).
+    """
     log = logging.getLogger("slakit.run")
     if not logging.getLogger().handlers:
         logging.basicConfig(
@@ -797,6 +800,8 @@ def run(interval: float, once: bool, config: Path | None) -> None:
 
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
+        if hasattr(signal, "SIGHUP"):  # a closed terminal; not on Windows
+            signal.signal(signal.SIGHUP, _stop)
         # Stores with a wake-up channel (PostgreSQL LISTEN/NOTIFY) cut sleeps short.
         stop_listening = threading.Event()
         listener = getattr(engine.store, "listen", None)
