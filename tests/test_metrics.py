@@ -219,7 +219,7 @@ class TestHitRate:
         with pytest.raises(ValidationError, match="basis"):
             hit_rate([], basis="absolute")
         with pytest.raises(InvalidGroupKeyError):
-            hit_rate([], by=("stage",))
+            hit_rate([], by=("started_at",))
 
     def test_reports_progress(self) -> None:
         """The progress callback hears the final count."""

@@ -902,6 +902,34 @@ class TestAggregateHitRate:
         report = slakit.hit_rate(store, by=("channel",), basis="wall", now=T0 + timedelta(days=1))
         assert report.computed_by == "store"
 
+    @pytest.mark.parametrize(
+        "key",
+        ["backup_owner", "responded_by", "breached", "breach_reason", "stage", "cancel_reason"],
+    )
+    def test_every_groupable_column_agrees_with_python(self, store: SQLiteStore, key: str) -> None:
+        """hit_rate groups by each column the SQL aggregate can, with the counts and
+        labels Python gives over the same handoffs."""
+        clock = ManualClock(T0)
+        engine = Engine(store=store, policies=[Policy.default(basis="wall")], clock=clock)
+        for i in range(12):
+            hid = f"g{i}"
+            engine.start(hid, owner="alice", backup_owner=("bob", None)[i % 2], started_at=T0)
+            if i % 3 == 0:
+                engine.respond(hid, at=T0 + timedelta(minutes=10), by=("ann", "raj")[i % 2])
+            elif i % 3 == 1:
+                engine.cancel(hid, at=T0 + timedelta(minutes=5), reason="spam")
+        clock.set(T0 + timedelta(hours=2))
+        engine.check()
+        for hid in ("g2", "g5"):
+            engine.tag_breach(hid, ("slow", "holiday")[hid == "g5"])
+        now = T0 + timedelta(hours=3)
+        sql = slakit.hit_rate(store, by=key, now=now)
+        python = slakit.hit_rate(list(store.iter_handoffs()), by=key, now=now)
+        assert sql.computed_by == "store"
+        assert python.computed_by != "store"
+        assert sql.to_dict()["groups"] == python.to_dict()["groups"]
+        assert len(sql.groups) > 1
+
 
 # -- binding None ------------------------------------------------------------------
 

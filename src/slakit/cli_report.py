@@ -104,7 +104,8 @@ def _report_with_progress(
     "--by",
     default="",
     help="Group keys, comma-separated: channel, segment, policy, owner, "
-    "within_business_hours, attributes.NAME.",
+    "within_business_hours, backup_owner, responded_by, breached, breach_reason, stage, "
+    "cancel_reason, attributes.NAME.",
 )
 @click.option(
     "--basis",

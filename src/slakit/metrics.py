@@ -47,7 +47,19 @@ __all__ = [
 #: ``wall`` is the absolute basis, ``business`` the business-hours adjusted one.
 BASES: Final = ("business", "wall")
 #: Handoff fields a report can be grouped by; ``attributes.NAME`` works too.
-GROUP_KEYS: Final = ("channel", "segment", "policy", "owner", "within_business_hours")
+GROUP_KEYS: Final = (
+    "channel",
+    "segment",
+    "policy",
+    "owner",
+    "within_business_hours",
+    "backup_owner",
+    "responded_by",
+    "breached",
+    "breach_reason",
+    "stage",
+    "cancel_reason",
+)
 _ATTR_PREFIX: Final = "attributes."
 _PROGRESS_EVERY: Final = 50_000
 
