@@ -860,12 +860,12 @@ class Engine:
                 h = h._replace(first_response_at=at, responded_by=by)
                 traces.append(self._trace(h, "respond", "respond", at, actor=by))
                 if pol.stop == "first_response" and h.stopped_at is None:
-                    h = self._stopped(pol, h, at)
+                    h = _stopped(pol, h, at)
             else:
                 h = h._replace(completed_at=at)
                 traces.append(self._trace(h, "complete", "complete", at))
                 if h.stopped_at is None:
-                    h = self._stopped(pol, h, at)
+                    h = _stopped(pol, h, at)
         return h, traces
 
     def _cancelled_history(
@@ -916,28 +916,6 @@ class Engine:
         at = self._now(value, field)
         self._check_at(h, at, field)
         return at
-
-    def _stopped(self, pol: Policy, h: Handoff, at: datetime) -> Handoff:
-        """The handoff with its clock stopped at ``at``: elapsed times written.
-
-        A clock stopped while paused ends its pause at ``at`` first, as a
-        resume would: the paused time is added and the deadlines move by it,
-        so the record is judged on the time its clock really ran.
-        """
-        if h.paused_at is not None:
-            h = _unpaused(pol, h, max(at, h.paused_at))
-        wall = (at - h.started_at) - timedelta(seconds=h.paused_seconds)
-        business = pol.calendar.elapsed(h.started_at, at) - timedelta(
-            seconds=h.paused_business_seconds
-        )
-        # Every caller has checked ``at`` against the start (as a response,
-        # completion or history time), so the copy needs no validators.
-        return h._replace(
-            stopped_at=at,
-            next_due_at=None,
-            wall_elapsed_seconds=max(0.0, wall.total_seconds()),
-            business_elapsed_seconds=max(0.0, business.total_seconds()),
-        )
 
     def _event(
         self,
@@ -1000,7 +978,7 @@ class Engine:
                 return None
             new = attrs.evolve(h, first_response_at=when, responded_by=by)
             if pol.stop == "first_response" and new.stopped_at is None:
-                new = self._stopped(pol, new, when)
+                new = _stopped(pol, new, when)
             met = new.deadline_at is not None and when <= new.deadline_at
             return new, [
                 self._trace(
@@ -1030,7 +1008,7 @@ class Engine:
                 return None
             new = attrs.evolve(h, completed_at=when)
             if new.stopped_at is None:
-                new = self._stopped(pol, new, when)
+                new = _stopped(pol, new, when)
             return new, [self._trace(new, "complete", "complete", when)]
 
         return self._event(id, change)
@@ -1891,6 +1869,27 @@ def _timers(policy: Policy, h: Handoff) -> Handoff:
         wall_deadline_at=wall,
         business_deadline_at=business,
         next_due_at=due if running else None,
+    )
+
+
+def _stopped(pol: Policy, h: Handoff, at: datetime) -> Handoff:
+    """The handoff with its clock stopped at ``at``: elapsed times written.
+
+    A clock stopped while paused ends its pause at ``at`` first, as a
+    resume would: the paused time is added and the deadlines move by it,
+    so the record is judged on the time its clock really ran.
+    """
+    if h.paused_at is not None:
+        h = _unpaused(pol, h, max(at, h.paused_at))
+    wall = (at - h.started_at) - timedelta(seconds=h.paused_seconds)
+    business = pol.calendar.elapsed(h.started_at, at) - timedelta(seconds=h.paused_business_seconds)
+    # Every caller has checked ``at`` against the start (as a response,
+    # completion or history time), so the copy needs no validators.
+    return h._replace(
+        stopped_at=at,
+        next_due_at=None,
+        wall_elapsed_seconds=max(0.0, wall.total_seconds()),
+        business_elapsed_seconds=max(0.0, business.total_seconds()),
     )
 
 
