@@ -273,6 +273,34 @@ class TestEvents:
         run("start", "L-3", "--policy", "speed-to-lead", "--owner", "a", "--started-at", T0)
         assert "cancelled" in run("cancel", "L-3", "--reason", "spam").output
 
+    def test_simulate_replays_a_response_dated_before_a_recorded_pause(self, project: Path) -> None:
+        """Paused at 10:40, then answered at 10:19: the engine takes it (met, nothing
+        paused), and the what-if replay takes the record as the engine did."""
+        run(
+            "start",
+            "U1",
+            "--policy",
+            "speed-to-lead",
+            "--owner",
+            "alice",
+            "--started-at",
+            "2026-11-19T10:00:00-05:00",
+        )
+        run("pause", "U1", "--at", "2026-11-19T10:40:00-05:00")
+        assert "stopped" in run("respond", "U1", "--at", "2026-11-19T10:19:00-05:00").output
+        now = "2026-11-20T12:00:00Z"
+        result = run(
+            "simulate", "--policy", "speed-to-lead", "--sla-minutes", "30", "--now", now, "--json"
+        )
+        assert result.exit_code == 0, result.output
+        data = json.loads(result.output)
+        assert data["handoffs"] == 1
+        assert data["skipped"] == []
+        assert data["predicted"]["met"] == data["actual"]["met"] == 1
+        table = run("simulate", "--policy", "speed-to-lead", "--now", now)
+        assert table.exit_code == 0, table.output
+        assert "skipped" not in table.output
+
     def test_missing_config(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         """Without a config file, commands say so on one line and exit 2."""
         monkeypatch.chdir(tmp_path)

@@ -327,6 +327,38 @@ class TestSimulate:
         assert data["changes"] == {"sla_minutes": None, "calendar": "always"}
         assert data["handoffs"] == 12
 
+    def test_a_record_that_cannot_be_replayed_is_named_under_the_table(
+        self, group: click.Group, project: Path
+    ) -> None:
+        """A trace line the engine could not have written (a pause after the response
+        stopped the clock) skips that record with a note, not the whole replay."""
+        store = SQLiteStore(project.parent / "slakit.db")
+        h = store.get("l0")
+        store.add_traces(
+            [
+                slakit.TraceRecord(
+                    trace_id=h.trace_id,
+                    handoff_id="l0",
+                    policy="lead",
+                    rule="pause",
+                    action="pause",
+                    actor="engine",
+                    at=MON + timedelta(minutes=20),
+                    outcome="ok",
+                )
+            ]
+        )
+        store.close()
+        args = ["simulate", "--config", str(project), "--policy", "lead", "--now", NOW]
+        r = invoke(group, *args)
+        assert r.exit_code == 0, r.output
+        assert "11 handoffs" in r.stdout
+        assert "skipped 1 handoff that could not be replayed:" in r.stdout
+        assert "  l0: pause at " in r.stdout
+        data = json.loads(invoke(group, *args, "--json").stdout)
+        assert data["handoffs"] == 11
+        assert [s["id"] for s in data["skipped"]] == ["l0"]
+
     def test_usage_errors(self, group: click.Group, project: Path) -> None:
         """A missing --policy, an unknown calendar or a bad SLA exit 2."""
         base = ["simulate", "--config", str(project)]

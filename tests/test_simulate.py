@@ -9,12 +9,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import slakit
-from slakit.errors import InvalidSLAError, UnknownCalendarError, UnknownPolicyError
+from slakit.errors import (
+    InvalidSLAError,
+    InvalidTimestampError,
+    InvalidTransitionError,
+    UnknownCalendarError,
+    UnknownPolicyError,
+)
 from slakit.hookspecs import hookimpl
+from slakit.metrics import hit_rate
 from slakit.plugins import Plugins, get_plugin_manager
-from slakit.simulate import simulate, simulate_engine
+from slakit.simulate import SimulationResult, simulate, simulate_engine
 
 MON = datetime(2026, 11, 23, 14, tzinfo=UTC)  # Monday 09:00 in New York
 HOURS = {d: ["09:00-17:00"] for d in ("mon", "tue", "wed", "thu", "fri")}
@@ -262,3 +271,175 @@ def test_attributes_named_like_start_arguments_replay() -> None:
     result = simulate_engine(engine, "lead", now=MON + timedelta(hours=2))
     assert result.handoffs == 1
     assert result.predicted.to_dict() == result.actual.to_dict()
+
+
+def lead_engine() -> slakit.Engine:
+    return slakit.Engine.from_config(config(None), clock=slakit.ManualClock(MON))
+
+
+def same_outcomes(result: SimulationResult) -> bool:
+    """Met, missed, pending (both bases) and excluded agree: the record's judgement.
+    Notifications may not: no checker ran while these histories were recorded."""
+    a, p = result.actual, result.predicted
+    return (a.wall, a.business, a.excluded) == (p.wall, p.business, p.excluded)
+
+
+class TestEventsRecordedOutOfTimeOrder:
+    """The engine takes events dated before others already recorded; the replay
+    applies each record's events in the order the engine recorded them."""
+
+    def test_a_response_dated_before_a_pause_recorded_first(self) -> None:
+        """Paused at 40 minutes, then a response dated 19 minutes: met, no pause
+        time. The replay used to apply the response first and fail on the pause."""
+        engine = lead_engine()
+        engine.start("x", policy="lead", owner="ann", started_at=MON)
+        engine.pause("x", at=MON + timedelta(minutes=40))
+        h = engine.respond("x", at=MON + timedelta(minutes=19))
+        assert h.paused_seconds == 0
+        end = MON + timedelta(hours=3)
+        for sla in (None, 30):
+            result = simulate_engine(engine, "lead", sla_minutes=sla, now=end)
+            assert result.handoffs == 1
+            assert result.skipped == {}
+            assert result.predicted.counts.met == 1
+            assert same_outcomes(result)
+        shorter = simulate_engine(engine, "lead", sla_minutes=15, now=end)
+        assert shorter.predicted.counts.missed == 1
+
+    def test_a_pause_dated_after_the_response_counts_as_the_engine_counted_it(self) -> None:
+        """Paused 25-50 minutes, then a response dated 20 minutes: the engine counts
+        the closed pause, which moves the deadline to 55 minutes."""
+        engine = lead_engine()
+        engine.start("x", policy="lead", owner="ann", started_at=MON)
+        engine.pause("x", at=MON + timedelta(minutes=25))
+        engine.resume("x", at=MON + timedelta(minutes=50))
+        h = engine.respond("x", at=MON + timedelta(minutes=20))
+        assert h.deadline_at == MON + timedelta(minutes=55)
+        end = MON + timedelta(hours=3)
+        assert same_outcomes(simulate_engine(engine, "lead", now=end))
+        # With a 10-minute SLA the pause begins after the deadline, so it moves nothing.
+        assert simulate_engine(engine, "lead", sla_minutes=10, now=end).predicted.missed == 1
+
+    def test_pauses_recorded_out_of_time_order(self) -> None:
+        """An empty pause at 15 minutes, then one from 10 to 20: ten minutes paused
+        (sorted by time, the second pause would end at 15)."""
+        engine = lead_engine()
+        engine.start("x", policy="lead", owner="ann", started_at=MON)
+        for minute, kind in ((15, "pause"), (15, "resume"), (10, "pause"), (20, "resume")):
+            getattr(engine, kind)("x", at=MON + timedelta(minutes=minute))
+        h = engine.respond("x", at=MON + timedelta(minutes=38))
+        assert h.paused_seconds == 10 * 60
+        result = simulate_engine(engine, "lead", now=MON + timedelta(hours=3))
+        assert result.actual.counts.met == 1
+        assert same_outcomes(result)
+
+    def test_a_cancel_dated_before_a_pause_recorded_first(self) -> None:
+        engine = lead_engine()
+        engine.start("x", policy="lead", owner="ann", started_at=MON)
+        engine.pause("x", at=MON + timedelta(minutes=40))
+        engine.cancel("x", at=MON + timedelta(minutes=5))
+        result = simulate_engine(engine, "lead", sla_minutes=30, now=MON + timedelta(hours=3))
+        assert result.predicted.excluded == 1
+        assert same_outcomes(result)
+
+    def test_a_record_that_cannot_be_replayed_is_skipped_and_named(self) -> None:
+        """A trace the engine could not have written (a pause after the response
+        stopped the clock) leaves that record out of both sides, with a note."""
+        engine = lead_engine()
+        engine.start("good", policy="lead", owner="ann", started_at=MON)
+        engine.respond("good", at=MON + timedelta(minutes=5))
+        h = engine.start("bad", policy="lead", owner="ann", started_at=MON)
+        engine.respond("bad", at=MON + timedelta(minutes=50))
+        engine.store.add_traces(
+            [
+                slakit.TraceRecord(
+                    trace_id=h.trace_id,
+                    handoff_id="bad",
+                    policy="lead",
+                    rule="pause",
+                    action="pause",
+                    actor="engine",
+                    at=MON,
+                    outcome="ok",
+                )
+            ]
+        )
+        result = simulate_engine(engine, "lead", now=MON + timedelta(hours=3))
+        assert result.handoffs == 1
+        assert list(result.skipped) == ["bad"]
+        assert "only a running handoff can be paused" in result.skipped["bad"]
+        assert result.actual.counts.met == result.predicted.counts.met == 1
+        assert result.actual.missed == result.predicted.missed == 0
+        assert result.to_dict()["skipped"] == [{"id": "bad", "reason": result.skipped["bad"]}]
+        assert "skipped 1 handoff that could not be replayed" in result.to_text()
+        assert "bad:" in result.to_text()
+
+
+WEEKDAYS = slakit.BusinessCalendar.weekdays("America/New_York")
+PROPERTY_POLICIES = {
+    (basis, stop): slakit.Policy.from_config(
+        {
+            "basis": basis,
+            "calendar": "weekdays",
+            "sla_minutes": 30,
+            "stop": stop,
+            "steps": [
+                {"at": "-10m", "do": ["notify:owner"]},
+                {"at": "1x", "do": ["mark_breached", "reassign:backup"]},
+            ],
+        },
+        name="p",
+        calendars={"weekdays": WEEKDAYS},
+    )
+    for basis in ("wall", "business")
+    for stop in ("first_response", "completion")
+}
+EVENTS = st.lists(
+    st.tuples(
+        st.sampled_from(["pause", "resume", "respond", "complete", "cancel"]),
+        st.integers(0, 12 * 60),
+    ),
+    max_size=8,
+)
+
+
+def recorded(policy: slakit.Policy, sla: float, events: list[tuple[str, int]]) -> slakit.Engine:
+    """One handoff started at MON with ``events`` sent in list order; the engine
+    refuses some (a pause after the clock stopped, a resume before its pause)."""
+    engine = slakit.Engine(policies=[policy], clock=slakit.ManualClock(MON + timedelta(days=2)))
+    engine.start("x", owner="ann", backup_owner="cat", sla_minutes=sla, started_at=MON)
+    for kind, minute in events:
+        try:
+            getattr(engine, kind)("x", at=MON + timedelta(minutes=minute))
+        except (InvalidTransitionError, InvalidTimestampError):
+            pass
+    engine.check(MON + timedelta(days=2))
+    return engine
+
+
+@given(
+    key=st.sampled_from(sorted(PROPERTY_POLICIES)),
+    events=EVENTS,
+    sla=st.sampled_from([5, 45, 240]),
+    minute=st.integers(0, 12 * 60),
+)
+def test_replay_computes_what_the_engine_stored(
+    key: tuple[str, str], events: list[tuple[str, int]], sla: float, minute: int
+) -> None:
+    """Whatever order the events came in, the replay at the record's own SLA judges
+    it as the stored record is judged (both bases), also as it stood at an earlier
+    ``now``; and a replay at another SLA as the engine judges the same events sent
+    to a record with that SLA."""
+    policy = PROPERTY_POLICIES[key]
+    end = MON + timedelta(days=2)
+    engine = recorded(policy, 30, events)
+    stored = hit_rate([engine.get("x")], now=end)
+    result = simulate(engine.store, policy, now=end)
+    assert result.skipped == {}
+    assert (result.predicted.wall, result.predicted.business) == (stored.wall, stored.business)
+    assert result.predicted.excluded == stored.total.excluded
+    assert same_outcomes(result)
+    assert same_outcomes(simulate(engine.store, policy, now=MON + timedelta(minutes=minute)))
+    other = hit_rate([recorded(policy, sla, events).get("x")], now=end)
+    whatif = simulate(engine.store, policy, sla_minutes=sla, now=end)
+    assert (whatif.predicted.wall, whatif.predicted.business) == (other.wall, other.business)

@@ -360,7 +360,10 @@ def simulate(
     table.add_column("predicted", justify="right")
     for measure, actual, predicted in result.rows():
         table.add_row(measure, actual, predicted)
-    console().print(table)
+    out = console()
+    out.print(table)
+    for line in result.notes():
+        out.print(line)
 
 
 #: The commands :mod:`slakit.cli` mounts into the ``slakit`` group.

@@ -3,10 +3,12 @@
 The replay reads the handoffs of one policy started in a window, with their
 start, pause/resume, response, completion and cancellation times, and runs
 them again through a private engine (an in-memory store and a manual clock)
-whose policy has the changed settings. Steps fire at their due times in
-order, exactly as a checker running continuously would fire them. Nothing
-is written to the source store, no notification is sent, no trace sink and
-no plugin observer sees the replay.
+whose policy has the changed settings. Each record's events are applied in
+the order the engine recorded them, each at its own time, so the engine
+judges them again as it did. Steps fire at their due times in order, exactly
+as a checker running continuously would fire them. Nothing is written to the
+source store, no notification is sent, no trace sink and no plugin observer
+sees the replay.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import attrs
 from slakit._time import ensure_aware, optional_aware, to_iso, validate_sla
 from slakit.abc import Notifier, RecordStore
 from slakit.clock import ManualClock
-from slakit.errors import UnknownCalendarError
+from slakit.errors import InvalidTimestampError, InvalidTransitionError, UnknownCalendarError
 from slakit.handoff import Handoff
 from slakit.metrics import BasisCounts, hit_rate
 from slakit.plugins import Plugins
@@ -88,7 +90,12 @@ class SideResult:
 
 @attrs.frozen
 class SimulationResult:
-    """Actual and predicted numbers of one what-if replay."""
+    """Actual and predicted numbers of one what-if replay.
+
+    :ivar handoffs: how many handoffs were replayed (and counted on both sides).
+    :ivar skipped: handoffs left out of both sides because their stored history
+        could not be replayed: id to the reason (the event the engine refused).
+    """
 
     policy: str
     since: datetime | None
@@ -99,6 +106,7 @@ class SimulationResult:
     calendar: str | None
     actual: SideResult
     predicted: SideResult
+    skipped: Mapping[str, str] = attrs.field(factory=dict, hash=False)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (what ``slakit simulate --json`` prints)."""
@@ -111,6 +119,7 @@ class SimulationResult:
             "changes": {"sla_minutes": self.sla_minutes, "calendar": self.calendar},
             "actual": self.actual.to_dict(),
             "predicted": self.predicted.to_dict(),
+            "skipped": [{"id": hid, "reason": why} for hid, why in self.skipped.items()],
         }
 
     def rows(self) -> list[tuple[str, str, str]]:
@@ -148,7 +157,16 @@ class SimulationResult:
         ]
         for r in rows:
             lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+        lines.extend(self.notes())
         return "\n".join(lines) + "\n"
+
+    def notes(self) -> list[str]:
+        """One line per skipped handoff, after a line counting them; none when none was."""
+        if not self.skipped:
+            return []
+        n = len(self.skipped)
+        head = f"skipped {n} handoff{'' if n == 1 else 's'} that could not be replayed:"
+        return [head, *(f"  {hid}: {why}" for hid, why in self.skipped.items())]
 
 
 class _NullNotifier(Notifier):
@@ -178,8 +196,35 @@ class _ReplayPlugins(Plugins):
         """Observers must not see replayed steps."""
 
 
-# Events at the same instant apply in this order.
-_ORDER = {"start": 0, "pause": 1, "resume": 2, "respond": 3, "complete": 4, "cancel": 5}
+# A record's events: trace rules, and the record's field each stop or cancel set.
+_PAUSES = ("pause", "resume")
+_ENDS = {"respond": "first_response_at", "complete": "completed_at", "cancel": "cancelled_at"}
+
+
+def _history(
+    h: Handoff, traces: Sequence[TraceRecord], when: datetime
+) -> list[tuple[datetime, str]]:
+    """``h``'s pauses, resumes, response, completion and cancellation dated up to
+    ``when``, in the order the engine recorded them (its trace lines' order).
+
+    The engine takes an event dated before one it already holds (a response
+    dated before a recorded pause), and judges it by what it held then, so the
+    order of arrival decides the record, not the order of the dates. An end
+    the record holds without its trace line comes last, in time order.
+    """
+    events: list[tuple[datetime, str]] = []
+    seen: set[str] = set()
+    for t in traces:
+        if t.rule in _PAUSES:
+            events.append((t.at, t.rule))
+        elif t.rule in _ENDS and t.rule not in seen:
+            seen.add(t.rule)
+            at = getattr(h, _ENDS[t.rule])
+            if at is not None:
+                events.append((at, t.rule))
+    untraced = [(getattr(h, f), kind) for kind, f in _ENDS.items() if kind not in seen]
+    events.extend(sorted(((at, k) for at, k in untraced if at is not None), key=lambda e: e[0]))
+    return [(at, kind) for at, kind in events if at <= when]
 
 
 def _original_people(h: Handoff, traces: Sequence[TraceRecord]) -> tuple[str | None, str | None]:
@@ -209,7 +254,7 @@ def _as_of(
 
     A record nothing happened to after ``when`` (the usual case) is returned as it is.
     """
-    pauses = sorted((t.at, t.rule) for t in traces if t.rule in ("pause", "resume"))
+    pauses = [(t.at, t.rule) for t in traces if t.rule in _PAUSES]
     later = [
         at
         for at in (h.first_response_at, h.completed_at, h.cancelled_at, h.stopped_at)
@@ -218,6 +263,8 @@ def _as_of(
     breached = h.breached if h.id not in breach_at else breach_at[h.id] <= when
     if not later and all(at <= when for at, _ in pauses) and breached == h.breached:
         return h
+    from slakit.engine import _stopped, _timers, _unpaused
+
     changes: dict[str, Any] = {"breached": breached}
     if h.first_response_at is not None and h.first_response_at > when:
         changes.update(first_response_at=None, responded_by=None)
@@ -225,37 +272,34 @@ def _as_of(
         changes["completed_at"] = None
     if h.cancelled_at is not None and h.cancelled_at > when:
         changes.update(cancelled_at=None, cancel_reason=None)
-    if h.stopped_at is not None and h.stopped_at > when:
+    stop = h.stopped_at
+    if stop is not None and stop > when:
         changes.update(stopped_at=None, wall_elapsed_seconds=None, business_elapsed_seconds=None)
+        # A completion (or a stopping response) dated by `when` but recorded after
+        # the event that stopped the clock would have stopped it then.
+        ends = (h.completed_at, h.first_response_at if policy.stop == "first_response" else None)
+        stop = min((at for at in ends if at is not None and at <= when), default=None)
+    cur = h._replace(**changes)
     if pauses:
-        # Pauses up to `when`, replayed through the engine's own pause arithmetic
-        # from the record's unpaused timers; one still open at `when` stays open.
-        from slakit.engine import _timers, _unpaused
-
+        # Pauses up to `when` in the order recorded, replayed through the engine's
+        # own pause arithmetic from the record's unpaused timers; one still open at
+        # `when` stays open, unless a cancel by then ended it (a stop is below).
         cur = _timers(
-            policy, h._replace(paused_at=None, paused_seconds=0.0, paused_business_seconds=0.0)
+            policy, cur._replace(paused_at=None, paused_seconds=0.0, paused_business_seconds=0.0)
         )
         for at, rule in pauses:
             if at > when:
-                break
+                continue
             if rule == "pause" and cur.paused_at is None:
                 cur = cur._replace(paused_at=at)
             elif rule == "resume" and cur.paused_at is not None:
                 cur = _unpaused(policy, cur, at)
-        changes.update(
-            {
-                f: getattr(cur, f)
-                for f in (
-                    "paused_at",
-                    "paused_seconds",
-                    "paused_business_seconds",
-                    "deadline_at",
-                    "wall_deadline_at",
-                    "business_deadline_at",
-                )
-            }
-        )
-    return h._replace(**changes)
+        if cur.paused_at is not None and cur.cancelled_at is not None:
+            cur = _unpaused(policy, cur, max(cur.cancelled_at, cur.paused_at))
+    if stop is not None and (pauses or stop != h.stopped_at):
+        # Stopped as the engine stops a clock: an open pause ends, elapsed times written.
+        cur = _stopped(policy, cur._replace(stopped_at=None), stop)
+    return cur
 
 
 def _side(
@@ -300,7 +344,9 @@ def simulate(
     :param until: ... and before this one.
     :param now: the end of the replay; open handoffs are judged here (default: system time).
     :param plugins: where plugin actions come from (their observers are not called).
-    :returns: actual and predicted numbers side by side.
+    :returns: actual and predicted numbers side by side; a handoff whose stored
+        history the engine refuses on replay is left out of both and named in
+        :attr:`SimulationResult.skipped`.
     :raises InvalidSLAError: for a bad ``sla_minutes``.
     """
     from slakit.adapters.memory import MemoryStore
@@ -329,23 +375,6 @@ def simulate(
         if t.handoff_id in ids:
             traces_by_id.setdefault(t.handoff_id, []).append(t)
 
-    # The actual side as it stood at `when`: what happened later is not counted.
-    actual_keys = [
-        item.notification.idempotency_key
-        for item in store.outbox()
-        if item.notification.handoff_id in ids and item.notification.created_at <= when
-    ]
-    applied = [e for e in store.escalations() if e.handoff_id in ids and e.outcome == "applied"]
-    actual_steps: Counter[str] = Counter(e.step for e in applied if e.applied_at <= when)
-    # Breached by a step: as of when that step applied.
-    breach_at: dict[str, datetime] = {}
-    for e in applied:
-        if "mark_breached" in e.actions:
-            seen = breach_at.get(e.handoff_id)
-            breach_at[e.handoff_id] = e.applied_at if seen is None else min(seen, e.applied_at)
-    as_of = [_as_of(h, traces_by_id.get(h.id, ()), when, policy, breach_at) for h in handoffs]
-    actual = _side(as_of, actual_keys, actual_steps, policy.basis, when)
-
     clock = ManualClock(first)
     replay_store = MemoryStore()
     engine = Engine(
@@ -356,22 +385,19 @@ def simulate(
         plugins=_ReplayPlugins(plugins),
         worker_id="replay",
     )
-    events: list[tuple[datetime, int, str, str, Any]] = []
+    # (replayed at, handoff id, its place in the record's history, event, event time)
+    events: list[tuple[datetime, str, int, str, datetime]] = []
     for h in handoffs:
-        traces = traces_by_id.get(h.id, [])
-        events.append((h.started_at, _ORDER["start"], h.id, "start", traces))
-        for t in traces:
-            if t.rule in ("pause", "resume") and t.at <= when:
-                events.append((t.at, _ORDER[t.rule], h.id, t.rule, None))
-        for kind, at in (
-            ("respond", h.first_response_at),
-            ("complete", h.completed_at),
-            ("cancel", h.cancelled_at),
-        ):
-            if at is not None and at <= when:
-                events.append((at, _ORDER[kind], h.id, kind, None))
+        events.append((h.started_at, h.id, 0, "start", h.started_at))
+        # An event dated before one recorded earlier arrived after it: it is
+        # replayed then (backdated), as the engine took it.
+        arrived = h.started_at
+        for n, (at, kind) in enumerate(_history(h, traces_by_id.get(h.id, ()), when), 1):
+            arrived = max(arrived, at)
+            events.append((arrived, h.id, n, kind, at))
     events.sort(key=lambda ev: (ev[0], ev[1], ev[2]))
     by_id = {h.id: h for h in handoffs}
+    skipped: dict[str, str] = {}
     due: list[tuple[datetime, str]] = []
 
     def push(h: Handoff) -> None:
@@ -390,12 +416,14 @@ def simulate(
             for hid2 in {a.handoff_id for a in result.applied}:
                 push(replay_store.get(hid2))
 
-    for at, _, hid, kind, payload in events:
-        run_due(at, inclusive=False)
-        clock.set(at)
+    for arrived, hid, _, kind, at in events:
+        if hid in skipped:
+            continue
+        run_due(arrived, inclusive=False)
+        clock.set(arrived)
         src = by_id[hid]
         if kind == "start":
-            owner, backup = _original_people(src, payload)
+            owner, backup = _original_people(src, traces_by_id.get(hid, ()))
             h = engine.start(
                 src.id,
                 policy=policy.name,
@@ -408,23 +436,58 @@ def simulate(
                 segment=src.segment,
                 attributes=dict(src.attributes),
             )
-        elif kind == "respond":
-            h = engine.respond(hid, at=at, by=src.responded_by)
-        elif kind == "complete":
-            h = engine.complete(hid, at=at)
-        elif kind == "cancel":
-            h = engine.cancel(hid, at=at, reason=src.cancel_reason)
-        elif kind == "pause":
-            h = engine.pause(hid, at=at)
-        else:
-            h = engine.resume(hid, at=at)
+            push(h)
+            continue
+        try:
+            if kind == "respond":
+                h = engine.respond(hid, at=at, by=src.responded_by)
+            elif kind == "complete":
+                h = engine.complete(hid, at=at)
+            elif kind == "cancel":
+                h = engine.cancel(hid, at=at, reason=src.cancel_reason)
+            elif kind == "pause":
+                h = engine.pause(hid, at=at)
+            else:
+                h = engine.resume(hid, at=at)
+        except (InvalidTransitionError, InvalidTimestampError) as exc:
+            # A history the engine could not have recorded (written by hand, or
+            # by an older version): left out of both sides, and named.
+            skipped[hid] = f"{kind} at {to_iso(at)}: {exc}"
+            continue
         push(h)
     run_due(when, inclusive=True)
 
-    replayed = list(replay_store.iter_handoffs())
-    predicted_keys = [item.notification.idempotency_key for item in replay_store.outbox()]
+    kept = [h for h in handoffs if h.id not in skipped]
+    kept_ids = {h.id for h in kept}
+    # The actual side as it stood at `when`: what happened later is not counted.
+    actual_keys = [
+        item.notification.idempotency_key
+        for item in store.outbox()
+        if item.notification.handoff_id in kept_ids and item.notification.created_at <= when
+    ]
+    applied = [
+        e for e in store.escalations() if e.handoff_id in kept_ids and e.outcome == "applied"
+    ]
+    actual_steps: Counter[str] = Counter(e.step for e in applied if e.applied_at <= when)
+    # Breached by a step: as of when that step applied.
+    breach_at: dict[str, datetime] = {}
+    for e in applied:
+        if "mark_breached" in e.actions:
+            seen = breach_at.get(e.handoff_id)
+            breach_at[e.handoff_id] = e.applied_at if seen is None else min(seen, e.applied_at)
+    as_of = [_as_of(h, traces_by_id.get(h.id, ()), when, policy, breach_at) for h in kept]
+    actual = _side(as_of, actual_keys, actual_steps, policy.basis, when)
+
+    replayed = [h for h in replay_store.iter_handoffs() if h.id in kept_ids]
+    predicted_keys = [
+        item.notification.idempotency_key
+        for item in replay_store.outbox()
+        if item.notification.handoff_id in kept_ids
+    ]
     predicted_steps: Counter[str] = Counter(
-        e.step for e in replay_store.escalations() if e.outcome == "applied"
+        e.step
+        for e in replay_store.escalations()
+        if e.handoff_id in kept_ids and e.outcome == "applied"
     )
     predicted = _side(replayed, predicted_keys, predicted_steps, policy.basis, when)
     return SimulationResult(
@@ -432,11 +495,12 @@ def simulate(
         since=since,
         until=until,
         now=when,
-        handoffs=len(handoffs),
+        handoffs=len(kept),
         sla_minutes=sla_minutes,
         calendar=calendar_name if calendar is not None else None,
         actual=actual,
         predicted=predicted,
+        skipped=dict(sorted(skipped.items())),
     )
 
 
