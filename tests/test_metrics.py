@@ -209,6 +209,8 @@ class TestHitRate:
         data = json.loads(json.dumps(hit_rate(items, by="channel", now=T0).to_dict()))
         assert data["total"]["met"] == 1
         assert data["total"]["excluded"] == 1
+        assert data["total"]["handoffs"] == 2  # as the table shows it
+        assert [g["handoffs"] for g in data["groups"]] == [1, 1]
         assert data["excluded_ids"] == ["b"]
         assert [g["key"] for g in data["groups"]] == [{"channel": "web"}, {"channel": None}]
 

@@ -209,6 +209,7 @@ class GroupStats:
             "key": self.key_dict(),
             **self.counts().to_dict(),
             "excluded": self.excluded,
+            "handoffs": self.handoffs,
             "wall": self.wall.to_dict(),
             "business": self.business.to_dict(),
         }
