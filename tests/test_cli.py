@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,9 @@ class TestBasics:
         assert (project / "slakit.db").is_file()
         result = run("preflight")
         assert result.exit_code == 0, result.output
+        config = tomllib.loads((project / "slakit.toml").read_text())
+        zone = config["calendars"]["sales-east"]["timezone"]
+        assert config["review"]["timezone"] == zone  # weeks cut where the team works
 
     def test_init_refuses_to_overwrite(self, project: Path) -> None:
         """A second init without --force changes nothing and exits 2."""
@@ -1050,6 +1054,18 @@ class TestDemo:
         )
         assert report.exit_code == 0, report.output
         assert json.loads(report.output)["total"]["rate"] == total["business"]["rate"]
+        # The review cuts the demo's week where the demo's calendar does: in New York.
+        review = run("review", "--config", str(keep / "slakit.toml"), "--week", "2026-W48")
+        assert review.exit_code == 0, review.output
+        assert "2026-11-23 to 2026-11-29 (America/New_York)" in review.output
+        sheet = json.loads(
+            run(
+                "review", "--config", str(keep / "slakit.toml"), "--week", "2026-W48", "--json"
+            ).output
+        )
+        assert sheet["start"] == "2026-11-23T05:00:00+00:00"  # midnight in New York
+        week = sheet["hit_rate"]["this_week"]
+        assert week["wall"]["evaluated"] + week["wall"]["pending"] + week["excluded"] == 120
 
     def test_demo_is_deterministic_per_seed(self) -> None:
         """The same seed gives the same week; another seed another."""

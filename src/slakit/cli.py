@@ -143,6 +143,11 @@ out_of_hours_arrival = "Arrived outside business hours and waited for opening"
 routing_error = "Assigned to the wrong owner or team"
 ambiguous_trigger = "Unclear whether the clock should have started"
 
+# The weekly review (`slakit review`): weeks are cut, and times shown, in this zone.
+[review]
+timezone = "America/New_York"
+weeks = 4                           # weeks of history beside the reviewed one
+
 [[notifiers]]
 adapter = "console"                 # slack | smtp | webhook via their packages
 

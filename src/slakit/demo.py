@@ -76,6 +76,9 @@ owner_out_of_office = "Owner was out and the lead was not rerouted"
 out_of_hours_arrival = "Arrived outside business hours"
 slow_owner = "Owner took too long"
 
+[review]
+timezone = "America/New_York"
+
 [[trace_sinks]]
 adapter = "jsonl"
 path = "ops-log.jsonl"
