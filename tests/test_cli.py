@@ -502,6 +502,27 @@ class TestImportExport:
         # Imported again into the store it came from, every row is already present.
         again = run("import", "out.csv")
         assert "imported 0 handoff(s) from out.csv; 2 already present" in again.output
+        assert "had pauses" not in result.stderr
+
+    def test_an_export_with_paused_records_says_their_pauses_are_dropped(
+        self, project: Path
+    ) -> None:
+        """A paused record is judged again as if never paused: the import says so, with
+        how many there are."""
+        run("start", "P1", "--policy", "speed-to-lead", "--owner", "al", "--started-at", T0)
+        run("pause", "P1", "--at", "2026-11-23T14:20:00Z")
+        run("resume", "P1", "--at", "2026-11-23T15:20:00Z")
+        run("respond", "P1", "--at", "2026-11-23T15:25:00Z")  # met: an hour was paused
+        run("start", "P2", "--policy", "speed-to-lead", "--owner", "al", "--started-at", T0)
+        run("respond", "P2", "--at", "2026-11-23T14:05:00Z")
+        assert run("export", "--format", "csv", "-o", "out.csv").exit_code == 0
+        fresh = project / "fresh"
+        assert run("init", str(fresh)).exit_code == 0
+        config = str(fresh / "slakit.toml")
+        result = CliRunner().invoke(cli, ["import", "out.csv", "--config", config])
+        assert result.exit_code == 0, result.output
+        assert "note: 1 of the records imported had pauses" in result.stderr
+        assert "(e.g. 'P1')" in result.stderr
 
     def test_an_attributes_column_must_hold_a_json_object(self, project: Path) -> None:
         (project / "a.csv").write_text('id,started_at,attributes\nX,2026-11-23T14:00:00Z,"[1]"\n')

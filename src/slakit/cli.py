@@ -1053,6 +1053,19 @@ def _column_fields(
     return fields
 
 
+def _nonzero(cell: str | None) -> bool:
+    """Whether an export's paused-time cell holds time (a number above zero)."""
+    try:
+        return cell is not None and float(cell) > 0
+    except ValueError:
+        return False
+
+
+def _id_column(columns: dict[str, str]) -> str:
+    """The column that gives ``id`` (one does: :func:`_column_fields` checked)."""
+    return next(col for col, field in columns.items() if field == "id")
+
+
 @contextlib.contextmanager
 def _spooled(file: Path) -> Iterator[tuple[Path, str]]:
     """``file`` and its name for messages; ``-`` is standard input, spooled to a
@@ -1224,9 +1237,13 @@ def import_(
             "start column with --map COLUMN=started_at",
             err=True,
         )
+    paused_columns: list[str] = []
     if set(_EXPORT_ONLY) <= set(columns.values()):
         # A file `slakit export --format csv` wrote: its derived columns are
         # recomputed, so they are left out instead of becoming attributes.
+        paused_columns = [
+            c for c, f in columns.items() if f in ("paused_seconds", "paused_business_seconds")
+        ]
         for col, field in columns.items():
             if field in _EXPORT_ONLY:
                 columns[col] = _SKIP
@@ -1257,7 +1274,10 @@ def import_(
         task = bar.add_task("validating", total=total)
         now = engine.clock.now()
         seen: dict[str, int] = {}
+        paused_ids: set[str] = set()
         for line, row in _read_csv(file, sep):
+            if paused_columns and any(_nonzero(row.get(c)) for c in paused_columns):
+                paused_ids.add((row.get(_id_column(columns)) or "").strip())
             try:
                 rec = _parse_row(row, columns, default_tz, time_format, ambiguous)
                 if policy is not None:
@@ -1340,6 +1360,15 @@ def import_(
                 )
                 raise click.exceptions.Exit(130) from None
     _row_errors(errors)
+    paused_ids &= {h.id for h, _ in fresh}
+    if paused_ids:
+        click.echo(
+            f"note: {len(paused_ids)} of the records {'to import' if dry_run else 'imported'} "
+            "had pauses, which are not carried over: each is judged as if its clock never "
+            f"stopped, so one that met only thanks to a pause now counts as missed "
+            f"(e.g. {min(paused_ids)!r})",
+            err=True,
+        )
     if as_json:
         print_json(
             {
