@@ -725,3 +725,47 @@ def test_a_group_of_a_float_and_an_integer_or_flag_is_labelled_alike_in_every_st
         groups = slakit.hit_rate(engine, by=by).groups
         labels.append([(k, [type(v).__name__ for v in k]) for k in groups])
     assert labels[0] == labels[1]
+
+
+class TestLocalTimes:
+    def test_a_fall_back_hour_is_judged_by_instants_in_every_path(self, tmp_path: Path) -> None:
+        """Times in one local zone compare by wall clock in Python, fold ignored: a record
+        built with New York times in the repeated hour must still count by instants, the
+        same in classify, in Python over a list or the memory store, and in SQL."""
+        from slakit.adapters.sqlite import SQLiteStore
+
+        ny = ZoneInfo("America/New_York")
+        deadline = datetime(2026, 11, 1, 1, 50, tzinfo=ny)  # 01:50 EDT = 05:50Z
+        answered = datetime(2026, 11, 1, 1, 40, fold=1, tzinfo=ny)  # 01:40 EST = 06:40Z
+        h = Handoff(
+            id="x",
+            policy="p",
+            started_at=datetime(2026, 11, 1, 1, 20, tzinfo=ny),
+            sla_minutes=30,
+            first_response_at=answered,
+            stopped_at=answered,
+            deadline_at=deadline,
+            wall_deadline_at=deadline,
+            business_deadline_at=deadline,
+        )
+        now = datetime(2026, 11, 2, tzinfo=UTC)
+        assert classify(h, "wall", now) == "missed"
+        paused = attrs.evolve(
+            h, first_response_at=None, stopped_at=None, paused_at=answered
+        )  # paused 50 minutes after the deadline: it cannot un-miss it
+        assert classify(paused, "wall", now) == "missed"
+        memory = MemoryStore()
+        sqlite = SQLiteStore(tmp_path / "fold.db")
+        for store in (memory, sqlite):
+            store.insert(h)
+        reports = [
+            slakit.hit_rate([h], now=now),
+            slakit.hit_rate(memory, now=now),
+            slakit.hit_rate(sqlite, now=now),
+        ]
+        assert [r.computed_by for r in reports][-1] == "store"
+        assert [(r.total.wall.met, r.total.wall.missed) for r in reports] == [(0, 1)] * 3
+        # The window reads its bounds as instants too: 01:30 EST (fold=1) is 06:30Z.
+        since = datetime(2026, 11, 1, 1, 30, fold=1, tzinfo=ny)
+        assert slakit.hit_rate([h], since=since, now=now).total.handoffs == 0
+        assert slakit.hit_rate([h], until=since, now=now).total.handoffs == 1

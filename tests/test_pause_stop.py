@@ -151,6 +151,32 @@ class TestAPauseAfterTheDeadline:
         assert classify(done, "business", later) == "missed"
         assert classify(done, "wall", later) == "missed"
 
+    @pytest.mark.parametrize("basis", ["business", "wall"])
+    def test_paused_exactly_at_the_deadline_it_is_judged_at_the_resume(self, basis: str) -> None:
+        """Deadline Monday 16:00; paused at 16:00 and resumed at 20:00, after closing. The
+        clock had nothing left: the deadline is the resume on both bases (the business
+        one used to land on 17:00, inside the pause, late the instant the clock restarted),
+        so an answer at the resume meets it and one a minute later misses it."""
+        from zoneinfo import ZoneInfo
+
+        ny = ZoneInfo("America/New_York")
+        resume_at = datetime(2026, 11, 23, 20, 0, tzinfo=ny)
+        for answer, outcome in ((resume_at, "met"), (resume_at + timedelta(minutes=1), "missed")):
+            e = engine(basis)
+            h = e.start("P1", owner="a", started_at=datetime(2026, 11, 23, 15, 30, tzinfo=ny))
+            assert h.business_deadline_at == datetime(2026, 11, 23, 16, 0, tzinfo=ny)
+            e.pause("P1", at=h.business_deadline_at)
+            resumed = e.resume("P1", at=resume_at)
+            assert resumed.business_deadline_at == resume_at
+            assert resumed.deadline_at == (
+                resumed.wall_deadline_at if basis == "wall" else resume_at
+            )
+            assert classify(resumed, "business", resume_at) == "pending"
+            done = e.respond("P1", at=answer)
+            later = datetime(2026, 11, 25, tzinfo=UTC)
+            assert classify(done, "business", later) == outcome
+            assert slakit.hit_rate([done], now=later).total.business.met == (outcome == "met")
+
     @settings(max_examples=200, deadline=None)
     @given(
         basis=st.sampled_from(["wall", "business"]),
@@ -182,7 +208,8 @@ class TestAPauseAfterTheDeadline:
             elif b == "wall":
                 assert after == before + (end - pause_at)
             else:
-                assert after == cal.add(before, cal.elapsed(pause_at, end))
+                # Never before the resume: a clock paused as it ran out has no time left.
+                assert after == max(cal.add(before, cal.elapsed(pause_at, end)), end)
 
 
 class TestPausesDoNotOverlap:

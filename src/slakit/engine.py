@@ -1914,10 +1914,17 @@ def _unpaused(pol: Policy, h: Handoff, at: datetime) -> Handoff:
     wall, business = h.wall_deadline_at, h.business_deadline_at
     late_wall = wall is not None and paused_at > wall
     late_business = business is not None and paused_at > business
-    if not (late_wall or late_business):
+    # A pause that began exactly as the business clock ran out: the open time it
+    # held ends before the resume, so adding it lands the deadline inside the
+    # pause (at a closing time), late the instant the clock restarts. The clock
+    # had nothing left, so the deadline is the resume, as on the wall basis.
+    early_business = (
+        not late_business and new.business_deadline_at is not None and new.business_deadline_at < at
+    )
+    if not (late_wall or late_business or early_business):
         return new
     wall = wall if late_wall else new.wall_deadline_at
-    business = business if late_business else new.business_deadline_at
+    business = business if late_business else (at if early_business else new.business_deadline_at)
     return new._replace(
         wall_deadline_at=wall,
         business_deadline_at=business,

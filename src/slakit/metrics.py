@@ -90,7 +90,7 @@ def classify(handoff: Handoff, basis: str = "business", now: datetime | None = N
     :raises ValidationError: for an unknown basis or a naive ``now``.
     """
     _check_basis(basis)
-    when = ensure_aware("now", now) if now is not None else datetime.now(UTC)
+    when = ensure_aware("now", now).astimezone(UTC) if now is not None else datetime.now(UTC)
     if handoff.cancelled_at is not None:
         return Outcome.EXCLUDED
     return _OUTCOMES[_code(handoff, _deadline(handoff, basis), when)]
@@ -100,13 +100,21 @@ def classify(handoff: Handoff, basis: str = "business", now: datetime | None = N
 _OUTCOMES: Final = (Outcome.MET, Outcome.MISSED, Outcome.PENDING)
 
 
+def _utc(t: datetime) -> datetime:
+    """``t`` in UTC. Two times sharing a zone compare by wall clock, fold ignored, so a
+    record holding local times compares wrongly in a fall-back hour; in UTC it cannot."""
+    return t if t.tzinfo is UTC else t.astimezone(UTC)
+
+
 def _code(h: Handoff, deadline: datetime | None, now: datetime) -> int:
+    """``now`` is in UTC."""
     if deadline is None:
         return 2
+    deadline = _utc(deadline)
     if h.stopped_at is not None:
-        return 0 if h.stopped_at <= deadline else 1
+        return 0 if _utc(h.stopped_at) <= deadline else 1
     # A clock paused after its deadline cannot un-miss it; one paused before waits.
-    if now > deadline and (h.paused_at is None or h.paused_at > deadline):
+    if now > deadline and (h.paused_at is None or _utc(h.paused_at) > deadline):
         return 1
     return 2
 
@@ -413,10 +421,13 @@ def hit_rate(
 def _window(
     handoffs: Iterable[Handoff], since: datetime | None, until: datetime | None
 ) -> Iterator[Handoff]:
+    since = since.astimezone(UTC) if since is not None else None
+    until = until.astimezone(UTC) if until is not None else None
     for h in handoffs:
-        if since is not None and h.started_at < since:
+        started = _utc(h.started_at)
+        if since is not None and started < since:
             continue
-        if until is not None and h.started_at >= until:
+        if until is not None and started >= until:
             continue
         yield h
 
@@ -432,6 +443,7 @@ def _compute(
 ) -> HitRateReport:
     getters = [_getter(k) for k in keys]
     by_attribute = any(k.startswith(_ATTR_PREFIX) for k in keys)
+    now_utc = now.astimezone(UTC)
     # Per group: [wall met, missed, pending, business met, missed, pending, excluded].
     acc: dict[tuple[Any, ...], list[int]] = {}
     # Per group holding a boolean in its key: the key with any numbers seen in its place.
@@ -452,8 +464,8 @@ def _compute(
             slot[6] += 1
             excluded_ids.append(h.id)
             continue
-        slot[_code(h, h.wall_deadline_at, now)] += 1
-        slot[3 + _code(h, h.business_deadline_at, now)] += 1
+        slot[_code(h, h.wall_deadline_at, now_utc)] += 1
+        slot[3 + _code(h, h.business_deadline_at, now_utc)] += 1
     if progress is not None:
         progress(n)
     if numbers:

@@ -968,7 +968,7 @@ def review_from_engine(
 def _breaches(store: RecordStore, start: datetime, end: datetime, now: datetime) -> list[Breach]:
     out: list[Breach] = []
     for h in store.iter_handoffs(since=start, until=end):
-        missed = h.cancelled_at is None and _code(h, h.deadline_at, now) == 1
+        missed = h.cancelled_at is None and _code(h, h.deadline_at, now.astimezone(UTC)) == 1
         if not (missed or h.breached):
             continue
         out.append(

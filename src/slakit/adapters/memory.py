@@ -187,13 +187,16 @@ class MemoryStore(RecordStore):
         until: datetime | None = None,
         policy: str | None = None,
     ) -> Iterator[Handoff]:
+        since = _utc_bound("since", since)
+        until = _utc_bound("until", until)
         with self._lock:
             rows = list(self._rows.values())
         rows.sort(key=lambda h: (h.started_at, h.id))
         for h in rows:
-            if since is not None and h.started_at < since:
+            started = h.started_at.astimezone(UTC)
+            if since is not None and started < since:
                 continue
-            if until is not None and h.started_at >= until:
+            if until is not None and started >= until:
                 continue
             if policy is not None and h.policy != policy:
                 continue
@@ -399,14 +402,16 @@ class MemoryStore(RecordStore):
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> list[TraceRecord]:
+        since = _utc_bound("since", since)
+        until = _utc_bound("until", until)
         with self._lock:
             rows = list(self._traces)
         return [
             t
             for t in rows
             if (handoff_id is None or t.handoff_id == handoff_id)
-            and (since is None or t.at >= since)
-            and (until is None or t.at < until)
+            and (since is None or t.at.astimezone(UTC) >= since)
+            and (until is None or t.at.astimezone(UTC) < until)
         ]
 
 
@@ -414,3 +419,11 @@ def _ended_before(h: Handoff, before: datetime) -> bool:
     """Whether ``h`` was cancelled, or stopped, before ``before``."""
     ended = h.cancelled_at if h.cancelled_at is not None else h.stopped_at
     return ended is not None and ended < before
+
+
+def _utc_bound(field: str, value: datetime | None) -> datetime | None:
+    """A window bound in UTC (times in one zone compare by wall clock, fold ignored).
+
+    :raises NaiveDatetimeError: for a naive ``value``, naming ``field``.
+    """
+    return None if value is None else ensure_aware(field, value).astimezone(UTC)

@@ -1581,10 +1581,10 @@ class SQLiteStore(RecordStore):
         fixed: list[Any] = []
         if since is not None:
             where.append("started_at >= ?")
-            fixed.append(to_us(since))
+            fixed.append(to_us(ensure_aware("since", since)))
         if until is not None:
             where.append("started_at < ?")
-            fixed.append(to_us(until))
+            fixed.append(to_us(ensure_aware("until", until)))
         if policy is not None:
             where.append("policy = ?")
             fixed.append(policy)
@@ -1594,7 +1594,10 @@ class SQLiteStore(RecordStore):
         )
         # Ids are never empty, so (started_at, id) > (t, "") means started_at >= t:
         # the first page starts its index range at `since`, not at the beginning.
-        after: tuple[int, str] = (-(2**63) if since is None else to_us(since), "")
+        after: tuple[int, str] = (
+            -(2**63) if since is None else to_us(ensure_aware("since", since)),
+            "",
+        )
         while True:
             rows = self._read("iter_handoffs", partial(_fetch, sql, (*after, *fixed)))
             for r in rows:
@@ -1826,10 +1829,10 @@ class SQLiteStore(RecordStore):
             params.append(handoff_id)
         if since is not None:
             where.append("at >= ?")
-            params.append(to_us(since))
+            params.append(to_us(ensure_aware("since", since)))
         if until is not None:
             where.append("at < ?")
-            params.append(to_us(until))
+            params.append(to_us(ensure_aware("until", until)))
         sql = f"SELECT {TRACE_COLUMNS} FROM traces"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -1847,10 +1850,10 @@ class SQLiteStore(RecordStore):
         params: list[Any] = []
         if since is not None:
             sql += " AND started_at >= ?"
-            params.append(to_us(since))
+            params.append(to_us(ensure_aware("since", since)))
         if until is not None:
             sql += " AND started_at < ?"
-            params.append(to_us(until))
+            params.append(to_us(ensure_aware("until", until)))
         sql += " ORDER BY started_at, id"
         rows = self._read("excluded_ids", partial(_fetch, sql, tuple(params)))
         return [r[0] for r in rows]
@@ -1900,10 +1903,10 @@ class SQLiteStore(RecordStore):
         where: list[str] = []
         if since is not None:
             where.append("started_at >= :since")
-            params["since"] = to_us(since)
+            params["since"] = to_us(ensure_aware("since", since))
         if until is not None:
             where.append("started_at < :until")
-            params["until"] = to_us(until)
+            params["until"] = to_us(ensure_aware("until", until))
         live = "cancelled_at IS NULL"
         # Per handoff: live (not cancelled), then met and missed on each basis.
         flags = [live]

@@ -17,7 +17,7 @@ Every built-in and adapter store passes these tests unchanged.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -763,6 +763,31 @@ class StoreContract:
         got = list(store.iter_handoffs(since=T0 + timedelta(days=1), until=T0 + timedelta(days=4)))
         assert [h.id for h in got] == ["h1", "h2", "h3"]
         assert [h.id for h in store.iter_handoffs(policy="a")] == ["h1", "h3"]
+
+    def test_windows_refuse_naive_bounds_and_read_local_times_as_instants(
+        self, store: RecordStore
+    ) -> None:
+        """A naive since/until is a NaiveDatetimeError naming it; bounds and stored
+        times in a local zone compare as instants, also in a fall-back hour."""
+        store.insert(make_handoff("h", started_at=T0))
+        store.add_traces([make_trace("h", at=T0)])
+        naive = datetime(2026, 1, 1)
+        reads: list[tuple[str, Callable[[], object]]] = [
+            ("since", lambda: list(store.iter_handoffs(since=naive))),
+            ("until", lambda: list(store.iter_handoffs(until=naive))),
+            ("since", lambda: store.traces(since=naive)),
+            ("until", lambda: store.traces(until=naive)),
+        ]
+        for bound, read in reads:
+            with pytest.raises(NaiveDatetimeError) as err:
+                read()
+            assert err.value.field == bound
+        ny = ZoneInfo("America/New_York")
+        # 01:30 on the fall-back night, read the second time (fold=1): 06:30Z.
+        first, second = (datetime(2026, 11, 1, 1, 30, fold=f, tzinfo=ny) for f in (0, 1))
+        store.insert(make_handoff("fold", started_at=datetime(2026, 11, 1, 6, 10, tzinfo=UTC)))
+        assert [h.id for h in store.iter_handoffs(since=first, until=second)] == ["fold"]
+        assert [h.id for h in store.iter_handoffs(since=second)] == []
 
     def test_excluded_ids_lists_cancelled_in_window(self, store: RecordStore) -> None:
         """excluded_ids gives the cancelled handoffs started in [since, until), by start."""
