@@ -1353,6 +1353,28 @@ class TestUnixBehaviour:
         again = run("import", "many.csv", "--policy", "speed-to-lead")
         assert "imported 10 handoff(s) from many.csv; 20 already present" in again.output
 
+    def test_an_interrupt_while_the_store_closes_says_nothing_is_missing(
+        self, project: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Ctrl-C after the last batch (the store's close can take a while): exit 130,
+        and the one line says every handoff was imported."""
+        rows = "".join(f"A{i},bob,{T0}\n" for i in range(30))
+        (project / "many.csv").write_text(f"id,owner,started_at\n{rows}")
+        from slakit.adapters.sqlite import SQLiteStore
+
+        real = SQLiteStore.close
+
+        def interrupted(self: SQLiteStore) -> None:
+            real(self)
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(SQLiteStore, "close", interrupted)
+        result = CliRunner().invoke(cli, ["import", "many.csv", "--policy", "speed-to-lead"])
+        monkeypatch.setattr(SQLiteStore, "close", real)
+        assert result.exit_code == 130
+        assert "Interrupted after the import: all 30 handoff(s) were imported." in result.stderr
+        assert count_rows(project) == 30
+
     def test_dash_is_stdout_and_a_failed_export_leaves_the_file_alone(
         self, project: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:

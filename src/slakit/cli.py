@@ -1053,6 +1053,22 @@ def _column_fields(
     return fields
 
 
+@contextlib.contextmanager
+def _interrupt_after_import(written: list[int]) -> Iterator[None]:
+    """An interrupt once every batch is in (``written`` holds the count), while the
+    store closes: one line saying nothing is missing, exit 130."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if not written:
+            raise
+        click.echo(
+            f"\nInterrupted after the import: all {written[0]} handoff(s) were imported.",
+            err=True,
+        )
+        raise click.exceptions.Exit(130) from None
+
+
 def _nonzero(cell: str | None) -> bool:
     """Whether an export's paused-time cell holds time (a number above zero)."""
     try:
@@ -1266,7 +1282,9 @@ def import_(
     total = sum(1 for _ in _read_csv(file, sep))
     problems: list[tuple[int, str]] = []
     good: list[tuple[int, tuple[slakit.Handoff, list[slakit.TraceRecord]]]] = []
+    written: list[int] = []  # how many were imported, once every batch is
     with (
+        _interrupt_after_import(written),
         open_engine(config) as engine,
         progress_bar(disable=as_json or total < 1000) as bar,
         paused(),
@@ -1359,6 +1377,7 @@ def import_(
                     err=True,
                 )
                 raise click.exceptions.Exit(130) from None
+        written.append(imported)
     _row_errors(errors)
     paused_ids &= {h.id for h, _ in fresh}
     if paused_ids:
