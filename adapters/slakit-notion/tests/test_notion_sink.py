@@ -200,6 +200,28 @@ class TestRefused:
         assert "(not retried)" in message
         assert "slakit traces --emit --since" in message
 
+    @pytest.mark.parametrize("status", [301, 302, 307, 308])
+    def test_a_redirect_is_dropped_at_once_not_followed(
+        self,
+        notion: FakeNotion,
+        make_sink: MakeSink,
+        caplog: pytest.LogCaptureFixture,
+        status: int,
+    ) -> None:
+        """A 3xx is never followed (the token would go along) and no retry changes it:
+        the line is dropped at once with the resend command, and the next one goes."""
+        sink = make_sink()
+        notion.script(Answer(status, {}, {"location": "http://127.0.0.1:9/elsewhere"}))
+        with caplog.at_level(logging.ERROR, logger="slakit_notion"):
+            sink.emit([line(1), line(2)])
+            assert sink.flush(5)
+        assert notion.statuses() == [status, 200]
+        assert notion.titles() == ["lead-2 notify:owner"]
+        [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
+        assert f"HTTP {status}" in record.getMessage()
+        assert "a redirect, which is not followed (not retried)" in record.getMessage()
+        assert "slakit traces --emit --since" in record.getMessage()
+
     def test_a_wrong_token_is_dropped_and_logged(
         self, notion: FakeNotion, make_sink: MakeSink, caplog: pytest.LogCaptureFixture
     ) -> None:

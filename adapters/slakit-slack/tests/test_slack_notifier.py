@@ -12,6 +12,7 @@ from slack_api_peer import TOKEN, Scripted, SlackAPIPeer, api_error, ratelimited
 from slack_helpers import DANA, LEE
 from slakit.errors import ConfigError, PermanentNotifyError, TransientNotifyError
 from slakit.testing.notifiers import sample_notification
+from slakit.testing.peers import PeerRequestHandler, serve_http
 from slakit_slack.notifier import (
     METADATA_EVENT_TYPE,
     SlackNotifier,
@@ -210,6 +211,39 @@ class TestSlackNotifierErrors:
         )
         with pytest.raises(PermanentNotifyError, match="HTTP 404"):
             n.send(sample_notification())
+
+    @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+    @pytest.mark.parametrize(
+        "method", ["users.lookupByEmail", "conversations.open", "chat.postMessage"]
+    )
+    def test_a_redirect_is_permanent_and_never_followed(
+        self, slack_peer: SlackAPIPeer, status: int, method: str
+    ) -> None:
+        """A 3xx pointing elsewhere: urllib would resend the bot token there. It is not
+        followed (the other host sees no request) and the row is dead-lettered."""
+        seen: list[str] = []
+
+        class Elsewhere(PeerRequestHandler):
+            def do_GET(self) -> None:
+                seen.append(f"GET {self.path} {self.headers.get('Authorization')}")
+                self.reply(200, b'{"ok": true, "user": {"id": "U99999999"}}', {})
+
+            def do_POST(self) -> None:
+                seen.append(f"POST {self.path} {self.headers.get('Authorization')}")
+                self.reply(200, b'{"ok": true}', {})
+
+        with serve_http(Elsewhere) as other:
+            slack_peer.script(method, Scripted(status, "", {"Location": other.url + "x"}))
+            # The lookup runs for an e-mail address only; a mapped user id skips it.
+            who: dict[str, Any] = (
+                {"default_domain": "x.io"}
+                if method == "users.lookupByEmail"
+                else {"users": {"dana": DANA}}
+            )
+            n = SlackNotifier(token=TOKEN, base_url=slack_peer.url, **who)
+            with pytest.raises(PermanentNotifyError, match=f"HTTP {status}.*not followed"):
+                n.send(sample_notification())
+        assert seen == []
 
     def test_a_refused_connection_is_transient(self) -> None:
         """Nothing listening on the port: TransientNotifyError."""

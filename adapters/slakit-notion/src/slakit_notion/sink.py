@@ -404,6 +404,11 @@ class NotionTraceSink(TraceSink):
                     if self._abort.wait(wait):
                         return False
                     continue
+                if 300 <= status < 400:
+                    # Redirects are not followed (the token would go along); base_url
+                    # is not Notion's API, which no retry changes.
+                    self._drop(record, f"{error}, a redirect, which is not followed", retried=False)
+                    return True
                 if status in _PERMANENT or (400 <= status < 500 and status not in (408, 409)):
                     self._drop(record, error, retried=False)
                     return True

@@ -14,6 +14,7 @@ import http.client
 import os
 import re
 import threading
+import urllib.request
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -161,7 +162,7 @@ class SlackNotifier(Notifier):
         self.default_domain = _check_domain(default_domain)
         # No retry handlers: a retry inside send would sleep while holding the
         # outbox lease; the engine schedules retries with backoff instead.
-        self.client = WebClient(
+        self.client = _NoRedirectClient(
             token=resolved.strip(),
             base_url=self.base_url,
             # urlopen takes float seconds; slack_sdk annotates the value as int.
@@ -352,6 +353,36 @@ def build_metadata(notification: Notification) -> dict[str, Any]:
 # -- helpers -------------------------------------------------------------------
 
 
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow no redirect: urllib would resend the bot token to wherever it points."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # urllib then raises HTTPError with the 3xx status
+
+
+class _NoRedirectClient(WebClient):
+    """slack_sdk's client with one change: a 3xx answer is returned as it is, never
+    followed, so the ``Authorization`` header goes to ``base_url``'s host alone.
+
+    slack_sdk opens its requests with ``urllib.request.urlopen``, whose redirect
+    handler keeps every header but the content ones; this is its one method that
+    opens a request, given the same request and returning the same dict.
+    """
+
+    def _perform_urllib_http_request_internal(
+        self, url: str, req: urllib.request.Request
+    ) -> dict[str, Any]:
+        if not url.lower().startswith(("http://", "https://")):
+            raise SlackRequestError(f"slack base_url must be an http(s) URL, got {url!r}")
+        opener = urllib.request.build_opener(
+            _RefuseRedirects(), urllib.request.HTTPSHandler(context=self.ssl)
+        )
+        with opener.open(req, timeout=self.timeout) as resp:
+            charset = resp.headers.get_content_charset() or "utf-8"
+            body = resp.read().decode(charset)
+            return {"status": resp.status, "headers": resp.headers, "body": body}
+
+
 def _classify(method: str, recipient: str, exc: SlackApiError) -> NotifyError:
     response = exc.response
     status = int(getattr(response, "status_code", 0) or 0)
@@ -361,6 +392,9 @@ def _classify(method: str, recipient: str, exc: SlackApiError) -> NotifyError:
     retry_after = parse_retry_after(_header(headers, "retry-after"))
     label = _truncate(error, 200) if error else "no error code"
     message = f"slack {method} for recipient {recipient!r} failed: {label} (HTTP {status})"
+    if 300 <= status < 400:
+        # Never followed (see _NoRedirectClient): base_url is not the Web API.
+        return PermanentNotifyError(f"{message}; a redirect, which is not followed")
     if status == 429 or error == "ratelimited":
         return TransientNotifyError(message, retry_after=retry_after)
     if error in PERMANENT_ERRORS:
