@@ -229,17 +229,20 @@ now_option = click.option(
 
 @contextmanager
 def open_engine(
-    config: Path | None, *, setup: bool = True, existing: bool = False
+    config: Path | None, *, setup: bool = True, existing: bool = False, senders: bool = False
 ) -> Iterator[Engine]:
     """The engine of the config file, set up (unless ``setup=False``), closed afterwards.
 
     ``existing=True`` is for commands that work on stored records: a SQLite
     database file that is not there is a :class:`ConfigError` (a mistyped
     path or a config read from another folder) instead of a new, empty file.
+    ``senders=True`` builds the notifiers, for the commands that check or
+    deliver; the others (which send nothing) see each by name only, so that a
+    notifier's secret (``token_env``) need not be set where they run (cron).
     """
     from slakit.config import build_engine, find_config
 
-    engine = build_engine(find_config(config))
+    engine = build_engine(find_config(config), senders=senders)
     try:
         if existing:
             _refuse_missing_database(engine)
@@ -261,7 +264,8 @@ def _refuse_missing_database(engine: Engine) -> None:
         path = str(getattr(engine.store, "path", ""))
         raise ConfigError(
             f"store.path {path!r}: no database there "
-            "(`slakit init` makes one; `start`, `import` and `run` create it on first use)",
+            "(`slakit init` makes one; `start`, `import`, `check`, `deliver` and `run` create it "
+            "on first use)",
             field="store.path",
             value=path,
         )

@@ -431,7 +431,7 @@ def show(id: str, config: Path | None, as_json: bool) -> None:
 @json_option
 def check(now: datetime | None, config: Path | None, as_json: bool) -> None:
     """Apply every step that is due (each exactly once)."""
-    with open_engine(config) as engine:
+    with open_engine(config, senders=True) as engine:
         result = engine.check(now)
     if as_json:
         print_json(
@@ -472,7 +472,7 @@ def deliver(now: datetime | None, config: Path | None, as_json: bool) -> None:
     """Send due notifications from the outbox."""
     # With --json, stdout holds the JSON alone: the console notifier's lines go to stderr.
     quiet_stdout = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
-    with open_engine(config) as engine, quiet_stdout:
+    with open_engine(config, senders=True) as engine, quiet_stdout:
         result = engine.deliver(now)
     data = {
         "now": result.now.isoformat(),
@@ -602,7 +602,7 @@ def requeue(
     """
     if not keys and handoff_id is None and not every:
         raise click.UsageError("name the rows to requeue: KEY..., --handoff ID or --all")
-    with open_engine(config, existing=True) as engine:
+    with open_engine(config, existing=True, senders=True) as engine:
         items = engine.requeue_dead(
             keys=keys or None,
             handoff_id=handoff_id,
@@ -797,7 +797,7 @@ def run(interval: float, once: bool, config: Path | None) -> None:
         )
     # Set up inside the loop, after the signal handlers: a store down or locked at
     # start is an outage to wait out (and to stop during), as it is later on.
-    with open_engine(config, setup=False) as engine:
+    with open_engine(config, setup=False, senders=True) as engine:
 
         def _stop(signum: int, _frame: Any) -> None:
             log.info("received %s; stopping after the current tick", signal.Signals(signum).name)

@@ -273,13 +273,18 @@ def build_engine(
     *,
     clock: Clock | None = None,
     plugins: Plugins | None = None,
+    senders: bool = True,
     **overrides: Any,
 ) -> Engine:
     """Build an :class:`~slakit.engine.Engine` from a config path or mapping.
 
     ``overrides`` replace engine keyword arguments (e.g. ``store=``).
+    ``senders=False`` is for work that sends nothing (reports, events, exports):
+    each ``[[notifiers]]`` table is then a stand-in with its name, not a built
+    adapter, so a secret its adapter reads (``token_env``) need not be set there.
     """
     from slakit.engine import Engine
+    from slakit.notify import UnbuiltNotifier
     from slakit.plugins import get_plugins
     from slakit.review import ReviewSettings
 
@@ -300,7 +305,12 @@ def build_engine(
         notifiers = []
         for table in data.get("notifiers") or []:
             name, options = _adapter_options(table, "notifiers", base)
-            notifier = _construct("notifier", name, plugins.make_notifier, options)
+            if senders:
+                notifier = _construct("notifier", name, plugins.make_notifier, options)
+            else:
+                if name not in plugins.notifiers():
+                    plugins.make_notifier(name)  # UnknownAdapterError, as when built
+                notifier = UnbuiltNotifier(name)
             notifier.name = table.get("name") or name
             notifiers.append(notifier)
         notifiers = notifiers or None

@@ -16,9 +16,17 @@ from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from slakit.errors import ConfigError
+from slakit.abc import Notifier
+from slakit.errors import ConfigError, TransientNotifyError
+from slakit.records import Notification
 
-__all__ = ["parse_retry_after", "positive_seconds", "secret_from", "table_option"]
+__all__ = [
+    "UnbuiltNotifier",
+    "parse_retry_after",
+    "positive_seconds",
+    "secret_from",
+    "table_option",
+]
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -119,3 +127,18 @@ def table_option(owner: str, field: str, value: Any, *, shape: str) -> Mapping[A
             f"{owner} {field} must be a table of {shape}, got {value!r}", field=field, value=value
         )
     return value
+
+
+class UnbuiltNotifier(Notifier):
+    """A configured notifier by name only, for work that sends nothing (reports,
+    events, exports): its adapter is not built, so the secrets it reads need not
+    be set. Sending through it is an error the engine retries later."""
+
+    def __init__(self, adapter: str) -> None:
+        self.adapter = adapter
+        self.name = adapter
+
+    def send(self, notification: Notification) -> None:
+        raise TransientNotifyError(
+            f"notifier {self.name!r} ({self.adapter}) was not built for this command"
+        )

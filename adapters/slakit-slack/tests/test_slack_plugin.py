@@ -94,3 +94,39 @@ class TestSlackPlugin:
             [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
         )
         assert out.stdout.strip() == "False"
+
+
+class TestCommandsThatSendNothing:
+    def test_run_without_the_token_only_the_senders_need_it(
+        self, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A cron job's `slakit status` has no SLACK_BOT_TOKEN: the commands that send
+        nothing see the notifier by name and work; deliver still says what is missing."""
+        from click.testing import CliRunner
+
+        from slakit.cli import cli
+
+        monkeypatch.delenv("SLACK_BOT_TOKEN", raising=False)
+        monkeypatch.setenv("SLAKIT_DISABLE_PLUGIN_AUTOLOAD", "")
+        (tmp_path / "slakit.toml").write_text(
+            '[store]\nadapter = "sqlite"\npath = "s.db"\n\n'
+            '[policies.p]\nbasis = "wall"\nsla_minutes = 5\n\n'
+            '[[notifiers]]\nadapter = "slack"\nname = "team-slack"\n'
+        )
+        monkeypatch.chdir(tmp_path)
+        runner = CliRunner()
+        started = runner.invoke(cli, ["start", "L1", "--owner", "dana@x.io"])
+        assert started.exit_code == 0, started.output
+        for args in (
+            ["status", "--max-dead", "0"],
+            ["show", "L1"],
+            ["report"],
+            ["export"],
+            ["preflight", "--json"],
+        ):
+            result = runner.invoke(cli, args)
+            assert "SLACK_BOT_TOKEN" not in result.output, (args, result.output)
+            assert result.exit_code in (0, 1), (args, result.output)  # preflight: gaps
+        deliver = runner.invoke(cli, ["deliver"])
+        assert deliver.exit_code == 2
+        assert "SLACK_BOT_TOKEN" in deliver.stderr
