@@ -1567,6 +1567,27 @@ class TestSinkBacklog:
         engine.close()
         assert [t.handoff_id for t in flaky.lines] == ["L1"]
 
+    def test_lines_still_refused_at_close_are_named_with_their_resend_window(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A sink that still fails at close: an ERROR line with the window that resends
+        the held lines from the store, so none is lost without a word."""
+        flaky = FlakySink(fail=10)
+        engine, clock = wall_engine(trace_sinks=[flaky])
+        for i, hid in enumerate(("L1", "L2")):
+            clock.set(T0 + timedelta(minutes=i))
+            engine.start(hid, owner="a")
+        engine.close()
+        assert flaky.lines == []
+        [record] = [r for r in caplog.records if "still failed at close" in r.getMessage()]
+        assert record.levelname == "ERROR"
+        assert (
+            "trace sink 'flaky' still failed at close; its 2 held line(s) are not sent; the "
+            "store keeps them: slakit traces --emit --since 2026-03-02T14:00:00+00:00 "
+            "--until 2026-03-02T14:01:00.000001+00:00 sends them again"
+        ) in record.getMessage()
+        assert engine._sink_backlog == {}
+
     def test_the_backlog_is_capped_and_says_how_to_resend(
         self, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
     ) -> None:

@@ -322,6 +322,19 @@ class Engine:
         """Close the store, the notifiers and the trace sinks (held lines get one last try)."""
         if self._sink_backlog:
             _quietly(lambda: self._emit(()))
+            for sink in self.trace_sinks:  # still refused: say what to resend
+                held = self._sink_backlog.pop(id(sink), None)
+                if held:
+                    since, until = resend_window(held)
+                    log.error(
+                        "trace sink %r still failed at close; its %d held line(s) are not "
+                        "sent; the store keeps them: slakit traces --emit --since %s "
+                        "--until %s sends them again",
+                        sink.name,
+                        len(held),
+                        since,
+                        until,
+                    )
         for n in self.notifiers:
             _quietly(n.close)
         for s in self.trace_sinks:
