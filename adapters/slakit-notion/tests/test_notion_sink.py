@@ -275,6 +275,32 @@ class TestFullQueue:
         assert sink.flush(5)
         assert notion.titles() == [f"lead-{n} notify:owner" for n in (1, 2, 3, 4)]
 
+    def test_the_queued_head_is_skipped_after_the_engine_let_its_oldest_go(
+        self, notion: FakeNotion, make_sink: MakeSink
+    ) -> None:
+        """Past its held-lines cap the engine drops the oldest lines of a refused batch
+        and offers the rest again: what is left of the queued head is still skipped, so
+        no line reaches Notion twice."""
+        sink = make_sink(queue_size=3)
+        notion.gate.clear()
+        batch = [line(n) for n in range(1, 6)]
+        with pytest.raises(NotionQueueFullError):
+            sink.emit(batch)  # 1, 2, 3 queued
+        notion.gate.set()
+        assert sink.flush(5)
+        sink.emit(batch[1:])  # the engine let line 1 go: 2 and 3 skipped, 4 and 5 go
+        assert sink.flush(5)
+        assert notion.titles() == [f"lead-{n} notify:owner" for n in (1, 2, 3, 4, 5)]
+        notion.gate.clear()
+        more = [line(n) for n in range(6, 11)]
+        with pytest.raises(NotionQueueFullError):
+            sink.emit(more)  # 6, 7, 8 queued
+        notion.gate.set()
+        assert sink.flush(5)
+        sink.emit(more[3:])  # the engine let 6, 7 and 8 go: nothing of them is offered
+        assert sink.flush(5)
+        assert notion.titles()[5:] == [f"lead-{n} notify:owner" for n in (6, 7, 8, 9, 10)]
+
     def test_other_records_are_not_skipped(self, notion: FakeNotion, make_sink: MakeSink) -> None:
         """Only the very objects already queued are skipped, not equal copies (a resend)."""
         sink = make_sink(queue_size=2)

@@ -241,7 +241,8 @@ class NotionTraceSink(TraceSink):
 
         A batch that was refused part-way and is offered again (the same
         record objects first, as the engine does) has its already queued head
-        skipped.
+        skipped, also when the engine has let go of the oldest of them
+        (past its held-lines cap) in between.
 
         :raises NotionQueueFullError: when not every line fits in the queue
             (the ones that fit are queued, in order), or after :meth:`close`.
@@ -253,13 +254,7 @@ class NotionTraceSink(TraceSink):
                     f"notion trace sink {self.name!r} is closed; {len(lines)} line(s) not taken"
                 )
             taken, self._taken = self._taken, []
-            skip = 0
-            if (
-                taken
-                and len(lines) >= len(taken)
-                and all(a is b for a, b in zip(taken, lines, strict=False))
-            ):
-                skip = len(taken)
+            skip = _queued_head(taken, lines)
             fresh = lines[skip:]
             room = max(0, self.queue_size - len(self._queue))
             accepted = fresh[:room]
@@ -449,6 +444,25 @@ class NotionTraceSink(TraceSink):
             since,
             until,
         )
+
+
+def _queued_head(taken: list[TraceRecord], lines: list[TraceRecord]) -> int:
+    """How many of ``lines``, from the first, are the tail of ``taken`` (the lines of
+    the last refused batch that were queued), compared by identity.
+
+    The engine offers a refused batch again as it was, or without its oldest
+    lines when it had to let them go: either way what is left of the queued
+    head comes first.
+    """
+    if not taken or not lines:
+        return 0
+    first = next((i for i, t in enumerate(taken) if t is lines[0]), None)
+    if first is None:
+        return 0
+    tail = taken[first:]
+    if len(lines) < len(tail) or not all(a is b for a, b in zip(tail, lines, strict=False)):
+        return 0
+    return len(tail)
 
 
 def _notion_message(response: httpx.Response) -> str:
