@@ -284,10 +284,16 @@ class TestSlackNotifierConfig:
         n.send(sample_notification(recipient="d"))
         assert len(slack_peer.messages) == 1
 
-    @pytest.mark.parametrize("bad", [5, "", None])
+    @pytest.mark.parametrize("bad", [5, "", None, "1BAD VAR", "SLACK-TOKEN", "A=B"])
     def test_token_env_must_be_a_variable_name(self, bad: object) -> None:
         with pytest.raises(ConfigError, match="token_env must name an environment variable") as e:
             SlackNotifier(token_env=bad)  # type: ignore[arg-type]
+        assert e.value.field == "token_env"
+
+    def test_token_env_is_checked_when_a_token_is_given_too(self) -> None:
+        """A malformed token_env is refused even though ``token`` makes it unused."""
+        with pytest.raises(ConfigError, match="'1BAD VAR'") as e:
+            SlackNotifier(token=TOKEN, token_env="1BAD VAR")
         assert e.value.field == "token_env"
 
     def test_a_token_with_a_line_break_is_refused_without_echoing_it(
@@ -318,6 +324,11 @@ class TestSlackNotifierConfig:
             ({"users": {"dana": "dana"}}, "users.dana"),
             ({"users": ["dana"]}, "users"),
             ({"default_domain": "a@b.com"}, "default_domain"),
+            ({"default_domain": "exa$mple..com"}, "default_domain"),
+            ({"default_domain": "example.com."}, "default_domain"),
+            ({"default_domain": "-example.com"}, "default_domain"),
+            ({"token_env": "1BAD VAR"}, "token_env"),
+            ({"users": {"a": "U12345678", "@a": "U87654321"}}, "users"),
         ],
     )
     def test_malformed_options_are_config_errors(self, options: dict[str, Any], field: str) -> None:
@@ -326,6 +337,30 @@ class TestSlackNotifierConfig:
             SlackNotifier(token=TOKEN, **options)
         assert info.value.field == field
         assert field.split(".")[0] in str(info.value)
+
+    @pytest.mark.parametrize(
+        "users",
+        [
+            {"a": "U12345678", "@a": "U87654321"},
+            {"Dana": "U12345678", "dana": "dana@example.com"},
+            {"@LEE": "lee@example.com", " lee": "U87654321"},
+        ],
+    )
+    def test_users_naming_one_handle_twice_is_a_config_error(self, users: dict[str, str]) -> None:
+        """Keys that differ only by '@', case or spaces name one person: the later no longer
+        silently wins."""
+        with pytest.raises(ConfigError, match=r"slack users names '\w+' twice") as info:
+            SlackNotifier(token=TOKEN, users=users)
+        assert info.value.field == "users"
+
+    def test_default_domain_accepts_domain_names(self) -> None:
+        """Letters, digits and inner hyphens per label; a leading '@' is dropped."""
+        for domain, expected in [
+            ("example.com", "example.com"),
+            ("@mail-1.example.co.uk", "mail-1.example.co.uk"),
+            ("localhost", "localhost"),
+        ]:
+            assert SlackNotifier(token=TOKEN, default_domain=domain).default_domain == expected
 
     def test_a_base_url_without_trailing_slash_is_accepted(self, slack_peer: SlackAPIPeer) -> None:
         """``…/api`` works as well as ``…/api/``."""

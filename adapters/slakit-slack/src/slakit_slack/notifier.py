@@ -91,6 +91,11 @@ _USER_ID = re.compile(r"^[UW][A-Z0-9]{8,}$")
 
 #: What a bot token can hold: visible ASCII, no spaces or line breaks.
 _TOKEN_TEXT = re.compile(r"[\x21-\x7e]+")
+#: An environment variable name (POSIX portable): letters, digits, underscores, no leading digit.
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+#: A domain name: dot-separated labels of letters, digits and inner hyphens.
+_DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 
 
 class SlackNotifier(Notifier):
@@ -123,9 +128,11 @@ class SlackNotifier(Notifier):
         timeout: float = 10.0,
     ) -> None:
         self.name = "slack"
-        if not isinstance(token_env, str) or not token_env.strip():
+        # Checked even when ``token`` is given: a malformed name is a mistake either way.
+        if not isinstance(token_env, str) or not _ENV_NAME.fullmatch(token_env):
             raise ConfigError(
-                f"slack token_env must name an environment variable, got {token_env!r}",
+                "slack token_env must name an environment variable (letters, digits and "
+                f"underscores, not starting with a digit), got {token_env!r}",
                 field="token_env",
                 value=token_env,
             )
@@ -440,7 +447,14 @@ def _check_users(users: Mapping[str, str] | None) -> dict[str, str]:
                 field=f"users.{handle}",
                 value=target,
             )
-        out[handle.strip().lstrip("@").casefold()] = target
+        key = handle.strip().lstrip("@").casefold()
+        if key in out:
+            raise ConfigError(
+                f"slack users names {key!r} twice (keys differ only by '@' or case)",
+                field="users",
+                value=handle,
+            )
+        out[key] = target
     return out
 
 
@@ -448,7 +462,7 @@ def _check_domain(domain: str | None) -> str | None:
     if domain is None:
         return None
     cleaned = domain.strip().lstrip("@") if isinstance(domain, str) else ""
-    if not cleaned or "@" in cleaned or any(c.isspace() for c in cleaned):
+    if not _DOMAIN.fullmatch(cleaned):
         raise ConfigError(
             f"slack default_domain must be a mail domain like 'example.com', got {domain!r}",
             field="default_domain",
