@@ -74,6 +74,14 @@ class TestSMTPNotifierConfig:
             ("local_hostname", 5),
             ("local_hostname", "x\r\nRSET"),
             ("local_hostname", "host\n"),
+            ("host", "a\r\nb"),
+            ("host", "smtp example.com"),
+            ("host", "smtp.exa$mple.com"),
+            ("host", "smtp..example.com"),
+            ("host", "-smtp.example.com"),
+            ("host", "[::1]"),
+            ("host", "smtp.example.com:25"),
+            ("host", 25),
         ],
     )
     def test_bad_values_name_field_and_value(self, key: str, value: Any) -> None:
@@ -95,6 +103,22 @@ class TestSMTPNotifierConfig:
             assert (
                 SMTPNotifier(sender="sla@example.com", local_hostname=name).local_hostname == name
             )
+
+    @pytest.mark.parametrize(
+        ("host", "expected"),
+        [
+            ("smtp.example.com", "smtp.example.com"),
+            (" smtp.example.com ", "smtp.example.com"),
+            ("smtp.example.com.", "smtp.example.com."),
+            ("mail_relay", "mail_relay"),
+            ("localhost", "localhost"),
+            ("192.0.2.1", "192.0.2.1"),
+            ("2001:db8::1", "2001:db8::1"),
+        ],
+    )
+    def test_host_is_a_host_name_or_ip_address(self, host: str, expected: str) -> None:
+        """A host name (underscores allowed, as in container names) or an IP address."""
+        assert SMTPNotifier(sender="sla@example.com", host=host).host == expected
 
     def test_bad_address_entry_names_the_handle(self) -> None:
         """A malformed addresses entry is reported with its handle and value."""

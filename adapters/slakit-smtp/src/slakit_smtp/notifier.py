@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import ipaddress
 import re
 import smtplib
 import ssl
@@ -49,6 +50,10 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 _DOMAIN = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
 #: An EHLO address literal: ``[192.0.2.1]`` or ``[IPv6:2001:db8::1]``.
 _ADDRESS_LITERAL = re.compile(r"\[[0-9A-Za-z:.]+\]")
+# The server's name as a resolver takes it: labels may hold underscores (container
+# and service names do), and a trailing dot marks a fully qualified name.
+_HOST_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?"
+_HOST = re.compile(rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?")
 
 
 def message_id_for(idempotency_key: str) -> str:
@@ -66,6 +71,17 @@ def message_id_for(idempotency_key: str) -> str:
 def _one_line(value: str) -> str:
     # Header values may not carry line breaks (header injection); fold them to spaces.
     return " ".join(value.split())
+
+
+def _is_host(value: str) -> bool:
+    """Whether ``value`` is a host name or an IP address (IPv6 without brackets)."""
+    if _HOST.fullmatch(value):
+        return True
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _check_address(field: str, value: Any) -> str:
@@ -94,7 +110,7 @@ class SMTPNotifier(Notifier):
     ``X-Slakit-Handoff-Id``. One connection per notification; nothing is shared
     between calls, so :meth:`send` is safe from several threads.
 
-    :param host: the SMTP server.
+    :param host: the SMTP server: a host name or an IP address (IPv6 without brackets).
     :param port: its port; by default 465 for ``ssl``, 587 for ``starttls``, else 25.
     :param security: ``"none"``, ``"starttls"`` or ``"ssl"``. Unset: TLS on port
         465, otherwise STARTTLS when the server offers it; a login is then refused
@@ -133,9 +149,10 @@ class SMTPNotifier(Notifier):
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.name = "smtp"
-        if not isinstance(host, str) or not host.strip():
+        if not isinstance(host, str) or not _is_host(host.strip()):
+            # A line break here would only fail at the first send, inside smtplib.
             raise ConfigError(
-                f"smtp notifier host must be a non-empty string, got {host!r}",
+                f"smtp notifier host must be a host name or an IP address, got {host!r}",
                 field="host",
                 value=host,
             )
