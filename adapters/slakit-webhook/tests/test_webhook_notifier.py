@@ -88,6 +88,14 @@ class TestWebhookSend:
         assert delivery.headers["webhook-id"].isascii()
         assert json.loads(delivery.body)["data"]["idempotency_key"] == key
 
+    def test_an_upper_case_scheme_is_accepted(self, receiver: WebhookReceiver) -> None:
+        """Schemes are case-insensitive: ``HTTP://…`` posts like ``http://…``."""
+        assert receiver.url.startswith("http://")
+        n = WebhookNotifier("HTTP://" + receiver.url.removeprefix("http://"), secret=SECRET)
+        n.send(sample_notification())
+        n.close()
+        assert receiver.outcomes() == ["handled"]
+
     def test_sending_twice_gives_the_receiver_the_same_id_to_dedupe_on(
         self, receiver: WebhookReceiver, notifier: WebhookNotifier
     ) -> None:
@@ -252,6 +260,8 @@ class TestWebhookConfig:
             "https://user:s3cretpw@hooks.example.com:99999/hook/TOKEN123",
             "https://user:s3cretpw@/hook/TOKEN123",
             "https://user:s3cretpw@hooks.example.com:x/hook/TOKEN123",
+            "https://user:s3cretpw@hooks example.com/hook/TOKEN123",
+            "ftp://user:s3cretpw@hooks.example.com/hook/TOKEN123",
         ],
     )
     def test_a_bad_url_is_named_by_its_host_only(self, url: str) -> None:
@@ -289,6 +299,17 @@ class TestWebhookConfig:
             ({"headers": {"X-Count": 3}}, "headers.X-Count"),
             ({"headers": ["X-A"]}, "headers"),
             ({"headers_env": {"Webhook-Signature": "X"}}, "headers_env.Webhook-Signature"),
+            ({"url": "https://h ex/x"}, "url"),
+            ({"url": "https://exa$mple.com/x"}, "url"),
+            ({"url": "https://hooks..example.com/x"}, "url"),
+            ({"url": "https://-hooks.example.com/x"}, "url"),
+            ({"headers": {"Host": "evil.example"}}, "headers.Host"),
+            ({"headers": {"content-length": "0"}}, "headers.content-length"),
+            ({"headers": {"Content-Type": "text/plain"}}, "headers.Content-Type"),
+            ({"headers": {"Transfer-Encoding": "chunked"}}, "headers.Transfer-Encoding"),
+            ({"headers": {"Connection": "close"}}, "headers.Connection"),
+            ({"headers": {"webhook-timestamp": "0"}}, "headers.webhook-timestamp"),
+            ({"headers_env": {"host": "X"}}, "headers_env.host"),
         ],
     )
     def test_malformed_options_are_config_errors(self, options: dict[str, Any], field: str) -> None:
@@ -297,6 +318,34 @@ class TestWebhookConfig:
         with pytest.raises(ConfigError) as info:
             WebhookNotifier(**options)
         assert info.value.field == field
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "HTTPS://hooks.example.com/x",
+            "Https://hooks.example.com/x",
+            "https://hooks.example.com./x",
+            "https://hook_svc:8080/x",
+            "https://192.0.2.1/x",
+            "https://[2001:db8::1]:8443/x",
+            "https://bücher.example/x",
+        ],
+    )
+    def test_urls_with_a_valid_host_are_accepted(self, url: str) -> None:
+        """Any case of scheme; host names, IDNs and IP literals."""
+        WebhookNotifier(url).close()
+
+    def test_another_scheme_is_named_in_the_message(self) -> None:
+        """The message says which scheme was given, not just that it is wrong."""
+        with pytest.raises(ConfigError, match="got scheme 'ftp'") as info:
+            WebhookNotifier("ftp://example.com/x")
+        assert info.value.field == "url"
+
+    def test_a_reserved_header_names_what_sets_it(self) -> None:
+        """Host and the other transport headers are set by the HTTP client."""
+        with pytest.raises(ConfigError, match="cannot be replaced") as info:
+            WebhookNotifier("https://example.com/hook", headers={"Host": "evil.example"})
+        assert info.value.field == "headers.Host"
 
     def test_a_bad_secret_is_not_echoed(self) -> None:
         """The error for a malformed secret does not repeat the secret."""

@@ -9,6 +9,7 @@ engine's outbox schedules retries.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -35,9 +36,25 @@ __all__ = [
 
 #: The payload's ``type``.
 EVENT_TYPE = "slakit.notification"
-#: Headers the notifier sets itself; ``headers`` may not replace them.
+#: Headers the notifier or its HTTP connection sets; ``headers`` may not replace them.
+#: The Standard Webhooks three, the body's type and length, ``host`` (the URL's) and
+#: the hop-by-hop headers of the connection itself.
 RESERVED_HEADERS = frozenset(
-    {"webhook-id", "webhook-timestamp", "webhook-signature", "content-type", "content-length"}
+    {
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+        "content-type",
+        "content-length",
+        "host",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
 )
 
 
@@ -48,7 +65,8 @@ class WebhookNotifier(Notifier):
     are transient (``Retry-After`` honoured); any other answer (3xx, 4xx) is
     permanent and dead-letters the notification.
 
-    :param url: where to POST (``http://`` or ``https://``).
+    :param url: where to POST (``http://`` or ``https://``, in any case), with a host
+        name or an IP address.
     :param secret: the shared ``whsec_…`` secret; without one (and without
         ``secret_env``) requests carry no ``webhook-signature``.
     :param secret_env: the environment variable holding the secret.
@@ -203,8 +221,17 @@ def _shown_url(url: str) -> str:
 
 
 def _check_url(url: Any) -> str:
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-        shown = "a text value" if isinstance(url, str) else repr(url)
+    if not isinstance(url, str):
+        raise ConfigError(
+            f"webhook url must be an http:// or https:// URL, got {url!r}",
+            field="url",
+            value="…",
+        )
+    scheme = _SCHEME.match(url)
+    # Schemes are case-insensitive: HTTPS://… is https://….
+    if scheme is None or scheme.group(1).lower() not in ("http", "https"):
+        # Text without a scheme may be a token: not echoed.
+        shown = "text without a scheme" if scheme is None else f"scheme {scheme.group(1)!r}"
         raise ConfigError(
             f"webhook url must be an http:// or https:// URL, got {shown}",
             field="url",
@@ -219,6 +246,13 @@ def _check_url(url: Any) -> str:
         ) from None
     if not parsed.host:
         raise ConfigError(f"webhook url {shown!r} has no host", field="url", value=shown)
+    if not _is_host(parsed.raw_host.decode("ascii", "replace")):
+        # httpx percent-encodes a space or a '<' in the host and fails only when sending.
+        raise ConfigError(
+            f"webhook url {shown!r}: the host is not a host name or an IP address",
+            field="url",
+            value=shown,
+        )
     if parsed.port is not None and not 0 < parsed.port < 65536:
         raise ConfigError(
             f"webhook url {shown!r} has port {parsed.port}, outside 1-65535",
@@ -226,6 +260,25 @@ def _check_url(url: Any) -> str:
             value=shown,
         )
     return url
+
+
+#: A URL's scheme, up to ``://``.
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*)://")
+# A host name as a resolver takes it (IDNs arrive in their xn-- form): labels may hold
+# underscores, as container and service names do; a trailing dot marks an absolute name.
+_HOST_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?"
+_HOST = re.compile(rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?")
+
+
+def _is_host(host: str) -> bool:
+    """Whether ``host`` is a host name or an IP address (IPv6 without brackets)."""
+    if _HOST.fullmatch(host):
+        return True
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _load_secret(secret: str | None, secret_env: str | None) -> bytes | None:
@@ -247,7 +300,8 @@ def _check_headers(headers: Mapping[str, str] | None, field: str) -> dict[str, s
             )
         if name.lower() in RESERVED_HEADERS:
             raise ConfigError(
-                f"webhook {field}.{name} is set by the notifier and cannot be replaced",
+                f"webhook {field}.{name} is set by the notifier or its HTTP connection "
+                "and cannot be replaced",
                 field=f"{field}.{name}",
                 value=name,
             )
