@@ -205,7 +205,18 @@ class TestOTelTraceSinkConfig:
             OTelTraceSink(tracer_provider=spans.provider, endpoint="http://127.0.0.1:4318")
 
     @pytest.mark.parametrize(
-        ("key", "value"), [("service_name", ""), ("endpoint", 4318), ("headers", "x")]
+        ("key", "value"),
+        [
+            ("service_name", ""),
+            ("endpoint", 4318),
+            ("headers", "x"),
+            ("endpoint", "not a url"),
+            ("endpoint", "otel-collector:4318"),
+            ("endpoint", "ftp://otel-collector:4318/v1/traces"),
+            ("endpoint", "http:///v1/traces"),
+            ("endpoint", "http://otel collector:4318/v1/traces"),
+            ("endpoint", "http://otel-collector:99999/v1/traces"),
+        ],
     )
     def test_bad_values_name_field_and_value(self, key: str, value: Any) -> None:
         """A malformed option raises ConfigError naming the field and value."""
@@ -213,6 +224,56 @@ class TestOTelTraceSinkConfig:
             OTelTraceSink.from_config({key: value})
         assert key in str(info.value)
         assert repr(value) in str(info.value)
+
+    @pytest.mark.parametrize(
+        ("headers", "field"),
+        [
+            ({"a": 1}, "headers.a"),
+            ({"x-api-key": None}, "headers.x-api-key"),
+            ({"x-api-key": "k-123\r\nInjected: 1"}, "headers.x-api-key"),
+            ({"x api key": "k-123"}, "headers.x api key"),
+            ({5: "k-123"}, "headers.5"),
+        ],
+    )
+    def test_a_header_that_cannot_be_sent_is_a_config_error(
+        self, headers: dict[Any, Any], field: str
+    ) -> None:
+        """Each header name and value is checked when the sink is built; a value (an API
+        key, often) is never echoed."""
+        with pytest.raises(ConfigError) as info:
+            OTelTraceSink.from_config(
+                {"endpoint": "http://127.0.0.1:9/v1/traces", "headers": headers}
+            )
+        assert info.value.field == field
+        assert field in str(info.value)
+        assert "k-123" not in f"{info.value} {info.value.value}"
+
+    @pytest.mark.parametrize("provider", ["my-provider", 5, object()])
+    def test_a_tracer_provider_that_is_not_one_is_a_config_error(self, provider: Any) -> None:
+        """Not an AttributeError from deep inside: a ConfigError naming the option."""
+        with pytest.raises(ConfigError, match="tracer_provider") as info:
+            OTelTraceSink(tracer_provider=provider)
+        assert info.value.field == "tracer_provider"
+
+    @pytest.mark.parametrize(
+        "endpoint",
+        [
+            "http://otel-collector:4318/v1/traces",
+            "HTTPS://otel.example.com/v1/traces",
+            "http://otel_collector:4318",
+            "http://[::1]:4318/v1/traces",
+            "http://127.0.0.1:4318/v1/traces",
+        ],
+    )
+    def test_http_endpoints_are_accepted(self, endpoint: str) -> None:
+        """http(s) in any case, a host name or an IP literal; the scheme is kept lower-case."""
+        sink = OTelTraceSink(endpoint=endpoint)
+        try:
+            assert sink.endpoint is not None
+            assert sink.endpoint.startswith(("http://", "https://"))
+            assert sink.endpoint.lower() == endpoint.lower()
+        finally:
+            sink.close()
 
     def test_endpoint_without_an_exporter_names_the_package(
         self, monkeypatch: pytest.MonkeyPatch

@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import ipaddress
 import json
 import logging
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -50,6 +53,15 @@ SCOPE = "slakit"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _MAX_DEPTH = 6
+
+# A host name as a resolver takes it (IDNs in their xn-- form): labels may hold
+# underscores, as container and service names do; a trailing dot marks an absolute name.
+_HOST_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?"
+_HOST = re.compile(rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?")
+#: An HTTP header name (RFC 9110 token).
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: A header value a request can carry: visible ASCII, spaces and tabs.
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
 
 
 def otel_trace_id(trace_id: str) -> int:
@@ -136,6 +148,93 @@ def record_attributes(record: TraceRecord) -> dict[str, AttributeValue]:
     return attrs
 
 
+def _is_host(host: str) -> bool:
+    """Whether ``host`` is a host name or an IP address (IPv6 without brackets)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return True
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError:  # an empty or over-long label
+        return False
+    return _HOST.fullmatch(ascii_host) is not None
+
+
+def _check_endpoint(endpoint: Any) -> str:
+    """``endpoint`` with its scheme in lower case, if it is an http(s) URL with a host.
+
+    :raises ConfigError: naming the endpoint, for anything else.
+    """
+    problem = None
+    if not isinstance(endpoint, str) or not endpoint:
+        problem = "must be a URL"
+    else:
+        scheme, sep, rest = endpoint.partition("://")
+        host = port_ok = None
+        try:
+            parts = urlsplit(endpoint)
+            host = parts.hostname
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:  # a port that is not a number, or outside 0-65535
+            pass
+        if not sep or scheme.lower() not in ("http", "https"):
+            problem = "must be an http:// or https:// URL"
+        elif not host or not _is_host(host):
+            problem = "must be an http:// or https:// URL with a host name or an IP address"
+        elif not port_ok:
+            problem = "has a port that is not a number from 1 to 65535"
+        else:
+            # Schemes are case-insensitive: kept in lower case, as the exporters expect.
+            return f"{scheme.lower()}://{rest}"
+    raise ConfigError(
+        f"otel trace sink endpoint {problem}, got {endpoint!r}",
+        field="endpoint",
+        value=endpoint,
+    )
+
+
+def _check_headers(headers: Any) -> dict[str, str] | None:
+    """The OTLP request headers, each name an HTTP token and each value one line of ASCII.
+
+    :raises ConfigError: naming the header; a value (an API key, often) is not echoed.
+    """
+    if headers is None:
+        return None
+    if not isinstance(headers, Mapping):
+        raise ConfigError(
+            f"otel trace sink headers must be a table of name = value, got {headers!r}",
+            field="headers",
+            value=headers,
+        )
+    out: dict[str, str] = {}
+    for name, value in headers.items():
+        field = f"headers.{name}"
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+            raise ConfigError(
+                f"otel trace sink {field}: {name!r} is not a header name (letters, digits "
+                "and !#$%&'*+-.^_`|~ only)",
+                field=field,
+                value=name,
+            )
+        if not isinstance(value, str):
+            raise ConfigError(
+                f"otel trace sink {field} must be a string, got a {type(value).__name__}",
+                field=field,
+                value=type(value).__name__,
+            )
+        if not _HEADER_VALUE.fullmatch(value):
+            raise ConfigError(
+                f"otel trace sink {field} must be one line of ASCII text",
+                field=field,
+                value="…",
+            )
+        out[name] = value
+    return out
+
+
 def _build_provider(
     service_name: str, endpoint: str, headers: Mapping[str, str] | None
 ) -> trace.TracerProvider:
@@ -174,7 +273,7 @@ class OTelTraceSink(TraceSink):
         or by OpenTelemetry's auto-configuration).
     :param service_name: ``service.name`` of the provider this sink builds for
         ``endpoint``; ignored (with a warning) when it uses another provider.
-    :param endpoint: an OTLP endpoint (``http://collector:4318/v1/traces``); the
+    :param endpoint: an OTLP endpoint, an http(s) URL (``http://collector:4318/v1/traces``); the
         sink then builds its own SDK provider with a batch processor. Needs
         ``opentelemetry-exporter-otlp-proto-http`` (or ``-grpc``) installed.
     :param headers: extra OTLP request headers for ``endpoint`` (e.g. an API key).
@@ -196,17 +295,17 @@ class OTelTraceSink(TraceSink):
                 field="service_name",
                 value=service_name,
             )
-        if endpoint is not None and (not isinstance(endpoint, str) or not endpoint):
+        if endpoint is not None:
+            endpoint = _check_endpoint(endpoint)
+        headers = _check_headers(headers)
+        if tracer_provider is not None and not callable(
+            getattr(tracer_provider, "get_tracer", None)
+        ):
             raise ConfigError(
-                f"otel trace sink endpoint must be a URL, got {endpoint!r}",
-                field="endpoint",
-                value=endpoint,
-            )
-        if headers is not None and not isinstance(headers, Mapping):
-            raise ConfigError(
-                f"otel trace sink headers must be a table of name = value, got {headers!r}",
-                field="headers",
-                value=headers,
+                "otel trace sink tracer_provider must be an OpenTelemetry TracerProvider "
+                f"(set it in code), got {type(tracer_provider).__name__}",
+                field="tracer_provider",
+                value=type(tracer_provider).__name__,
             )
         if tracer_provider is not None and endpoint is not None:
             raise ConfigError(
