@@ -9,8 +9,10 @@ and names the option and its value.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
+import re
 import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
@@ -22,6 +24,7 @@ from slakit.records import Notification
 
 __all__ = [
     "UnbuiltNotifier",
+    "is_host",
     "parse_retry_after",
     "positive_seconds",
     "secret_from",
@@ -142,3 +145,27 @@ class UnbuiltNotifier(Notifier):
         raise TransientNotifyError(
             f"notifier {self.name!r} ({self.adapter}) was not built for this command"
         )
+
+
+# A host name as a resolver takes it (IDNs in their xn-- form): labels may hold
+# underscores, as container and service names do; a trailing dot marks an absolute name.
+_HOST_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?"
+_HOST = re.compile(rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?")
+
+
+def is_host(value: str) -> bool:
+    """Whether ``value`` is a host name or an IP address (IPv6 without brackets).
+
+    A name in another script counts in its IDNA (``xn--``) form.
+    """
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        pass
+    else:
+        return True
+    try:
+        name = value.encode("idna").decode("ascii")
+    except UnicodeError:  # an empty or over-long label
+        return False
+    return _HOST.fullmatch(name) is not None

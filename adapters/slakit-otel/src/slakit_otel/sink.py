@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import ipaddress
 import json
 import logging
 import re
@@ -30,6 +29,7 @@ from opentelemetry.util.types import AttributeValue
 from slakit.abc import TraceSink
 from slakit.errors import ConfigError
 from slakit.handoff import is_w3c_trace_id
+from slakit.notify import is_host
 from slakit.records import TraceRecord
 
 __all__ = [
@@ -54,10 +54,6 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _MAX_DEPTH = 6
 
-# A host name as a resolver takes it (IDNs in their xn-- form): labels may hold
-# underscores, as container and service names do; a trailing dot marks an absolute name.
-_HOST_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?"
-_HOST = re.compile(rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?")
 #: An HTTP header name (RFC 9110 token).
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 #: A header value a request can carry: visible ASCII, spaces and tabs.
@@ -148,21 +144,6 @@ def record_attributes(record: TraceRecord) -> dict[str, AttributeValue]:
     return attrs
 
 
-def _is_host(host: str) -> bool:
-    """Whether ``host`` is a host name or an IP address (IPv6 without brackets)."""
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    else:
-        return True
-    try:
-        ascii_host = host.encode("idna").decode("ascii")
-    except UnicodeError:  # an empty or over-long label
-        return False
-    return _HOST.fullmatch(ascii_host) is not None
-
-
 def _check_endpoint(endpoint: Any) -> str:
     """``endpoint`` with its scheme in lower case, if it is an http(s) URL with a host.
 
@@ -182,7 +163,7 @@ def _check_endpoint(endpoint: Any) -> str:
             pass
         if not sep or scheme.lower() not in ("http", "https"):
             problem = "must be an http:// or https:// URL"
-        elif not host or not _is_host(host):
+        elif not host or not is_host(host):
             problem = "must be an http:// or https:// URL with a host name or an IP address"
         elif not port_ok:
             problem = "has a port that is not a number from 1 to 65535"

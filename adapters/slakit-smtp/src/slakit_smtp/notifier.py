@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import html
-import ipaddress
 import re
 import smtplib
 import ssl
@@ -16,7 +15,7 @@ from urllib.parse import urlsplit
 
 from slakit.abc import Notifier
 from slakit.errors import ConfigError, NotifyError, PermanentNotifyError, TransientNotifyError
-from slakit.notify import positive_seconds, secret_from, table_option
+from slakit.notify import is_host, positive_seconds, secret_from, table_option
 from slakit.records import Notification
 
 __all__ = ["CONFIG_KEYS", "DEFAULT_PORTS", "SECURITY_MODES", "SMTPNotifier", "message_id_for"]
@@ -50,10 +49,6 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 _DOMAIN = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
 #: An EHLO address literal: ``[192.0.2.1]`` or ``[IPv6:2001:db8::1]``.
 _ADDRESS_LITERAL = re.compile(r"\[[0-9A-Za-z:.]+\]")
-# The server's name as a resolver takes it: labels may hold underscores (container
-# and service names do), and a trailing dot marks a fully qualified name.
-_HOST_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?"
-_HOST = re.compile(rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?")
 
 
 def message_id_for(idempotency_key: str) -> str:
@@ -71,17 +66,6 @@ def message_id_for(idempotency_key: str) -> str:
 def _one_line(value: str) -> str:
     # Header values may not carry line breaks (header injection); fold them to spaces.
     return " ".join(value.split())
-
-
-def _is_host(value: str) -> bool:
-    """Whether ``value`` is a host name or an IP address (IPv6 without brackets)."""
-    if _HOST.fullmatch(value):
-        return True
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
 
 
 def _check_address(field: str, value: Any) -> str:
@@ -149,7 +133,7 @@ class SMTPNotifier(Notifier):
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.name = "smtp"
-        if not isinstance(host, str) or not _is_host(host.strip()):
+        if not isinstance(host, str) or not is_host(host.strip()):
             # A line break here would only fail at the first send, inside smtplib.
             raise ConfigError(
                 f"smtp notifier host must be a host name or an IP address, got {host!r}",

@@ -9,7 +9,6 @@ engine's outbox schedules retries.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import re
@@ -22,7 +21,13 @@ import httpx
 
 from slakit.abc import Notifier
 from slakit.errors import ConfigError, PermanentNotifyError, TransientNotifyError
-from slakit.notify import parse_retry_after, positive_seconds, secret_from, table_option
+from slakit.notify import (
+    is_host,
+    parse_retry_after,
+    positive_seconds,
+    secret_from,
+    table_option,
+)
 from slakit.records import Notification
 from slakit_webhook.signature import decode_secret, sign, webhook_id
 
@@ -246,7 +251,7 @@ def _check_url(url: Any) -> str:
         ) from None
     if not parsed.host:
         raise ConfigError(f"webhook url {shown!r} has no host", field="url", value=shown)
-    if not _is_host(parsed.raw_host.decode("ascii", "replace")):
+    if not is_host(parsed.raw_host.decode("ascii", "replace")):
         # httpx percent-encodes a space or a '<' in the host and fails only when sending.
         raise ConfigError(
             f"webhook url {shown!r}: the host is not a host name or an IP address",
@@ -264,21 +269,6 @@ def _check_url(url: Any) -> str:
 
 #: A URL's scheme, up to ``://``.
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*)://")
-# A host name as a resolver takes it (IDNs arrive in their xn-- form): labels may hold
-# underscores, as container and service names do; a trailing dot marks an absolute name.
-_HOST_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?"
-_HOST = re.compile(rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?")
-
-
-def _is_host(host: str) -> bool:
-    """Whether ``host`` is a host name or an IP address (IPv6 without brackets)."""
-    if _HOST.fullmatch(host):
-        return True
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def _load_secret(secret: str | None, secret_env: str | None) -> bytes | None:
