@@ -89,9 +89,10 @@ class TestSecretFrom:
             secret_from("pager", "s3cret", "X", field="token")
         assert e.value.field == "token_env"
 
-    @pytest.mark.parametrize("env", ["", 3])
+    @pytest.mark.parametrize("env", ["", 3, "1BAD", "BAD VAR", "A-B", "$TOKEN"])
     def test_a_variable_name_must_be_a_name(self, env: Any) -> None:
-        """An empty or non-string variable name is a ConfigError."""
+        """An empty, non-string or malformed variable name is a ConfigError saying so,
+        not "is not set"."""
         with pytest.raises(ConfigError, match="must name an environment variable") as e:
             secret_from("pager", None, env, field="token")
         assert e.value.field == "token_env"

@@ -79,6 +79,10 @@ def positive_seconds(owner: str | None, field: str, value: Any) -> float:
     return float(value)
 
 
+#: An environment variable name a shell can set.
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 def secret_from(owner: str, value: str | None, env: str | None, *, field: str) -> str | None:
     """A secret given in the config as ``field``, or read from the variable ``field_env`` names.
 
@@ -101,9 +105,10 @@ def secret_from(owner: str, value: str | None, env: str | None, *, field: str) -
         )
     if env is None:
         return value
-    if not isinstance(env, str) or not env:
+    if not isinstance(env, str) or not _ENV_NAME.fullmatch(env):
         raise ConfigError(
-            f"{owner} {env_field} must name an environment variable, got {env!r}",
+            f"{owner} {env_field} must name an environment variable (letters, digits "
+            f"and _, not starting with a digit), got {env!r}",
             field=env_field,
             value=env,
         )
