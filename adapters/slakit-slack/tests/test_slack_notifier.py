@@ -319,6 +319,8 @@ class TestSlackNotifierConfig:
             ({"base_url": "slack.com/api"}, "base_url"),
             ({"base_url": "http://"}, "base_url"),
             ({"base_url": "https:///api/"}, "base_url"),
+            ({"base_url": "https://sl ack.com/api/"}, "base_url"),
+            ({"base_url": "https://slack.com:port/api/"}, "base_url"),
             ({"timeout": 0}, "timeout"),
             ({"timeout": "10"}, "timeout"),
             ({"users": {"dana": "dana"}}, "users.dana"),
@@ -365,6 +367,14 @@ class TestSlackNotifierConfig:
     def test_a_base_url_without_trailing_slash_is_accepted(self, slack_peer: SlackAPIPeer) -> None:
         """``…/api`` works as well as ``…/api/``."""
         n = SlackNotifier(token=TOKEN, base_url=slack_peer.url.rstrip("/"), users={"dana": DANA})
+        n.send(sample_notification())
+        assert len(slack_peer.messages) == 1
+
+    def test_an_upper_case_scheme_is_accepted(self, slack_peer: SlackAPIPeer) -> None:
+        """Schemes are case-insensitive: ``HTTP://…`` works and is kept in lower case."""
+        upper = "HTTP" + slack_peer.url[len("http") :]
+        n = SlackNotifier(token=TOKEN, base_url=upper, users={"dana": DANA})
+        assert n.base_url == slack_peer.url
         n.send(sample_notification())
         assert len(slack_peer.messages) == 1
 

@@ -26,7 +26,7 @@ from slack_sdk.web.slack_response import SlackResponse
 
 from slakit.abc import Notifier
 from slakit.errors import ConfigError, NotifyError, PermanentNotifyError, TransientNotifyError
-from slakit.notify import parse_retry_after, positive_seconds, table_option
+from slakit.notify import is_host, parse_retry_after, positive_seconds, table_option
 from slakit.records import Notification
 
 __all__ = [
@@ -153,13 +153,18 @@ class SlackNotifier(Notifier):
                 field="token" if token is not None else "token_env",
                 value="…",
             )
-        if (
-            not isinstance(base_url, str)
-            or not base_url.startswith(("http://", "https://"))
-            or not urlsplit(base_url).hostname
-        ):
+        host = None
+        if isinstance(base_url, str) and base_url.lower().startswith(("http://", "https://")):
+            scheme, _, rest = base_url.partition("://")
+            base_url = f"{scheme.lower()}://{rest}"  # schemes are case-insensitive
+            try:
+                parts = urlsplit(base_url)
+                host = parts.hostname if parts.port != 0 else None
+            except ValueError:  # a port that is not a number, or out of range
+                host = None
+        if not host or not is_host(host):
             raise ConfigError(
-                f"slack base_url must be an http(s) URL, got {base_url!r}",
+                f"slack base_url must be an http(s) URL with a host name, got {base_url!r}",
                 field="base_url",
                 value=base_url,
             )
