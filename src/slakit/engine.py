@@ -773,7 +773,7 @@ class Engine:
         traces: list[TraceRecord],
     ) -> None:
         """:meth:`prepare`, appending to ``handoffs`` and ``traces`` (bulk ingest's loop)."""
-        if not isinstance(record, Mapping):
+        if type(record) is not dict and not isinstance(record, Mapping):
             raise ValidationError(
                 f"a start_many record must be a mapping of start()'s arguments, got {record!r}",
                 field="record",
