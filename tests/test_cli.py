@@ -662,6 +662,17 @@ class TestImportExport:
         assert "out.jsonl looks like JSON lines" in err
         assert "--format csv" in err
 
+    def test_a_header_ending_in_a_delimiter_is_read(self, project: Path) -> None:
+        """Some exports end the header with a delimiter: the nameless column is left
+        out, not taken for a missing field in every row."""
+        (project / "leads.csv").write_text(
+            "id,owner,started_at,\nE1,ann,2026-11-23T14:00:00Z\nE2,bob,2026-11-23T15:00:00Z,\n"
+        )
+        result = CliRunner().invoke(cli, ["import", "leads.csv", "--policy", "speed-to-lead"])
+        assert result.exit_code == 0, result.output
+        assert count_rows(project) == 2
+        assert json.loads(run("show", "E1", "--json").output)["handoff"]["attributes"] == {}
+
     def test_short_rows_and_repeated_ids_name_their_lines(self, project: Path) -> None:
         """A row missing fields is invalid like one with extra fields; a repeated id
         names the line it first appeared on."""
@@ -845,6 +856,18 @@ class TestOutbox:
         table = run("outbox", "--state", "dead").output
         assert "L-1:0:notify:owner:alice" in table
         assert "2 row(s): 0 pending, 0 sent, 2 dead" in table
+
+    def test_requeue_shows_a_receivers_error_without_obeying_it(self, project: Path) -> None:
+        """A dead row's error is a receiver's answer: an escape sequence in it (a screen
+        clear, a terminal hyperlink) is written out, not sent to the terminal."""
+        self._dead_letters(project)
+        evil = "\x1b]8;;http://evil.example/\x07CLICK\x1b]8;;\x07\x1b[2J"
+        with sqlite3.connect(project / "slakit.db") as con:
+            con.execute("UPDATE outbox SET last_error = ?", (evil,))
+        out = run("requeue", "--all", "--dry-run").output
+        assert "\x1b" not in out
+        assert "\x07" not in out
+        assert "\\x1b]8;;http://evil.example/\\x07CLICK" in out
 
     def test_requeue_sends_dead_letters_again(self, project: Path) -> None:
         """Requeued rows go out on the next deliver, each traced with who requeued it."""

@@ -296,6 +296,8 @@ class TestStart:
             ("owner", {"id": "L1", "owner": "al\tice"}),
             ("backup_owner", {"id": "L1", "backup_owner": "bob\r"}),
             ("channel", {"id": "L1", "channel": "web\x1b[31m"}),
+            ("owner", {"id": "L1", "owner": "ann\x9b31mRED"}),
+            ("segment", {"id": "L1", "segment": "smb\u202eesirpretne"}),
             ("segment", {"id": "L1", "segment": "smb\tenterprise"}),
         ],
     )
@@ -1582,9 +1584,10 @@ class TestSinkBacklog:
         [record] = [r for r in caplog.records if "still failed at close" in r.getMessage()]
         assert record.levelname == "ERROR"
         assert (
-            "trace sink 'flaky' still failed at close; its 2 held line(s) are not sent; the "
-            "store keeps them: slakit traces --emit --since 2026-03-02T14:00:00+00:00 "
-            "--until 2026-03-02T14:01:00.000001+00:00 sends them again"
+            "trace sink 'flaky' still failed at close; of its 2 held line(s) it took none or "
+            "only a first part; the store keeps them all: slakit traces --emit --since "
+            "2026-03-02T14:00:00+00:00 --until 2026-03-02T14:01:00.000001+00:00 sends them "
+            "again"
         ) in record.getMessage()
         assert engine._sink_backlog == {}
 
@@ -1656,6 +1659,12 @@ class TestPolicyBuiltInCode:
         assert repr(kwargs[field])[:20] in str(err.value)
         with pytest.raises(slakit.errors.SlakitError):
             slakit.Policy(name="p", **kwargs)
+
+    def test_steps_from_any_iterable_are_kept(self) -> None:
+        """A generator of steps is made a tuple before it is checked, not used up by it."""
+        steps = slakit.Policy.default().steps
+        p = slakit.Policy(name="p", steps=(s for s in steps))
+        assert p.steps == steps
 
     def test_a_blank_name_is_refused(self) -> None:
         with pytest.raises(ConfigError, match="name must be a non-empty string") as err:

@@ -113,3 +113,28 @@ class TestTableOption:
         with pytest.raises(ConfigError, match=r"pager users must be a table of handle = id") as e:
             table_option("pager", "users", ["dana"], shape="handle = id")
         assert e.value.field == "users"
+
+
+class TestShownNotObeyed:
+    def test_the_console_notifier_writes_control_characters_out(self) -> None:
+        """Text built from attributes goes to a terminal: an escape sequence in it is
+        shown as text (``\\x1b``), a bidirectional override too, never obeyed."""
+        import io
+
+        import attrs
+
+        from slakit.adapters.console import ConsoleNotifier
+        from slakit.testing.notifiers import sample_notification
+
+        out = io.StringIO()
+        n = attrs.evolve(
+            sample_notification(), text="ACME\x1b]8;;http://evil.example/\x07click\x1b[2J \u202etxt"
+        )
+        ConsoleNotifier(stream=out).send(n)
+        line = out.getvalue()
+        assert "\x1b" not in line
+        assert "\x07" not in line
+        assert "\u202e" not in line
+        assert "ACME\\x1b]8;;http://evil.example/\\x07click\\x1b[2J \\u202etxt" in line
+        assert line.endswith("\n")
+        assert line.count("\n") == 1

@@ -456,6 +456,27 @@ def test_html_and_code_in_records_stay_inert_in_the_markdown() -> None:
     assert '&lt;script&gt;alert(1)&lt;/script&gt;"\\`x\\`&amp;' in md
 
 
+def test_links_images_and_tags_in_records_stay_inert_in_the_markdown() -> None:
+    """An owner holding a Markdown image (a tracking pixel when the sheet is viewed) and
+    a breach reason holding a script or table pipes: escaped wherever they appear,
+    the top-reason line and the reasons table included."""
+    config = {k: v for k, v in CONFIG.items() if k != "breach_reasons"}
+    engine = slakit.Engine.from_config(config, clock=slakit.ManualClock(MON))
+    owner = "![x](http://evil.example/p.png)"
+    start = {"id": "p1", "policy": "lead", "started_at": h(0, 9), "owner": owner}
+    run(engine, [(h(0, 9), "start", start)], until=h(0, 12), start=h(0, 9))
+    engine.tag_breach("p1", "<script>alert(2)</script> | `x` \\[y](z)")
+    md = review_from_engine(engine, now=NOW).to_markdown()
+    assert "![x](" not in md
+    assert "!\\[x\\](http://evil.example/p.png)" in md
+    assert "<script>" not in md
+    top = next(line for line in md.splitlines() if line.startswith("Top reason:"))
+    assert top.startswith("Top reason: **&lt;script&gt;alert(2)&lt;/script&gt; \\| \\`x\\`")
+    assert "\\\\\\[y\\](z)" in top  # the backslash escaped too, so the bracket stays one
+    row = next(line for line in md.splitlines() if line.startswith("| &lt;script"))
+    assert row.count(" | ") == 3  # four cells: the pipe in the reason does not split it
+
+
 def test_a_breach_with_no_owner_stays_nobodys_after_a_reassignment() -> None:
     """Reassigned from no owner to the backup: the breach happened to nobody, not the backup."""
     engine = slakit.Engine.from_config(CONFIG, clock=slakit.ManualClock(MON))

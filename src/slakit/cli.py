@@ -44,6 +44,7 @@ from slakit._cliutil import (
     progress_bar,
 )
 from slakit._gc import paused
+from slakit._text import escape_controls
 from slakit._time import AMBIGUOUS_CHOICES, Ambiguous, localize
 from slakit.errors import ConfigError, SlakitError, ValidationError
 from slakit.handoff import _FIELD_NAMES
@@ -617,8 +618,11 @@ def requeue(
         return
     for i in items:
         n = i.notification
+        # last_error is a receiver's answer: shown, not obeyed by the terminal.
         click.echo(
-            f"{n.idempotency_key}  {n.notifier}  after {i.attempts} attempt(s): {i.last_error}"
+            escape_controls(
+                f"{n.idempotency_key}  {n.notifier}  after {i.attempts} attempt(s): {i.last_error}"
+            )
         )
     if dry_run:
         click.echo(f"would requeue {len(items)} dead notification(s)")
@@ -892,6 +896,8 @@ def _parse_row(
     for col, raw in row.items():
         if col is None:
             raise ValidationError("row has more fields than the header", field="row", value=raw)
+        if not col.strip():
+            continue  # a column with no name (a header ending in a delimiter): nothing to keep
         if raw is None:  # csv fills the columns a short row lacks with None
             raise ValidationError(
                 f"row has fewer fields than the header (no {col!r})", field="row", value=col
@@ -1377,7 +1383,8 @@ def import_(
                     err=True,
                 )
                 raise click.exceptions.Exit(130) from None
-        written.append(imported)
+        if not dry_run:
+            written.append(imported)
     _row_errors(errors)
     paused_ids &= {h.id for h, _ in fresh}
     if paused_ids:

@@ -276,7 +276,7 @@ def preflight(as_json: bool, config: Path | None, now: datetime | None) -> None:
     from slakit.preflight import preflight, preflight_engine
 
     with (
-        open_engine(config, setup=False) as engine,
+        open_engine(config, setup=False, senders=True) as engine,
         _spinner(engine, "checking policies and stored handoffs"),
     ):
         if database_missing(engine):

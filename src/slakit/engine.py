@@ -77,7 +77,7 @@ SINK_BACKLOG = 100_000
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 #: Characters an id or an owner may not hold: they would split a log line, a CSV
 #: row or a chat message, and no CRM issues them.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 #: Half of a UTF-16 pair on its own: Python text can hold one, UTF-8 cannot.
 _SURROGATE = re.compile("[\ud800-\udfff]")
 #: start_many record keys that carry history already known.
@@ -323,13 +323,15 @@ class Engine:
         if self._sink_backlog:
             _quietly(lambda: self._emit(()))
             for sink in self.trace_sinks:  # still refused: say what to resend
-                held = self._sink_backlog.pop(id(sink), None)
+                with self._sink_lock:
+                    held = self._sink_backlog.pop(id(sink), None)
                 if held:
                     since, until = resend_window(held)
                     log.error(
-                        "trace sink %r still failed at close; its %d held line(s) are not "
-                        "sent; the store keeps them: slakit traces --emit --since %s "
-                        "--until %s sends them again",
+                        "trace sink %r still failed at close; of its %d held line(s) it "
+                        "took none or only a first part; the store keeps them all: slakit "
+                        "traces --emit --since %s --until %s sends them again (a part the "
+                        "sink took may then arrive twice)",
                         sink.name,
                         len(held),
                         since,

@@ -390,8 +390,9 @@ def hit_rate(
         or an iterable of :class:`~slakit.handoff.Handoff`.
     :param since: first instant of the window (inclusive); ``None`` for no lower bound.
     :param until: end of the window (exclusive); ``None`` for no upper bound.
-    :param by: group keys: ``channel``, ``segment``, ``policy``, ``owner``,
-        ``within_business_hours`` or ``attributes.NAME``; a string is split on commas.
+    :param by: group keys: any of :data:`GROUP_KEYS` (``channel``, ``segment``,
+        ``policy``, ``owner``, ``breach_reason``…) or ``attributes.NAME``; a string
+        is split on commas.
     :param basis: ``"business"`` (adjusted) or ``"wall"`` (absolute).
     :param now: the instant open handoffs are judged at (default: the engine's
         clock when ``source`` is an engine, else the system time).

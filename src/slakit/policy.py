@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 import string
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 
@@ -761,7 +761,10 @@ def _policy_flag(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None
 
 
 def _steps_tuple(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list) else value
+    """Steps as a tuple, from any iterable (a generator would be used up by the check)."""
+    if isinstance(value, tuple | str | bytes | Mapping) or not isinstance(value, Iterable):
+        return value
+    return tuple(value)
 
 
 @attrs.frozen(kw_only=True)

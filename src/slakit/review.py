@@ -545,10 +545,9 @@ class WeeklyReview:
             out.append("No breaches this week.")
         else:
             if self.top_reason is not None:
-                desc = f": {self.top_reason.description}" if self.top_reason.description else ""
-                out.append(
-                    f"Top reason: **{self.top_reason.label}** ({self.top_reason.count}){desc}"
-                )
+                top = self.top_reason
+                desc = f": {_md(top.description)}" if top.description else ""
+                out.append(f"Top reason: **{_md(top.label)}** ({top.count}){desc}")
             else:
                 out.append("Top reason: none yet, no breach is tagged.")
             if self.untagged:
@@ -558,7 +557,7 @@ class WeeklyReview:
                 )
             out += ["", "| reason | breaches | owners | description |", "|---|---|---|---|"]
             for r in self.reasons:
-                label = "_(untagged)_" if r.reason is None else f"`{r.reason}`"
+                label = "_(untagged)_" if r.reason is None else _md(r.reason)
                 if r.reason is not None and not r.known:
                     label += " (not in taxonomy)"
                 out.append(
@@ -852,7 +851,19 @@ def _delta(now: float | None, prev: float | None) -> str:
 
 
 _MD_SPECIAL = str.maketrans(
-    {"|": "\\|", "\n": " ", "<": "&lt;", ">": "&gt;", "&": "&amp;", "`": "\\`"}
+    {
+        "|": "\\|",
+        "\n": " ",
+        "<": "&lt;",
+        ">": "&gt;",
+        "&": "&amp;",
+        "`": "\\`",
+        # No link or image (a remote image loads when the sheet is viewed) without
+        # brackets; and the backslash, which would undo these escapes.
+        "\\": "\\\\",
+        "[": "\\[",
+        "]": "\\]",
+    }
 )
 
 
@@ -1159,7 +1170,11 @@ def _runbook_page(pol: Policy, notifiers: Sequence[str], sinks: Sequence[str]) -
     workflow = rb.get("workflow")
     workflow_md = unset
     if isinstance(workflow, str) and workflow:
-        workflow_md = f"[{workflow}]({workflow})" if "://" in workflow else workflow
+        workflow_md = _md(workflow)
+        if "://" in workflow:  # a link (from the config), its target kept whole
+            target = workflow.replace(" ", "%20").replace("(", "%28").replace(")", "%29")
+            target = target.replace("|", "%7C")
+            workflow_md = f"[{workflow_md}]({target})"
     reviewed = rb.get("last_reviewed")
     lines = [f"# Runbook: {pol.name}", ""]
     if rb.get("description"):
@@ -1181,7 +1196,7 @@ def _runbook_page(pol: Policy, notifiers: Sequence[str], sinks: Sequence[str]) -
         ("Last reviewed", reviewed.isoformat() if isinstance(reviewed, date) else "never"),
     ]
     lines += ["| | |", "|---|---|"]
-    lines += [f"| **{k}** | {_md(v)} |" for k, v in rows]
+    lines += [f"| **{k}** | {v if k == 'Workflow' else _md(v)} |" for k, v in rows]
     lines += ["", "## Steps", "", "| at | due after start | actions |", "|---|---|---|"]
     for s in sorted(pol.steps, key=lambda s: s.offset_for(sla)):
         lines.append(

@@ -122,11 +122,12 @@ class TestCommandsThatSendNothing:
             ["show", "L1"],
             ["report"],
             ["export"],
-            ["preflight", "--json"],
         ):
             result = runner.invoke(cli, args)
             assert "SLACK_BOT_TOKEN" not in result.output, (args, result.output)
             assert result.exit_code in (0, 1), (args, result.output)  # preflight: gaps
-        deliver = runner.invoke(cli, ["deliver"])
-        assert deliver.exit_code == 2
-        assert "SLACK_BOT_TOKEN" in deliver.stderr
+        # The senders, and preflight (the check before a deploy), build it and say so.
+        for args in (["deliver"], ["preflight"]):
+            result = runner.invoke(cli, args)
+            assert result.exit_code == 2, (args, result.output)
+            assert "SLACK_BOT_TOKEN" in result.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
+from slakit._text import escape_controls
 from slakit.abc import Notifier
 from slakit.errors import ConfigError
 from slakit.records import Notification
@@ -45,5 +46,6 @@ class ConsoleNotifier(Notifier):
     def send(self, notification: Notification) -> None:
         """Write one line and flush."""
         n = notification
-        line = f"{self.prefix} → {n.recipient}: {n.text}"
+        # Attributes in the text come from records: shown, not obeyed by the terminal.
+        line = escape_controls(f"{self.prefix} → {n.recipient}: {n.text}")
         print(line, file=self.stream, flush=True)

@@ -191,7 +191,8 @@ class MemoryStore(RecordStore):
         until = _utc_bound("until", until)
         with self._lock:
             rows = list(self._rows.values())
-        rows.sort(key=lambda h: (h.started_at, h.id))
+        # By instant: times sharing a local zone compare by wall clock, fold ignored.
+        rows.sort(key=lambda h: (h.started_at.astimezone(UTC), h.id))
         for h in rows:
             started = h.started_at.astimezone(UTC)
             if since is not None and started < since:

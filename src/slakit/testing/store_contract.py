@@ -788,6 +788,12 @@ class StoreContract:
         store.insert(make_handoff("fold", started_at=datetime(2026, 11, 1, 6, 10, tzinfo=UTC)))
         assert [h.id for h in store.iter_handoffs(since=first, until=second)] == ["fold"]
         assert [h.id for h in store.iter_handoffs(since=second)] == []
+        # Listed by start instant: 01:40 EDT (05:40Z) before 01:20 EST (06:20Z).
+        edt = datetime(2026, 11, 1, 1, 40, tzinfo=ny)
+        est = datetime(2026, 11, 1, 1, 20, fold=1, tzinfo=ny)
+        store.insert(make_handoff("z-edt", started_at=edt))
+        store.insert(make_handoff("a-est", started_at=est))
+        assert [h.id for h in store.iter_handoffs(since=first)] == ["z-edt", "fold", "a-est"]
 
     def test_excluded_ids_lists_cancelled_in_window(self, store: RecordStore) -> None:
         """excluded_ids gives the cancelled handoffs started in [since, until), by start."""
