@@ -130,6 +130,19 @@ class TestBasics:
         assert result.stderr.startswith("Error: ")
         assert not (tmp_path / "q").exists()
 
+    def test_init_writes_through_no_link_left_in_its_way(self, tmp_path: Path) -> None:
+        """A link planted at init's trial file name (a shared folder) is not followed:
+        the file it points to stays as it was, and init stops with one line."""
+        victim = tmp_path / "victim.txt"
+        victim.write_text("keep me\n")
+        target = tmp_path / "proj"
+        target.mkdir()
+        (target / f".slakit.toml.{os.getpid()}.tmp").symlink_to(victim)
+        result = CliRunner().invoke(cli, ["init", str(target)])
+        assert "is in the way" in one_line_error(result)
+        assert victim.read_text() == "keep me\n"
+        assert not (target / "slakit.toml").exists()
+
     def test_a_closed_pipe_ends_quietly(self, project: Path) -> None:
         """`slakit export | head -1`: no error message, exit 141 as after SIGPIPE."""
         rows = ["id,started_at"] + [f"L{i},{T0}" for i in range(5000)]
@@ -1518,3 +1531,21 @@ class TestHostileText:
         assert "--format csv" in one_line_error(
             CliRunner().invoke(cli, ["export", "--spreadsheet-safe"])
         )
+
+    @pytest.mark.parametrize(
+        "owner", [" =1+1", "\u3000=1+1", "\u00a0@SUM(A1)", "\uff1d1+1", "  \uff0bcmd"]
+    )
+    def test_spreadsheet_safe_looks_past_spaces_and_fullwidth_signs(
+        self, project: Path, owner: str
+    ) -> None:
+        """A spreadsheet that trims spaces (Unicode ones too) or folds fullwidth signs
+        would still run these: they get the ' as well; an ordinary value does not."""
+        args = ["start", "S1", "--policy", "speed-to-lead", "--started-at", T0]
+        assert run(*args, "--owner", owner).exit_code == 0
+        assert run("start", "S2", "--policy", "speed-to-lead", "--owner", "a = b").exit_code == 0
+        rows = list(
+            csv.DictReader(
+                run("export", "--format", "csv", "--spreadsheet-safe").stdout.splitlines()
+            )
+        )
+        assert [r["owner"] for r in rows] == ["'" + owner, "a = b"]

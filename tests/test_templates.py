@@ -302,6 +302,30 @@ def test_a_link_naming_itself_renders_without_a_loop() -> None:
     assert policy.message_for(step, h, recipient="alice", values=values).endswith("x//L-1")
 
 
+def test_a_links_values_are_percent_encoded() -> None:
+    """An id from a web form cannot add path segments or a query to the CRM link that
+    goes into every alert; names the template does not know stay as written."""
+    policy = Policy.default(
+        "p", link="https://crm.example.com/leads/{id}?src={attributes[src]}&x={nope}"
+    )
+    h = Handoff(
+        id="../../logout?next=https://evil.example/#",
+        policy="p",
+        started_at=T0,
+        owner="alice",
+        attributes={"src": "a b&c"},
+    )
+    text = policy.message_for(policy.steps[0], h, recipient="alice")
+    assert text.endswith(
+        "https://crm.example.com/leads/..%2F..%2Flogout%3Fnext%3Dhttps%3A%2F%2Fevil.example"
+        "%2F%23?src=a%20b%26c&x={nope}"
+    )
+    plain = Handoff(id="lead-42", policy="p", started_at=T0, attributes={"src": "web"})
+    assert policy.message_for(policy.steps[0], plain, recipient="a").endswith(
+        "https://crm.example.com/leads/lead-42?src=web&x={nope}"
+    )
+
+
 @pytest.mark.parametrize(
     ("template", "needle"),
     [

@@ -181,7 +181,13 @@ def init(directory: Path, force: bool, db: str) -> None:
     # The config is tried from a temporary name first: a database that cannot be
     # created leaves neither a config nor a half-made database behind.
     trial = directory / f".slakit.toml.{os.getpid()}.tmp"
-    trial.write_text(text, encoding="utf-8")
+    try:
+        # O_EXCL: never through a link or into a file someone put there first.
+        fd = os.open(trial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except FileExistsError:
+        fail(f"{trial} is in the way (left by another slakit init?); remove it", 2)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
     try:
         from slakit.config import build_engine
 
@@ -1472,11 +1478,23 @@ def export(
 
 #: What a spreadsheet reads as the start of a formula (OWASP's list).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+#: Fullwidth forms some spreadsheets read as their ASCII signs (NFKC folds them).
+_FULLWIDTH_SIGNS = str.maketrans("＝＋－＠", "=+-@")
 
 
 def _inert_cell(value: Any) -> Any:
-    """``value`` with a ``'`` before it when a spreadsheet would take it for a formula."""
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
+    """``value`` with a ``'`` before it when a spreadsheet would take it for a formula:
+    after any leading spaces (a spreadsheet may trim them, Unicode ones too) and with
+    fullwidth signs read as theirs."""
+    if not isinstance(value, str):
+        return value
+    if value.startswith(_FORMULA_START):
+        return "'" + value
+    head = value.lstrip(
+        " \u00a0\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+        "\u2009\u200a\u202f\u205f\u3000\ufeff"
+    )
+    if head.translate(_FULLWIDTH_SIGNS).startswith(_FORMULA_START):
         return "'" + value
     return value
 

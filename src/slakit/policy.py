@@ -13,6 +13,7 @@ import string
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
+from urllib.parse import quote
 
 import attrs
 
@@ -530,11 +531,32 @@ def _link(
 
 
 def _render_link(policy: Policy, values: TemplateValues) -> str:
-    """The policy's link filled from ``values``; a link that names itself gets nothing there."""
+    """The policy's link filled from ``values``, each text percent-encoded (an id such as
+    ``../admin?next=…`` cannot add path segments or a query); a link that names itself
+    gets nothing there."""
     if not policy.link:
         return ""
     values["link"] = ""  # while it renders: no loop
-    return render(policy.link, values)
+    try:
+        return policy.link.format_map(_UrlQuoted(values))
+    except _RENDER_ERRORS:
+        return policy.link
+
+
+class _UrlQuoted:
+    """Template values for a URL: text percent-encoded, mappings (``attributes``) too."""
+
+    def __init__(self, inner: Mapping[str, Any]) -> None:
+        self._inner = inner
+
+    def __getitem__(self, key: str) -> Any:
+        value = self._inner[key]
+        if isinstance(value, str):
+            # An unknown name renders as written, braces and all.
+            return value if value == "{" + key + "}" else quote(value, safe="")
+        if isinstance(value, Mapping):
+            return _UrlQuoted(value)
+        return value
 
 
 DEFAULT_MESSAGES = {

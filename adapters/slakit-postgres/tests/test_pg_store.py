@@ -910,6 +910,18 @@ class TestHitRateInSQL:
         """A key that is not a column or attributes.NAME returns None."""
         assert pg_store.aggregate_hit_rate(since=None, until=None, by=["x"], now=T0) is None
 
+    def test_a_percent_in_an_attribute_name_is_counted_in_python(
+        self, pg_store: PostgresStore
+    ) -> None:
+        """psycopg reads % in a query as a placeholder, literals included: such a name
+        defers to Python, and hit_rate groups it right."""
+        for key in ("attributes.a%b", "attributes.a%(now)sb"):
+            assert pg_store.aggregate_hit_rate(since=None, until=None, by=[key], now=T0) is None
+        pg_store.insert(make_handoff("p1", attributes={"a%(now)sb": 1}))
+        report = slakit.hit_rate(pg_store, by="attributes.a%(now)sb", now=T0)
+        assert report.computed_by == "python"
+        assert list(report.groups) == [(1,)]
+
     def test_empty_window_has_no_groups(self, pg_store: PostgresStore) -> None:
         """No handoffs in the window: no groups."""
         assert pg_store.aggregate_hit_rate(since=None, until=None, by=(), now=T0) == []

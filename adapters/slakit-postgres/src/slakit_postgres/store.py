@@ -1159,7 +1159,9 @@ class PostgresStore(RecordStore):
             name = _sql.attribute_name(key)
             if key in GROUPABLE_COLUMNS:
                 expr: sql.Composable = sql.Identifier(key)
-            elif name is not None and "\x00" not in name:  # text cannot hold NUL: Python counts
+            elif name is not None and "\x00" not in name and "%" not in name:
+                # Text cannot hold NUL, and psycopg would read a % in the literal as a
+                # placeholder: for such a name Python counts.
                 expr = sql.SQL("attributes -> {}").format(sql.Literal(name))
             else:
                 return None
