@@ -98,6 +98,31 @@ class TestSecretFrom:
         assert e.value.field == "token_env"
 
 
+class TestSecretsPastedAsNames:
+    @pytest.mark.parametrize(
+        "env", ["xoxb-1234567890-abcdefghijklmnop", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
+    )
+    def test_a_secret_in_a_name_option_is_not_echoed(
+        self, env: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A token pasted into ``token_env`` instead of ``token``: the error shows its
+        first four characters and its length, never the whole of it."""
+        monkeypatch.delenv(env, raising=False)
+        with pytest.raises(ConfigError) as e:
+            secret_from("pager", None, env, field="token")
+        assert env not in str(e.value)
+        assert env not in str(e.value.value)
+        assert f"{env[:4]!r}… ({len(env)} characters" in str(e.value)
+
+    def test_names_are_shown_whole(self) -> None:
+        from slakit.notify import env_name_shown
+
+        assert env_name_shown("SLAKIT_SOME_VERY_LONG_VARIABLE_NAME") == (
+            "'SLAKIT_SOME_VERY_LONG_VARIABLE_NAME'"
+        )
+        assert env_name_shown("pager_token") == "'pager_token'"
+
+
 class TestTableOption:
     def test_absent_is_empty(self) -> None:
         """An option that is not given is an empty table."""

@@ -24,6 +24,7 @@ from slakit.records import Notification
 
 __all__ = [
     "UnbuiltNotifier",
+    "env_name_shown",
     "is_host",
     "parse_retry_after",
     "positive_seconds",
@@ -81,6 +82,8 @@ def positive_seconds(owner: str | None, field: str, value: Any) -> float:
 
 #: An environment variable name a shell can set.
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: The custom spelling of one (``SLACK_BOT_TOKEN``).
+_UPPER_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 
 
 def secret_from(owner: str, value: str | None, env: str | None, *, field: str) -> str | None:
@@ -106,18 +109,29 @@ def secret_from(owner: str, value: str | None, env: str | None, *, field: str) -
     if env is None:
         return value
     if not isinstance(env, str) or not _ENV_NAME.fullmatch(env):
+        shown = env_name_shown(env) if isinstance(env, str) else repr(env)
         raise ConfigError(
             f"{owner} {env_field} must name an environment variable (letters, digits "
-            f"and _, not starting with a digit), got {env!r}",
+            f"and _, not starting with a digit), got {shown}",
             field=env_field,
-            value=env,
+            value=shown,
         )
     found = os.environ.get(env)
     if found is None:
+        shown = env_name_shown(env)
         raise ConfigError(
-            f"{owner} {env_field} names {env!r}, which is not set", field=env_field, value=env
+            f"{owner} {env_field} names {shown}, which is not set", field=env_field, value=shown
         )
     return found
+
+
+def env_name_shown(name: str) -> str:
+    """An ``*_env`` option's value as an error message shows it: whole, unless it
+    looks like a secret pasted in place of the variable's name (names are short or
+    upper case by custom); then its first four characters and its length only."""
+    if len(name) <= 16 or _UPPER_ENV_NAME.fullmatch(name):
+        return repr(name)
+    return f"{name[:4]!r}… ({len(name)} characters, shown in part: a secret, not a name?)"
 
 
 def table_option(owner: str, field: str, value: Any, *, shape: str) -> Mapping[Any, Any]:

@@ -26,7 +26,13 @@ from slack_sdk.web.slack_response import SlackResponse
 
 from slakit.abc import Notifier
 from slakit.errors import ConfigError, NotifyError, PermanentNotifyError, TransientNotifyError
-from slakit.notify import is_host, parse_retry_after, positive_seconds, table_option
+from slakit.notify import (
+    env_name_shown,
+    is_host,
+    parse_retry_after,
+    positive_seconds,
+    table_option,
+)
 from slakit.records import Notification
 
 __all__ = [
@@ -130,20 +136,21 @@ class SlackNotifier(Notifier):
         self.name = "slack"
         # Checked even when ``token`` is given: a malformed name is a mistake either way.
         if not isinstance(token_env, str) or not _ENV_NAME.fullmatch(token_env):
+            shown = env_name_shown(token_env) if isinstance(token_env, str) else repr(token_env)
             raise ConfigError(
                 "slack token_env must name an environment variable (letters, digits and "
-                f"underscores, not starting with a digit), got {token_env!r}",
+                f"underscores, not starting with a digit), got {shown}",
                 field="token_env",
-                value=token_env,
+                value=shown,
             )
         resolved = token if token is not None else os.environ.get(token_env, "")
         if not isinstance(resolved, str) or not resolved.strip():
             field = "token" if token is not None else "token_env"
             raise ConfigError(
                 f"slack notifier needs a bot token: set 'token', or the environment "
-                f"variable named by token_env ({token_env!r})",
+                f"variable named by token_env ({env_name_shown(token_env)})",
                 field=field,
-                value=None if token is not None else token_env,
+                value=None if token is not None else env_name_shown(token_env),
             )
         if not _TOKEN_TEXT.fullmatch(resolved.strip()):
             # A line break would end up in an error message (and the outbox) with the token.
