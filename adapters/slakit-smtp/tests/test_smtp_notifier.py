@@ -207,6 +207,32 @@ class TestAddressFor:
         with pytest.raises(PermanentNotifyError, match="local part"):
             n.address_for("Bob Smith")
 
+    def test_allowed_domains_keep_mail_inside(self) -> None:
+        """With allowed_domains, an owner field that is an outside address (a web form's
+        input) is refused, permanently, naming it; inside ones and subdomains pass, and
+        the addresses table (the operator's own) is always allowed."""
+        n = SMTPNotifier(
+            sender="sla@example.com",
+            addresses={"partner": "p@partner.example"},
+            default_domain="example.com",
+            allowed_domains=["Example.com", "@corp.example"],
+        )
+        assert n.address_for("ann@example.com") == "ann@example.com"
+        assert n.address_for("ann@EU.Example.com") == "ann@EU.Example.com"
+        assert n.address_for("bo@corp.example") == "bo@corp.example"
+        assert n.address_for("partner") == "p@partner.example"
+        assert n.address_for("bob") == "bob@example.com"
+        for outside in ("attacker@evil.example", "x@notexample.com", "y@example.com.evil"):
+            with pytest.raises(PermanentNotifyError, match="outside allowed_domains") as err:
+                n.address_for(outside)
+            assert err.value.value == outside
+
+    @pytest.mark.parametrize("value", ["example.com", ["exa mple.com"], [3], {"a": 1}])
+    def test_allowed_domains_must_be_a_list_of_domains(self, value: object) -> None:
+        with pytest.raises(ConfigError) as err:
+            SMTPNotifier(sender="sla@example.com", allowed_domains=value)  # type: ignore[arg-type]
+        assert err.value.field == "allowed_domains"
+
 
 class TestBuildMessage:
     def test_html_part_is_escaped(self) -> None:

@@ -7,7 +7,7 @@ import html
 import re
 import smtplib
 import ssl
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from typing import Any
@@ -35,6 +35,7 @@ CONFIG_KEYS = (
     "from",
     "addresses",
     "default_domain",
+    "allowed_domains",
     "timeout",
     "reply_to",
     "local_hostname",
@@ -107,6 +108,10 @@ class SMTPNotifier(Notifier):
     :param addresses: owner handle → e-mail address.
     :param default_domain: when a handle has no entry in ``addresses``, send to
         ``handle@default_domain``.
+    :param allowed_domains: when given, a recipient that is itself an e-mail
+        address (an owner field filled from a web form, say) is mailed only when
+        its domain is one of these or under one; ``addresses`` entries are
+        always allowed.
     :param timeout: seconds for connecting and for each server reply.
     :param reply_to: an optional ``Reply-To`` address.
     :param local_hostname: the name sent with ``EHLO`` (default: this host's FQDN).
@@ -127,6 +132,7 @@ class SMTPNotifier(Notifier):
         password_env: str | None = None,
         addresses: Mapping[str, str] | None = None,
         default_domain: str | None = None,
+        allowed_domains: Sequence[str] | None = None,
         timeout: float = 30.0,
         reply_to: str | None = None,
         local_hostname: str | None = None,
@@ -204,6 +210,7 @@ class SMTPNotifier(Notifier):
                 value=default_domain,
             )
         self.default_domain = default_domain
+        self.allowed_domains = _check_domains(allowed_domains)
         self.timeout = positive_seconds("smtp notifier", "timeout", timeout)
         if local_hostname is not None and (
             not isinstance(local_hostname, str)
@@ -266,6 +273,17 @@ class SMTPNotifier(Notifier):
         if bare in self.addresses:
             return parseaddr(self.addresses[bare])[1]
         if _ADDRESS.match(bare):
+            domain = bare.rpartition("@")[2].lower()
+            allowed = self.allowed_domains
+            if allowed is not None and not any(
+                domain == d or domain.endswith("." + d) for d in allowed
+            ):
+                raise PermanentNotifyError(
+                    f"smtp notifier: recipient {recipient!r} is an address outside "
+                    f"allowed_domains ({', '.join(allowed)}); add it to addresses to mail it",
+                    field="recipient",
+                    value=recipient,
+                )
             return bare
         if self.default_domain is not None and _LOCAL_PART.match(bare):
             return f"{bare}@{self.default_domain}"
@@ -461,3 +479,28 @@ def _quit_quietly(smtp: smtplib.SMTP) -> None:
         smtp.quit()
     except (smtplib.SMTPException, OSError):
         smtp.close()
+
+
+def _check_domains(value: Any) -> tuple[str, ...] | None:
+    """``allowed_domains``: ``None``, or a list of domain names (kept in lower case).
+
+    :raises ConfigError: naming the option for anything else.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise ConfigError(
+            f"smtp notifier allowed_domains must be a list of domain names, got {value!r}",
+            field="allowed_domains",
+            value=value,
+        )
+    out: list[str] = []
+    for item in value:
+        if not isinstance(item, str) or not _DOMAIN.fullmatch(item.lstrip("@")):
+            raise ConfigError(
+                f"smtp notifier allowed_domains holds {item!r}, which is not a domain name",
+                field="allowed_domains",
+                value=item,
+            )
+        out.append(item.lstrip("@").lower())
+    return tuple(out)
