@@ -107,15 +107,25 @@ def _utc(t: datetime) -> datetime:
 
 
 def _code(h: Handoff, deadline: datetime | None, now: datetime) -> int:
-    """``now`` is in UTC."""
+    """``now`` is in UTC. (:func:`_utc` written inline: this runs per handoff and basis.)"""
     if deadline is None:
         return 2
-    deadline = _utc(deadline)
-    if h.stopped_at is not None:
-        return 0 if _utc(h.stopped_at) <= deadline else 1
+    if deadline.tzinfo is not UTC:
+        deadline = deadline.astimezone(UTC)
+    stopped = h.stopped_at
+    if stopped is not None:
+        if stopped.tzinfo is not UTC:
+            stopped = stopped.astimezone(UTC)
+        return 0 if stopped <= deadline else 1
     # A clock paused after its deadline cannot un-miss it; one paused before waits.
-    if now > deadline and (h.paused_at is None or _utc(h.paused_at) > deadline):
-        return 1
+    if now > deadline:
+        paused = h.paused_at
+        if paused is None:
+            return 1
+        if paused.tzinfo is not UTC:
+            paused = paused.astimezone(UTC)
+        if paused > deadline:
+            return 1
     return 2
 
 
@@ -422,6 +432,9 @@ def hit_rate(
 def _window(
     handoffs: Iterable[Handoff], since: datetime | None, until: datetime | None
 ) -> Iterator[Handoff]:
+    if since is None and until is None:
+        yield from handoffs
+        return
     since = since.astimezone(UTC) if since is not None else None
     until = until.astimezone(UTC) if until is not None else None
     for h in handoffs:
