@@ -935,14 +935,21 @@ class Engine:
     def _event(
         self,
         id: str,
-        change: Callable[[Handoff, Policy], tuple[Handoff, list[TraceRecord]] | None],
+        at: datetime | None,
+        change: Callable[[Handoff, Policy, datetime], tuple[Handoff, list[TraceRecord]] | None],
     ) -> Handoff:
-        """Read, change, compare-and-set; retry when another writer got in between."""
+        """Read, change at the event's time, compare-and-set; retry when another writer
+        got in between.
+
+        Without ``at``, the time is read after the record: a start another thread
+        committed just before is then never later than the event.
+        """
+        given = self._now(at) if at is not None else None
         self.setup()
         for _ in range(20):
             h = self.store.get(id)
             pol = self.policy(h.policy)
-            result = change(h, pol)
+            result = change(h, pol, given if given is not None else self._now(None))
             if result is None:
                 return h
             new, traces = result
@@ -976,12 +983,10 @@ class Engine:
         :raises ValidationError: when ``by`` is not one line of text.
         """
         by = _text("responded_by", by)
-        given = self._now(at) if at is not None else None
 
-        def change(h: Handoff, pol: Policy) -> tuple[Handoff, list[TraceRecord]] | None:
-            # Without ``at``, the time is read after the record: a start another
-            # thread committed just before is then never later than the event.
-            when = given if given is not None else self._now(None)
+        def change(
+            h: Handoff, pol: Policy, when: datetime
+        ) -> tuple[Handoff, list[TraceRecord]] | None:
             self._check_at(h, when, "first_response_at")
             if h.cancelled_at is not None:
                 raise InvalidTransitionError(
@@ -1001,19 +1006,17 @@ class Engine:
                 )
             ]
 
-        return self._event(id, change)
+        return self._event(id, at, change)
 
     def complete(self, id: str, at: datetime | None = None) -> Handoff:
         """Record completion. It stops the clock whatever the policy's stop event.
 
         :raises InvalidTransitionError: when the handoff is cancelled.
         """
-        given = self._now(at) if at is not None else None
 
-        def change(h: Handoff, pol: Policy) -> tuple[Handoff, list[TraceRecord]] | None:
-            # Without ``at``, the time is read after the record: a start another
-            # thread committed just before is then never later than the event.
-            when = given if given is not None else self._now(None)
+        def change(
+            h: Handoff, pol: Policy, when: datetime
+        ) -> tuple[Handoff, list[TraceRecord]] | None:
             self._check_at(h, when, "completed_at")
             if h.cancelled_at is not None:
                 raise InvalidTransitionError(
@@ -1026,7 +1029,7 @@ class Engine:
                 new = _stopped(pol, new, when)
             return new, [self._trace(new, "complete", "complete", when)]
 
-        return self._event(id, change)
+        return self._event(id, at, change)
 
     def cancel(self, id: str, at: datetime | None = None, reason: str | None = None) -> Handoff:
         """Cancel a handoff: no more steps; it leaves the hit-rate denominator.
@@ -1035,12 +1038,10 @@ class Engine:
         :raises ValidationError: when ``reason`` is not one line of text.
         """
         reason = _text("cancel_reason", reason)
-        given = self._now(at) if at is not None else None
 
-        def change(h: Handoff, pol: Policy) -> tuple[Handoff, list[TraceRecord]] | None:
-            # Without ``at``, the time is read after the record: a start another
-            # thread committed just before is then never later than the event.
-            when = given if given is not None else self._now(None)
+        def change(
+            h: Handoff, pol: Policy, when: datetime
+        ) -> tuple[Handoff, list[TraceRecord]] | None:
             self._check_at(h, when, "cancelled_at")
             if h.cancelled_at is not None:
                 return None
@@ -1065,7 +1066,7 @@ class Engine:
             new = attrs.evolve(h, cancelled_at=when, cancel_reason=reason, next_due_at=None)
             return new, [self._trace(new, "cancel", "cancel", when, reason=reason)]
 
-        return self._event(id, change)
+        return self._event(id, at, change)
 
     def pause(self, id: str, at: datetime | None = None) -> Handoff:
         """Stop the clock for a while (waiting on the customer); :meth:`resume` restarts it.
@@ -1074,12 +1075,10 @@ class Engine:
 
         :raises InvalidTransitionError: when the handoff is stopped or cancelled.
         """
-        given = self._now(at) if at is not None else None
 
-        def change(h: Handoff, pol: Policy) -> tuple[Handoff, list[TraceRecord]] | None:
-            # Without ``at``, the time is read after the record: a start another
-            # thread committed just before is then never later than the event.
-            when = given if given is not None else self._now(None)
+        def change(
+            h: Handoff, pol: Policy, when: datetime
+        ) -> tuple[Handoff, list[TraceRecord]] | None:
             self._check_at(h, when, "paused_at")
             if not h.is_active:
                 raise InvalidTransitionError(
@@ -1094,7 +1093,7 @@ class Engine:
             new = attrs.evolve(h, paused_at=when, next_due_at=None)
             return new, [self._trace(new, "pause", "pause", when)]
 
-        return self._event(id, change)
+        return self._event(id, at, change)
 
     def _after_last_resume(self, h: Handoff, when: datetime) -> None:
         """:raises InvalidTimestampError: when ``when`` is before ``h``'s last resume: a
@@ -1116,12 +1115,10 @@ class Engine:
         :raises InvalidTransitionError: when the handoff is stopped or cancelled.
         :raises InvalidTimestampError: when ``at`` is before the pause.
         """
-        given = self._now(at) if at is not None else None
 
-        def change(h: Handoff, pol: Policy) -> tuple[Handoff, list[TraceRecord]] | None:
-            # Without ``at``, the time is read after the record: a start another
-            # thread committed just before is then never later than the event.
-            when = given if given is not None else self._now(None)
+        def change(
+            h: Handoff, pol: Policy, when: datetime
+        ) -> tuple[Handoff, list[TraceRecord]] | None:
             if not h.is_active:
                 # A stopped or cancelled clock stays where it ended, paused or not.
                 raise InvalidTransitionError(
@@ -1147,7 +1144,7 @@ class Engine:
                 )
             ]
 
-        return self._event(id, change)
+        return self._event(id, at, change)
 
     def tag_breach(self, id: str, reason: str, at: datetime | None = None) -> Handoff:
         """Record why a handoff breached (a name from the ``[breach_reasons]`` taxonomy).
@@ -1170,18 +1167,16 @@ class Engine:
                 field="reason",
                 value=reason,
             )
-        given = self._now(at) if at is not None else None
 
-        def change(h: Handoff, pol: Policy) -> tuple[Handoff, list[TraceRecord]] | None:
-            # Without ``at``, the time is read after the record: a start another
-            # thread committed just before is then never later than the event.
-            when = given if given is not None else self._now(None)
+        def change(
+            h: Handoff, pol: Policy, when: datetime
+        ) -> tuple[Handoff, list[TraceRecord]] | None:
             if h.breach_reason == reason:
                 return None
             new = attrs.evolve(h, breach_reason=reason)
             return new, [self._trace(new, "tag", "tag_breach", when, reason=reason)]
 
-        return self._event(id, change)
+        return self._event(id, at, change)
 
     def get(self, id: str) -> Handoff:
         """The stored handoff.
