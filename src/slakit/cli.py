@@ -1089,11 +1089,6 @@ def _nonzero(cell: str | None) -> bool:
         return False
 
 
-def _id_column(columns: dict[str, str]) -> str:
-    """The column that gives ``id`` (one does: :func:`_column_fields` checked)."""
-    return next(col for col, field in columns.items() if field == "id")
-
-
 @contextlib.contextmanager
 def _spooled(file: Path) -> Iterator[tuple[Path, str]]:
     """``file`` and its name for messages; ``-`` is standard input, spooled to a
@@ -1281,6 +1276,7 @@ def import_(
             "breaches are not carried over, and steps already due fire at the next check",
             err=True,
         )
+    id_column = next(c for c, f in columns.items() if f == "id")  # _column_fields checked
     default_tz: tzinfo | None = None
     if tz is not None:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -1307,7 +1303,7 @@ def import_(
         paused_ids: set[str] = set()
         for line, row in _read_csv(file, sep):
             if paused_columns and any(_nonzero(row.get(c)) for c in paused_columns):
-                paused_ids.add((row.get(_id_column(columns)) or "").strip())
+                paused_ids.add((row.get(id_column) or "").strip())
             try:
                 rec = _parse_row(row, columns, default_tz, time_format, ambiguous)
                 if policy is not None:
@@ -1490,10 +1486,7 @@ def _inert_cell(value: Any) -> Any:
         return value
     if value.startswith(_FORMULA_START):
         return "'" + value
-    head = value.lstrip(
-        " \u00a0\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
-        "\u2009\u200a\u202f\u205f\u3000\ufeff"
-    )
+    head = value.replace("\ufeff", "").lstrip()  # str.lstrip takes Unicode spaces too
     if head.translate(_FULLWIDTH_SIGNS).startswith(_FORMULA_START):
         return "'" + value
     return value
