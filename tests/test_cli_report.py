@@ -17,6 +17,7 @@ import slakit
 from slakit import cli_report
 from slakit.adapters.sqlite import SQLiteStore
 from slakit.cli_report import commands
+from slakit.testing.store_contract import make_trace
 
 MON = datetime(2026, 11, 23, 14, tzinfo=UTC)  # Monday 09:00 in New York
 NOW = "2026-11-27T12:00:00+00:00"
@@ -336,15 +337,14 @@ class TestSimulate:
         h = store.get("l0")
         store.add_traces(
             [
-                slakit.TraceRecord(
-                    trace_id=h.trace_id,
-                    handoff_id="l0",
-                    policy="lead",
-                    rule="pause",
+                make_trace(
+                    "l0",
+                    "pause",
                     action="pause",
-                    actor="engine",
+                    trace_id=h.trace_id,
+                    policy="lead",
                     at=MON + timedelta(minutes=20),
-                    outcome="ok",
+                    detail={},
                 )
             ]
         )

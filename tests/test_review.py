@@ -428,11 +428,18 @@ class TestRunbook:
             render_runbook(engine.policies, "nope")
 
 
+def one_late_lead(config: dict[str, Any] = CONFIG, **record: Any) -> slakit.Engine:
+    """An engine where one lead (``p1`` unless ``id`` says otherwise), started Monday at
+    09:00, ran to noon without an answer: breached."""
+    engine = slakit.Engine.from_config(config, clock=slakit.ManualClock(MON))
+    start = {"id": "p1", "policy": "lead", "started_at": h(0, 9), **record}
+    run(engine, [(h(0, 9), "start", start)], until=h(0, 12), start=h(0, 9))
+    return engine
+
+
 def test_an_owner_with_a_pipe_keeps_the_markdown_table_whole() -> None:
     """``ops|east`` in the reasons table's owners cell is escaped, as in the breach rows."""
-    engine = slakit.Engine.from_config(CONFIG, clock=slakit.ManualClock(MON))
-    start = {"id": "p1", "policy": "lead", "started_at": h(0, 9), "owner": "ops|east"}
-    run(engine, [(h(0, 9), "start", start)], until=h(0, 12), start=h(0, 9))
+    engine = one_late_lead(owner="ops|east")
     md = review_from_engine(engine, now=NOW).to_markdown()
     row = next(line for line in md.splitlines() if "ops" in line and "×" in line)
     assert "ops\\|east ×1" in row
@@ -447,10 +454,8 @@ def test_last_reviewed_is_a_date() -> None:
 
 def test_html_and_code_in_records_stay_inert_in_the_markdown() -> None:
     """An owner holding HTML or backticks is escaped, not passed to a Markdown renderer."""
-    engine = slakit.Engine.from_config(CONFIG, clock=slakit.ManualClock(MON))
     owner = '<script>alert(1)</script>"`x`&'
-    start = {"id": "p1", "policy": "lead", "started_at": h(0, 9), "owner": owner}
-    run(engine, [(h(0, 9), "start", start)], until=h(0, 12), start=h(0, 9))
+    engine = one_late_lead(owner=owner)
     md = review_from_engine(engine, now=NOW).to_markdown()
     assert "<script>" not in md
     assert '&lt;script&gt;alert(1)&lt;/script&gt;"\\`x\\`&amp;' in md
@@ -461,10 +466,8 @@ def test_links_images_and_tags_in_records_stay_inert_in_the_markdown() -> None:
     a breach reason holding a script or table pipes: escaped wherever they appear,
     the top-reason line and the reasons table included."""
     config = {k: v for k, v in CONFIG.items() if k != "breach_reasons"}
-    engine = slakit.Engine.from_config(config, clock=slakit.ManualClock(MON))
     owner = "![x](http://evil.example/p.png)"
-    start = {"id": "p1", "policy": "lead", "started_at": h(0, 9), "owner": owner}
-    run(engine, [(h(0, 9), "start", start)], until=h(0, 12), start=h(0, 9))
+    engine = one_late_lead(config, owner=owner)
     engine.tag_breach("p1", "<script>alert(2)</script> | `x` \\[y](z)")
     md = review_from_engine(engine, now=NOW).to_markdown()
     assert "![x](" not in md
@@ -479,9 +482,7 @@ def test_links_images_and_tags_in_records_stay_inert_in_the_markdown() -> None:
 
 def test_a_breach_with_no_owner_stays_nobodys_after_a_reassignment() -> None:
     """Reassigned from no owner to the backup: the breach happened to nobody, not the backup."""
-    engine = slakit.Engine.from_config(CONFIG, clock=slakit.ManualClock(MON))
-    start = {"id": "n1", "policy": "lead", "started_at": h(0, 9), "backup_owner": "erin"}
-    run(engine, [(h(0, 9), "start", start)], until=h(0, 12), start=h(0, 9))
+    engine = one_late_lead(id="n1", backup_owner="erin")
     assert engine.get("n1").owner == "erin"
     (breach,) = [b for b in review_from_engine(engine, now=NOW).breaches if b.id == "n1"]
     assert breach.owner is None
@@ -603,10 +604,8 @@ class TestHtmlMatchesMarkdown:
 
     def test_record_text_is_escaped(self) -> None:
         """Ids and owners holding HTML are escaped in the breach rows."""
-        engine = slakit.Engine.from_config(CONFIG, clock=slakit.ManualClock(MON))
         owner = '<img src=x onerror=alert(1)>"&'
-        start = {"id": "<b>x</b>", "policy": "lead", "started_at": h(0, 9), "owner": owner}
-        run(engine, [(h(0, 9), "start", start)], until=h(0, 12), start=h(0, 9))
+        engine = one_late_lead(id="<b>x</b>", owner=owner)
         page = review_from_engine(engine, now=NOW).to_html()
         assert "<img" not in page
         assert "<b>x</b>" not in page

@@ -24,6 +24,7 @@ from slakit.hookspecs import hookimpl
 from slakit.metrics import hit_rate
 from slakit.plugins import Plugins, get_plugin_manager
 from slakit.simulate import SimulationResult, simulate, simulate_engine
+from slakit.testing.store_contract import make_trace
 
 MON = datetime(2026, 11, 23, 14, tzinfo=UTC)  # Monday 09:00 in New York
 HOURS = {d: ["09:00-17:00"] for d in ("mon", "tue", "wed", "thu", "fri")}
@@ -352,15 +353,14 @@ class TestEventsRecordedOutOfTimeOrder:
         engine.respond("bad", at=MON + timedelta(minutes=50))
         engine.store.add_traces(
             [
-                slakit.TraceRecord(
-                    trace_id=h.trace_id,
-                    handoff_id="bad",
-                    policy="lead",
-                    rule="pause",
+                make_trace(
+                    "bad",
+                    "pause",
                     action="pause",
-                    actor="engine",
+                    trace_id=h.trace_id,
+                    policy="lead",
                     at=MON,
-                    outcome="ok",
+                    detail={},
                 )
             ]
         )

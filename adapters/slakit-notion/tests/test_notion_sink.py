@@ -282,24 +282,20 @@ class TestFullQueue:
         and offers the rest again: what is left of the queued head is still skipped, so
         no line reaches Notion twice."""
         sink = make_sink(queue_size=3)
-        notion.gate.clear()
-        batch = [line(n) for n in range(1, 6)]
-        with pytest.raises(NotionQueueFullError):
-            sink.emit(batch)  # 1, 2, 3 queued
-        notion.gate.set()
-        assert sink.flush(5)
-        sink.emit(batch[1:])  # the engine let line 1 go: 2 and 3 skipped, 4 and 5 go
-        assert sink.flush(5)
-        assert notion.titles() == [f"lead-{n} notify:owner" for n in (1, 2, 3, 4, 5)]
-        notion.gate.clear()
-        more = [line(n) for n in range(6, 11)]
-        with pytest.raises(NotionQueueFullError):
-            sink.emit(more)  # 6, 7, 8 queued
-        notion.gate.set()
-        assert sink.flush(5)
-        sink.emit(more[3:])  # the engine let 6, 7 and 8 go: nothing of them is offered
-        assert sink.flush(5)
-        assert notion.titles()[5:] == [f"lead-{n} notify:owner" for n in (6, 7, 8, 9, 10)]
+        # Lines 1-5, the engine letting line 1 go (2 and 3 are skipped, 4 and 5 go);
+        # then 6-10, letting 6, 7 and 8 go (nothing of the queued head is offered).
+        for first, let_go in ((1, 1), (6, 3)):
+            batch = [line(n) for n in range(first, first + 5)]
+            notion.gate.clear()
+            with pytest.raises(NotionQueueFullError):
+                sink.emit(batch)  # the first three queued
+            notion.gate.set()
+            assert sink.flush(5)
+            sink.emit(batch[let_go:])
+            assert sink.flush(5)
+            assert notion.titles()[first - 1 :] == [
+                f"lead-{n} notify:owner" for n in range(first, first + 5)
+            ]
 
     def test_other_records_are_not_skipped(self, notion: FakeNotion, make_sink: MakeSink) -> None:
         """Only the very objects already queued are skipped, not equal copies (a resend)."""
