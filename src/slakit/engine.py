@@ -220,11 +220,11 @@ class Engine:
             policies = [Policy.default()]
         if isinstance(policies, Mapping):
             self.policies: dict[str, Policy] = dict(policies)
+            _check_kind("policies", self.policies.values(), Policy)
         else:
             policies = list(policies)
-            _check_kind("policies", policies, Policy)
+            _check_kind("policies", policies, Policy)  # before reading their names
             self.policies = {p.name: p for p in policies}
-        _check_kind("policies", self.policies.values(), Policy)
         self.notifiers: list[Notifier] = (
             list(notifiers) if notifiers is not None else [LoggingNotifier()]
         )

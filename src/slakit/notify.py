@@ -24,6 +24,7 @@ from slakit.records import Notification
 
 __all__ = [
     "UnbuiltNotifier",
+    "env_name",
     "env_name_shown",
     "is_host",
     "parse_retry_after",
@@ -108,14 +109,7 @@ def secret_from(owner: str, value: str | None, env: str | None, *, field: str) -
         )
     if env is None:
         return value
-    if not isinstance(env, str) or not _ENV_NAME.fullmatch(env):
-        shown = env_name_shown(env) if isinstance(env, str) else repr(env)
-        raise ConfigError(
-            f"{owner} {env_field} must name an environment variable (letters, digits "
-            f"and _, not starting with a digit), got {shown}",
-            field=env_field,
-            value=shown,
-        )
+    env = env_name(owner, env_field, env)
     found = os.environ.get(env)
     if found is None:
         shown = env_name_shown(env)
@@ -123,6 +117,23 @@ def secret_from(owner: str, value: str | None, env: str | None, *, field: str) -
             f"{owner} {env_field} names {shown}, which is not set", field=env_field, value=shown
         )
     return found
+
+
+def env_name(owner: str, field: str, value: Any) -> str:
+    """``value`` when it is an environment variable name a shell can set.
+
+    :raises ConfigError: naming ``field``, and showing the value only in part when
+        it looks like a secret pasted in the name's place (:func:`env_name_shown`).
+    """
+    if isinstance(value, str) and _ENV_NAME.fullmatch(value):
+        return value
+    shown = env_name_shown(value) if isinstance(value, str) else repr(value)
+    raise ConfigError(
+        f"{owner} {field} must name an environment variable (letters, digits and _, "
+        f"not starting with a digit), got {shown}",
+        field=field,
+        value=shown,
+    )
 
 
 def env_name_shown(name: str) -> str:

@@ -27,6 +27,7 @@ from slack_sdk.web.slack_response import SlackResponse
 from slakit.abc import Notifier
 from slakit.errors import ConfigError, NotifyError, PermanentNotifyError, TransientNotifyError
 from slakit.notify import (
+    env_name,
     env_name_shown,
     is_host,
     parse_retry_after,
@@ -97,8 +98,6 @@ _USER_ID = re.compile(r"^[UW][A-Z0-9]{8,}$")
 
 #: What a bot token can hold: visible ASCII, no spaces or line breaks.
 _TOKEN_TEXT = re.compile(r"[\x21-\x7e]+")
-#: An environment variable name (POSIX portable): letters, digits, underscores, no leading digit.
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 #: A domain name: dot-separated labels of letters, digits and inner hyphens.
 _DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
@@ -135,14 +134,7 @@ class SlackNotifier(Notifier):
     ) -> None:
         self.name = "slack"
         # Checked even when ``token`` is given: a malformed name is a mistake either way.
-        if not isinstance(token_env, str) or not _ENV_NAME.fullmatch(token_env):
-            shown = env_name_shown(token_env) if isinstance(token_env, str) else repr(token_env)
-            raise ConfigError(
-                "slack token_env must name an environment variable (letters, digits and "
-                f"underscores, not starting with a digit), got {shown}",
-                field="token_env",
-                value=shown,
-            )
+        token_env = env_name("slack", "token_env", token_env)
         resolved = token if token is not None else os.environ.get(token_env, "")
         if not isinstance(resolved, str) or not resolved.strip():
             field = "token" if token is not None else "token_env"
