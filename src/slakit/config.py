@@ -284,7 +284,7 @@ def build_engine(
     adapter, so a secret its adapter reads (``token_env``) need not be set there.
     """
     from slakit.engine import Engine
-    from slakit.notify import UnbuiltNotifier
+    from slakit.notify import _UnbuiltNotifier
     from slakit.plugins import get_plugins
     from slakit.review import ReviewSettings
 
@@ -310,7 +310,7 @@ def build_engine(
             else:
                 if name not in plugins.notifiers():
                     plugins.make_notifier(name)  # UnknownAdapterError, as when built
-                notifier = UnbuiltNotifier(name)
+                notifier = _UnbuiltNotifier(name)
             notifier.name = table.get("name") or name
             notifiers.append(notifier)
         notifiers = notifiers or None

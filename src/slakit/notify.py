@@ -23,7 +23,6 @@ from slakit.errors import ConfigError, TransientNotifyError
 from slakit.records import Notification
 
 __all__ = [
-    "UnbuiltNotifier",
     "env_name",
     "env_name_shown",
     "is_host",
@@ -162,7 +161,7 @@ def table_option(owner: str, field: str, value: Any, *, shape: str) -> Mapping[A
     return value
 
 
-class UnbuiltNotifier(Notifier):
+class _UnbuiltNotifier(Notifier):
     """A configured notifier by name only, for work that sends nothing (reports,
     events, exports): its adapter is not built, so the secrets it reads need not
     be set. Sending through it is an error the engine retries later."""
